@@ -1,0 +1,110 @@
+"""Settings: every knob the service has, with its environment variable and help text.
+
+A test fails when a setting here is not documented in README.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+DEFAULT_DB = "sqlite:///var/dispatch.db"
+
+
+def _setting(default: object, env: str, help: str) -> object:
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str = _setting(  # type: ignore[assignment]
+        DEFAULT_DB,
+        "DISPATCH_DB",
+        "Database URL: sqlite:///path (WAL mode) or postgresql+psycopg://user:pw@host/db.",
+    )
+    data_dir: str = _setting(  # type: ignore[assignment]
+        "var",
+        "DISPATCH_DATA",
+        "Folder for the session key, snapshots, recordings and exported files.",
+    )
+    host: str = _setting(  # type: ignore[assignment]
+        "127.0.0.1", "DISPATCH_HOST", "Address the web server listens on."
+    )
+    port: int = _setting(8080, "DISPATCH_PORT", "Port the web server listens on.")  # type: ignore[assignment]
+    secret_key: str = _setting(  # type: ignore[assignment]
+        "",
+        "DISPATCH_SECRET",
+        "Key (44 chars, urlsafe base64 of 32 bytes) that encrypts session cookies. "
+        "Empty: read from DATA_DIR/secret.key, created on first start.",
+    )
+    session_max_age: int = _setting(  # type: ignore[assignment]
+        8 * 3600, "DISPATCH_SESSION_MAX_AGE", "Seconds a page login lasts."
+    )
+    token_max_age: int = _setting(  # type: ignore[assignment]
+        30 * 86400, "DISPATCH_TOKEN_MAX_AGE", "Seconds an API bearer token lasts."
+    )
+    cookie_secure: bool = _setting(  # type: ignore[assignment]
+        False,
+        "DISPATCH_COOKIE_SECURE",
+        "Send the session cookie only over HTTPS (set to 1 behind TLS).",
+    )
+    default_lang: str = _setting(  # type: ignore[assignment]
+        "zh", "DISPATCH_LANG", "Language when the browser states none: zh or en."
+    )
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Defaults, then environment variables, then explicit overrides (CLI flags)."""
+        env = dict(os.environ) if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            if name in env and env[name] != "":
+                values[f.name] = _coerce(f.type, env[name], name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    def session_key(self) -> bytes:
+        """The cookie key: the setting, else DATA_DIR/secret.key (created 0600 once)."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_path / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            key = base64.urlsafe_b64encode(secrets.token_bytes(32))
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(key)
+        return path.read_bytes().strip()
+
+
+def _coerce(kind: object, raw: str, name: str) -> object:
+    from .errors import InvalidInput
+
+    if kind in (int, "int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise InvalidInput(name, f"expected a whole number, got {raw!r}") from None
+    if kind in (bool, "bool"):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise InvalidInput(name, f"expected 1 or 0, got {raw!r}")
+    return raw
+
+
+def documented_settings() -> list[tuple[str, str, str, object]]:
+    """(field, env var, help, default) for every setting, for the README and `--help`."""
+    return [(f.name, f.metadata["env"], f.metadata["help"], f.default) for f in fields(Settings)]
