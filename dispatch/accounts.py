@@ -153,7 +153,9 @@ def create_account(
     return account
 
 
-def issue_token(session: Session, account: Account, max_age: int, label: str = "") -> tuple[str, ApiToken]:
+def issue_token(
+    session: Session, account: Account, max_age: int, label: str = ""
+) -> tuple[str, ApiToken]:
     token = "pd_" + secrets.token_urlsafe(32)
     row = ApiToken(
         account_id=account.id or 0,

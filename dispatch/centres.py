@@ -53,22 +53,34 @@ class CentreClass(StrEnum):
 
 
 LEVEL_ALIASES: dict[str, Level] = {
-    "district": Level.district, "区": Level.district, "县": Level.district,
-    "town": Level.town, "street": Level.town, "镇": Level.town, "乡": Level.town,
-    "街道": Level.town, "village": Level.village, "community": Level.village,
-    "村": Level.village, "社区": Level.village,
+    "district": Level.district,
+    "区": Level.district,
+    "县": Level.district,
+    "town": Level.town,
+    "street": Level.town,
+    "镇": Level.town,
+    "乡": Level.town,
+    "街道": Level.town,
+    "village": Level.village,
+    "community": Level.village,
+    "村": Level.village,
+    "社区": Level.village,
 }
 CLASS_ALIASES: dict[str, CentreClass] = {
-    "demonstration": CentreClass.demonstration, "示范类": CentreClass.demonstration,
-    "establishing": CentreClass.establishing, "创建类": CentreClass.establishing,
-    "follow-on": CentreClass.follow_on, "带动类": CentreClass.follow_on,
+    "demonstration": CentreClass.demonstration,
+    "示范类": CentreClass.demonstration,
+    "establishing": CentreClass.establishing,
+    "创建类": CentreClass.establishing,
+    "follow-on": CentreClass.follow_on,
+    "带动类": CentreClass.follow_on,
 }
 CODE_RE = re.compile(r"^\d{12}$")
 PHONE_RE = re.compile(r"^\+?[0-9][0-9 \-]{4,19}$")
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Now, in UTC, timezone-aware (the database stores UTC)."""
+    return datetime.now(UTC)
 
 
 class Centre(SQLModel, table=True):
@@ -205,7 +217,9 @@ def get(session: Session, code: str) -> Centre:
 
 
 def roots(session: Session) -> list[Centre]:
-    return list(session.exec(select(Centre).where(col(Centre.parent_code).is_(None)).order_by(Centre.code)))
+    return list(
+        session.exec(select(Centre).where(col(Centre.parent_code).is_(None)).order_by(Centre.code))
+    )
 
 
 def children(session: Session, code: str) -> list[Centre]:

@@ -1,0 +1,81 @@
+"""The composition root: `create_app(settings)` wires every part of the server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from dispatch.db import Database
+from dispatch.settings import Settings
+
+from . import api, auth, pages
+from .appkeys import DB, SETTINGS, TEMPLATES, THROTTLE
+from .errors import error_middleware
+from .render import make_templates
+from .sessions import session_middleware
+from .throttle import LoginThrottle
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"
+SESSION_COOKIE = "pd_session"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    ok = await request.app[DB].read(request.app[DB].ping)
+    return web.json_response({"status": "ok" if ok else "degraded", "db": "ok" if ok else "down"})
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    db = Database(app[SETTINGS].db_url)
+    db.create_schema()
+    app[DB] = db
+    log.info("database ready: %s", db.engine.url.render_as_string(hide_password=True))
+    yield
+    db.close()
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    resp = await handler(request)
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    return resp
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[
+            security_headers,
+            error_middleware,
+            session_middleware(
+                settings.session_key(),
+                cookie_name=SESSION_COOKIE,
+                max_age=settings.session_max_age,
+                secure=settings.cookie_secure,
+            ),
+            auth.auth_middleware,
+        ],
+        client_max_size=20 * 1024 * 1024,
+    )
+    app[SETTINGS] = settings
+    app[TEMPLATES] = make_templates()
+    app[THROTTLE] = LoginThrottle()
+    app.cleanup_ctx.append(_database)
+    app.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/login", auth.login_page),
+            web.post("/login", auth.login_submit),
+            web.post("/logout", auth.logout),
+            web.post("/api/v1/auth/token", auth.token_create),
+            web.delete("/api/v1/auth/token", auth.token_revoke),
+            *pages.routes(),
+            *api.routes(),
+            web.static("/static", STATIC_DIR),
+        ]
+    )
+    return app

@@ -1,0 +1,23 @@
+"""Typed keys for what the application holds; one place so handlers and the root agree."""
+
+from __future__ import annotations
+
+import jinja2
+from aiohttp import web
+
+from dispatch.accounts import Account, Scope
+from dispatch.db import Database
+from dispatch.settings import Settings
+
+from .throttle import LoginThrottle
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", Database)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+THROTTLE = web.AppKey("throttle", LoginThrottle)
+
+# Per-request state, set only by the auth middleware.
+SCOPE = web.RequestKey("scope", Scope)
+ACCOUNT = web.RequestKey("account", Account)
+VIA = web.RequestKey("via", str)  # "session" or "token"
+CSRF = web.RequestKey("csrf", str)

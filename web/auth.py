@@ -1,0 +1,220 @@
+"""Who is calling: cookie sessions for pages, bearer tokens for the API, CSRF on posts.
+
+Invariants:
+- `request[SCOPE]` is built only from the session cookie or the bearer token,
+  never from the request body or query.
+- A request authenticated by cookie that changes state carries the session's CSRF
+  token (form field `csrf_token` or header `X-CSRF-Token`); bearer requests carry no
+  cookie and need none.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from dispatch import accounts
+from dispatch.errors import InvalidInput, NotAuthenticated, NotAuthorised
+
+from .appkeys import ACCOUNT, CSRF, DB, SCOPE, SETTINGS, THROTTLE, VIA
+from .render import render
+from .sessions import get_session
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATHS = frozenset({"/login", "/healthz", "/api/v1/auth/token"})
+PUBLIC_PREFIXES = ("/static/",)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def is_public(request: web.Request) -> bool:
+    return request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES)
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def _csrf_token(request: web.Request) -> str:
+    session = get_session(request)
+    token = session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(24)
+        session["csrf"] = token
+    return token
+
+
+async def _check_csrf(request: web.Request, expected: str) -> None:
+    given = request.headers.get("X-CSRF-Token")
+    if given is None and request.content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        given = (await request.post()).get("csrf_token")  # type: ignore[assignment]
+    if not isinstance(given, str) or not hmac.compare_digest(given, expected):
+        raise NotAuthorised("missing or wrong CSRF token; reload the page and try again")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    db = request.app[DB]
+    token = bearer_token(request)
+    if token is not None:
+        account = await db.read(accounts.account_for_token, token)
+        request[SCOPE] = await db.read(accounts.scope_for, account)
+        request[ACCOUNT] = account
+        request[VIA] = "token"
+        return await handler(request)
+
+    session = get_session(request)
+    request[CSRF] = _csrf_token(request)
+    account_id = session.get("account_id")
+    if isinstance(account_id, int):
+        try:
+            account = await db.read(accounts.active_account, account_id)
+        except NotAuthenticated:
+            session.renew()
+            account = None
+        if account is not None:
+            request[ACCOUNT] = account
+            request[SCOPE] = await db.read(accounts.scope_for, account)
+            request[VIA] = "session"
+    # CSRF rides on cookies: check every state change made with the session cookie,
+    # and the login form itself (login CSRF).
+    if request.method not in SAFE_METHODS and (
+        request.get(VIA) == "session" or request.path == "/login"
+    ):
+        await _check_csrf(request, request[CSRF])
+    if SCOPE not in request and not is_public(request):
+        raise NotAuthenticated("log in first, or send Authorization: Bearer <token>")
+    return await handler(request)
+
+
+def scope_of(request: web.Request) -> accounts.Scope:
+    scope = request.get(SCOPE)
+    if scope is None:
+        raise NotAuthenticated("log in first, or send Authorization: Bearer <token>")
+    return scope
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site relative paths; anything else goes home (no open redirect)."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+async def login_page(request: web.Request) -> web.Response:
+    if SCOPE in request:
+        return redirect(_safe_next(request.query.get("next")))
+    return render(request, "login.html", next=request.query.get("next", "/"), failed=None)
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    username = str(form.get("username", "")).strip()
+    password = str(form.get("password", ""))
+    target = _safe_next(str(form.get("next", "/")))
+    throttle = request.app[THROTTLE]
+    remote = request.remote or "?"
+    if throttle.blocked(username, remote):
+        return render(request, "login.html", status=429, next=target, failed="login.throttled")
+    try:
+        account = await request.app[DB].read(accounts.authenticate, username, password)
+    except NotAuthenticated:
+        throttle.failed(username, remote)
+        log.info("login failed for %r from %s", username, remote)
+        return render(request, "login.html", status=401, next=target, failed="login.failed")
+    throttle.succeeded(username, remote)
+    # A fresh session on login: an old cookie (and its CSRF token) cannot be fixed upon us.
+    session = get_session(request)
+    session.renew()
+    session["account_id"] = account.id
+    session["csrf"] = secrets.token_urlsafe(24)
+    log.info("login %s (%s)", account.username, account.role)
+    return redirect(target)
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    get_session(request).renew()
+    return redirect("/login")
+
+
+def redirect(location: str) -> web.Response:
+    """A 303 returned (not raised) so the session middleware can set its cookie on it."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+async def token_create(request: web.Request) -> web.Response:
+    """POST /api/v1/auth/token {username, password, label?} → a bearer token, shown once."""
+    body = await read_json(request)
+    username, password = body.get("username"), body.get("password")
+    if not isinstance(username, str) or not username:
+        raise InvalidInput("username", "required")
+    if not isinstance(password, str) or not password:
+        raise InvalidInput("password", "required")
+    throttle = request.app[THROTTLE]
+    remote = request.remote or "?"
+    if throttle.blocked(username, remote):
+        raise web.HTTPTooManyRequests(
+            text='{"error": "throttled", "message": "too many failed attempts; wait 5 minutes"}',
+            content_type="application/json",
+        )
+    db = request.app[DB]
+    try:
+        account = await db.read(accounts.authenticate, username, password)
+    except NotAuthenticated:
+        throttle.failed(username, remote)
+        raise
+    throttle.succeeded(username, remote)
+    label = body.get("label", "")
+    if not isinstance(label, str):
+        raise InvalidInput("label", "must be text")
+    max_age = request.app[SETTINGS].token_max_age
+    token, row = await db.write(_issue, account.id, max_age, label)
+    return web.json_response(
+        {
+            "token": token,
+            "token_type": "Bearer",
+            "expires_at": row.expires_at.isoformat(),
+            "account": account.as_dict(),
+        },
+        status=201,
+    )
+
+
+def _issue(session, account_id: int, max_age: int, label: str):  # type: ignore[no-untyped-def]
+    account = accounts.active_account(session, account_id)
+    return accounts.issue_token(session, account, max_age, label)
+
+
+async def token_revoke(request: web.Request) -> web.Response:
+    """DELETE /api/v1/auth/token — revokes the bearer token this request carries."""
+    token = bearer_token(request)
+    if token is None:
+        raise InvalidInput("Authorization", "send the token to revoke as a bearer token")
+    await request.app[DB].write(accounts.revoke_token, token)
+    return web.json_response({"revoked": True})
+
+
+async def read_json(request: web.Request) -> dict:  # type: ignore[type-arg]
+    if request.content_type != "application/json":
+        raise InvalidInput("Content-Type", "send application/json")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidInput("body", "not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("body", "must be a JSON object")
+    return body

@@ -1,0 +1,293 @@
+"""The `dispatch` command line. Bad arguments or input: a message on stderr, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from dispatch import accounts, centre_files, centres, demo
+from dispatch.db import Database
+from dispatch.errors import DispatchError, ImportRejected, InvalidInput
+from dispatch.settings import DEFAULT_DB, Settings
+
+EXIT_USAGE = 2
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _common() -> argparse.ArgumentParser:
+    # SUPPRESS: a flag given after the subcommand must not reset one given before it.
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "--db",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help=f"database URL (env DISPATCH_DB, default {DEFAULT_DB})",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="data folder (env DISPATCH_DATA, default ./var)",
+    )
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = _Parser(
+        prog="dispatch",
+        parents=[common],
+        description="平安调度 Pingan Dispatch — video dispatch of governance centres",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = sub.add_parser("serve", parents=[common], help="run the web server")
+    serve.add_argument("--host", help="listen address (env DISPATCH_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (env DISPATCH_PORT, default 8080)")
+    serve.set_defaults(run=cmd_serve)
+
+    demo_p = sub.add_parser("demo", parents=[common], help="demo data")
+    demo_sub = demo_p.add_subparsers(dest="demo_command", required=True, parser_class=_Parser)
+    load = demo_sub.add_parser("load", parents=[common], help="load the demo district (达川区)")
+    load.add_argument("--scale", choices=["district", "province"], default="district")
+    load.add_argument(
+        "--if-empty",
+        action="store_true",
+        help="do nothing (exit 0) when the database already holds centres",
+    )
+    load.set_defaults(run=cmd_demo_load)
+
+    cen = sub.add_parser("centers", aliases=["centres"], parents=[common], help="centres")
+    cen_sub = cen.add_subparsers(dest="centres_command", required=True, parser_class=_Parser)
+    imp = cen_sub.add_parser("import", parents=[common], help="import centres from CSV or XLSX")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--format", choices=["csv", "xlsx"], help="default: from the file name")
+    imp.set_defaults(run=cmd_centres_import)
+    exp = cen_sub.add_parser("export", parents=[common], help="export centres to CSV or XLSX")
+    exp.add_argument("file", type=Path)
+    exp.add_argument("--format", choices=["csv", "xlsx"], help="default: from the file name")
+    exp.add_argument("--under", metavar="CODE", help="only this centre and those below it")
+    exp.set_defaults(run=cmd_centres_export)
+    lst = cen_sub.add_parser("list", parents=[common], help="list centres")
+    lst.add_argument("--under", metavar="CODE", help="only this centre and those below it")
+    lst.add_argument("--level", choices=["district", "town", "village"])
+    lst.add_argument("--json", action="store_true", help="one JSON object per line")
+    lst.set_defaults(run=cmd_centres_list)
+
+    users = sub.add_parser("users", parents=[common], help="accounts")
+    users_sub = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
+    add = users_sub.add_parser("add", parents=[common], help="add an account")
+    add.add_argument("--username", required=True)
+    add.add_argument("--role", required=True, choices=[r.value for r in accounts.Role])
+    add.add_argument(
+        "--centre",
+        "--center",
+        dest="centre",
+        metavar="CODE",
+        help="the account's centre (all roles but admin)",
+    )
+    add.add_argument("--name", default="", help="display name")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input instead of prompting",
+    )
+    add.set_defaults(run=cmd_users_add)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        db_url=getattr(args, "db", None), data_dir=getattr(args, "data_dir", None)
+    )
+
+
+def _open_db(settings: Settings) -> Database:
+    db = Database(settings.db_url)
+    db.create_schema()
+    return db
+
+
+def _file_format(path: Path, given: str | None) -> str:
+    fmt = given or path.suffix.lower().lstrip(".")
+    if fmt not in ("csv", "xlsx"):
+        raise InvalidInput(
+            "format", f"cannot tell the format of {path.name}; use --format csv|xlsx"
+        )
+    return fmt
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from .app import create_app
+
+    settings = settings.with_(**{k: v for k, v in (("host", args.host), ("port", args.port)) if v})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    db = _open_db(settings)
+    with db.session() as s:
+        creds = demo.demo_credentials(s) if centres.roots(s) else []
+    db.close()
+    shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host
+    url = f"http://{shown}:{settings.port}/login"
+
+    def banner(_msg: str) -> None:
+        print(f"平安调度 Pingan Dispatch is running. Log in at: {url}", flush=True)
+        for role, username, password, name in creds:
+            print(f"  {role:<18} {username:<14} {password:<20} {name}", flush=True)
+        print("Press Ctrl+C to stop.", flush=True)
+
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=banner)
+    return 0
+
+
+def cmd_demo_load(args: argparse.Namespace, settings: Settings) -> int:
+    db = _open_db(settings)
+    try:
+        with db.session() as s:
+            if args.if_empty and centres.roots(s):
+                print("demo: the database already holds centres; nothing loaded")
+                return 0
+            summary = demo.load_demo(s, args.scale)
+        print(
+            f"demo: loaded {summary.districts} district(s), {summary.towns} towns, "
+            f"{summary.villages} villages, {summary.accounts} accounts "
+            f"in {summary.seconds:.1f} s"
+        )
+        with db.session() as s:
+            for role, username, password, name in demo.demo_credentials(s):
+                print(f"  {role:<18} {username:<14} {password:<20} {name}")
+    finally:
+        db.close()
+    return 0
+
+
+def cmd_centres_import(args: argparse.Namespace, settings: Settings) -> int:
+    fmt = _file_format(args.file, args.format)
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        raise InvalidInput("file", f"cannot read {args.file}: {exc.strerror}") from None
+    db = _open_db(settings)
+    try:
+        with db.session() as s:
+            result = centre_files.import_centres(s, data, fmt)
+    finally:
+        db.close()
+    print(
+        f"imported {args.file}: {result.created} created, {result.updated} updated, "
+        f"{result.unchanged} unchanged"
+    )
+    return 0
+
+
+def cmd_centres_export(args: argparse.Namespace, settings: Settings) -> int:
+    fmt = _file_format(args.file, args.format)
+    db = _open_db(settings)
+    try:
+        with db.session() as s:
+            path = (
+                centres.get(s, centres.parse_code(args.under, "--under")).path
+                if args.under
+                else None
+            )
+            data = centre_files.export_centres(s, path, fmt)
+    finally:
+        db.close()
+    try:
+        args.file.write_bytes(data)
+    except OSError as exc:
+        raise InvalidInput("file", f"cannot write {args.file}: {exc.strerror}") from None
+    print(f"exported to {args.file} ({len(data)} bytes)")
+    return 0
+
+
+def cmd_centres_list(args: argparse.Namespace, settings: Settings) -> int:
+    db = _open_db(settings)
+    try:
+        with db.session() as s:
+            path = (
+                centres.get(s, centres.parse_code(args.under, "--under")).path
+                if args.under
+                else None
+            )
+            level = centres.parse_level(args.level) if args.level else None
+            rows, _ = centres.search(s, path, level=level, limit=10**9)
+    finally:
+        db.close()
+    for c in rows:
+        if args.json:
+            print(json.dumps(c.as_dict(), ensure_ascii=False))
+        else:
+            indent = "  " * c.depth
+            print(
+                f"{c.code}  {indent}{c.name}  [{c.level}, {c.centre_class} {c.target_year}]"
+                + ("" if c.active else "  (inactive)")
+            )
+    return 0
+
+
+def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise InvalidInput("password", "the two entries differ")
+    else:
+        raise InvalidInput("password", "no terminal to prompt on; use --password-stdin")
+    db = _open_db(settings)
+    try:
+        with db.session() as s:
+            account = accounts.create_account(
+                s,
+                username=args.username,
+                password=password,
+                role=args.role,
+                centre_code=args.centre,
+                display_name=args.name,
+            )
+            shown = account.as_dict()
+    finally:
+        db.close()
+    print(f"added {shown['username']} ({shown['role']}, centre {shown['centre'] or '-'})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        settings = _settings(args)
+        run: Command = args.run
+        return run(args, settings)
+    except UsageError as exc:
+        print(parser.format_usage().rstrip(), file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ImportRejected as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        for p in exc.problems:
+            print(f"  line {p.line}, column {p.column}: {p.reason}", file=sys.stderr)
+        return EXIT_USAGE
+    except DispatchError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
