@@ -24,7 +24,7 @@ from typing import Any
 from openpyxl import Workbook, load_workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.utils.exceptions import InvalidFileException
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import ColumnElement, and_, insert, or_
 from sqlmodel import Session, col, select
 
 from .centres import (
@@ -519,23 +519,24 @@ class _Paths:
 # --- writing ------------------------------------------------------------------------
 
 
-def _new_centre(row: _Row, path: str) -> Centre:
+def _new_centre(row: _Row, path: str) -> dict[str, Any]:
+    """The stored fields of a centre the file creates; absent columns take defaults."""
     v = row.values
     cls: CentreClass = v["centre_class"]
-    return Centre(
-        code=v["code"],
-        name=v["name"],
-        level=v["level"].value,
-        parent_code=v["parent_code"],
-        path=path,
-        centre_class=cls.value,
-        target_year=v.get("target_year", cls.default_target_year),
-        director_name=v.get("director_name", ""),
-        director_phone=v.get("director_phone", ""),
-        grid_workers=v.get("grid_workers", []),
-        active=v.get("active", True),
-        updated_at=utcnow(),
-    )
+    return {
+        "code": v["code"],
+        "name": v["name"],
+        "level": v["level"].value,
+        "parent_code": v["parent_code"],
+        "path": path,
+        "centre_class": cls.value,
+        "target_year": v.get("target_year", cls.default_target_year),
+        "director_name": v.get("director_name", ""),
+        "director_phone": v.get("director_phone", ""),
+        "grid_workers": v.get("grid_workers", []),
+        "active": v.get("active", True),
+        "updated_at": utcnow(),
+    }
 
 
 def _changes(row: _Row, centre: Centre) -> dict[str, Any]:
@@ -579,8 +580,10 @@ def _write(
     # A shorter new path is never below a longer one, so parents are inserted first and
     # each insert satisfies the foreign key; no path can clash, as each ends in its code.
     new.sort(key=lambda r: (_must(paths.of(r.values["code"])).count("/"), r.line))
-    session.add_all(_new_centre(r, _must(paths.of(r.values["code"]))) for r in new)
-    session.flush()
+    if new:
+        # One bulk INSERT (in list order): building 36,000 model objects costs seconds.
+        values = [_new_centre(r, _must(paths.of(r.values["code"]))) for r in new]
+        session.exec(insert(Centre), params=values)
 
     updated = unchanged = 0
     moved: dict[str, str] = {}  # code → old path

@@ -24,7 +24,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import func, insert
@@ -256,7 +256,11 @@ class _Builder:
         communities: Sequence[str],
         villages: Sequence[str],
     ) -> None:
-        """社区 get codes 001, 002, …; 村 get 201, 202, … (both ≤ 20 per town here)."""
+        """社区 get codes 001, 002, …; 村 get 201, 202, ….
+
+        Both kinds stay under 100 per town (at most 20 here), so a 社区 code stays in
+        001–099 and a 村 code in 201–299, and the two ranges never meet.
+        """
         prefix = town_code[:9]
         for i, name in enumerate(communities, start=1):
             self.add(
@@ -297,8 +301,7 @@ def _build_district(b: _Builder) -> None:
         else:
             # A town is villages plus one or two communities at the town seat.
             n_communities = b.rng.randint(1, 2)
-            seat = [name.removesuffix("镇") + "社区", SEAT_COMMUNITY][:n_communities]
-            communities = seat
+            communities = [name.removesuffix("镇") + "社区", SEAT_COMMUNITY][:n_communities]
             villages = [s + "村" for s in b.rng.sample(VILLAGE_STEMS, total - n_communities)]
         b.add_villages(code, town_path, communities, villages)
 
@@ -349,10 +352,10 @@ def _check_scale(scale: str) -> str:
 def role_hashes() -> dict[Role, str]:
     """One argon2 hash per role, shared by every account of that role.
 
-    argon2 is deliberately slow (~50–150 ms a hash); hashing 36,000 province passwords one
-    by one would take over half an hour. Demo passwords are per role anyway, so one hash
-    per role verifies exactly the same logins. (Each hash is still salted and verified
-    normally; an account that later changes its password gets its own hash.)
+    argon2 is deliberately slow (50–300 ms a hash); hashing 36,000 province passwords one
+    by one would take hours. Demo passwords are per role anyway, so one hash per role
+    verifies exactly the same logins. (Each hash is still salted and verified normally;
+    an account that later changes its password gets its own hash.)
     """
     return {role: accounts.hash_password(DEMO_PASSWORDS[role.value]) for role in Role}
 
@@ -370,16 +373,6 @@ def build_rows(scale: str, hashes: dict[Role, str], now: datetime) -> DemoRows:
     return b.rows
 
 
-def demo_now() -> datetime:
-    """`centres.utcnow()` made timezone-aware (same instant, UTC).
-
-    The installed sqlmodel maps `datetime` fields to `UTCDateTime`, which refuses naive
-    values, and `centres.utcnow()` returns a naive one. An aware UTC value is stored
-    identically by either column type, so this works whichever sqlmodel is installed.
-    """
-    return centres.utcnow().replace(tzinfo=UTC)
-
-
 def load_demo(session: Session, scale: str = "district") -> DemoSummary:
     """Load the demo into an empty database through `session`; the caller commits."""
     started = time.perf_counter()
@@ -391,7 +384,7 @@ def load_demo(session: Session, scale: str = "district") -> DemoSummary:
             "demo data loads only into an empty database"
         )
     hashes = role_hashes()
-    now = demo_now()
+    now = centres.utcnow()  # one timestamp for every row of the load
     rows = build_rows(scale, hashes, now)
     account_rows = rows.accounts
     # An admin created before the demo (e.g. by `dispatch account create`) is kept with
@@ -433,7 +426,7 @@ def demo_credentials(session: Session) -> list[tuple[str, str, str, str]]:
     Admin, the first district's operator, its first town (by code) and that town's first
     village. Each is verified against its demo password first and left out when it no
     longer matches (changed password, disabled account, not demo data), so what is printed
-    always works. That costs one argon2 verify per login, ~0.5 s at most.
+    always works. That costs one argon2 verify per login, four at most.
     """
     candidates: list[tuple[Role, str, str]] = [(Role.admin, ADMIN_USERNAME, "")]
     district = session.exec(

@@ -11,6 +11,8 @@ import secrets
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from .errors import InvalidInput
+
 DEFAULT_DB = "sqlite:///var/dispatch.db"
 
 
@@ -77,7 +79,7 @@ class Settings:
     def session_key(self) -> bytes:
         """The cookie key: the setting, else DATA_DIR/secret.key (created 0600 once)."""
         if self.secret_key:
-            return self.secret_key.encode()
+            return _check_key(self.secret_key.encode(), "DISPATCH_SECRET")
         path = self.data_path / "secret.key"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,11 +87,20 @@ class Settings:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(key)
-        return path.read_bytes().strip()
+        return _check_key(path.read_bytes().strip(), str(path))
+
+
+def _check_key(key: bytes, where: str) -> bytes:
+    try:
+        ok = len(base64.urlsafe_b64decode(key)) == 32
+    except ValueError:
+        ok = False
+    if not ok:
+        raise InvalidInput(where, "must be 44 characters of URL-safe base64 (32 bytes)")
+    return key
 
 
 def _coerce(kind: object, raw: str, name: str) -> object:
-    from .errors import InvalidInput
 
     if kind in (int, "int"):
         try:

@@ -187,7 +187,7 @@ def test_demo_credentials_all_log_in(db: Database) -> None:
 
 def test_generation_is_deterministic() -> None:
     hashes = {role: f"hash-{role.value}" for role in Role}
-    now = demo.demo_now()
+    now = centres.utcnow()
     for scale in demo.SCALES:
         first = demo.build_rows(scale, hashes, now)
         again = demo.build_rows(scale, hashes, now)
@@ -225,7 +225,7 @@ def test_an_existing_admin_keeps_its_password(db: Database) -> None:
                 username="admin",
                 role=Role.admin.value,
                 password_hash=accounts.hash_password("the-real-admin-pw"),
-                created_at=demo.demo_now(),
+                created_at=centres.utcnow(),
             )
         )
     summary = _load(db)

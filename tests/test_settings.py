@@ -32,3 +32,8 @@ def test_session_key_is_created_once_and_private(tmp_path: Path) -> None:
     key = s.session_key()
     assert key == s.session_key() and len(key) == 44
     assert (tmp_path / "d" / "secret.key").stat().st_mode & 0o077 == 0
+
+
+def test_a_malformed_secret_is_refused_by_name() -> None:
+    with pytest.raises(InvalidInput, match="DISPATCH_SECRET"):
+        Settings.from_env(env={"DISPATCH_SECRET": "short"}).session_key()
