@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,7 +28,7 @@ FLAGS = [
 @asynccontextmanager
 async def chromium(profile: Path, locale: str = "zh-CN") -> AsyncIterator[BrowserContext]:
     """A fresh browser profile in `profile`; the context closes with the block."""
-    assert Path(CHROMIUM).exists(), "run `make test` (it installs Debian's chromium)"
+    assert os.access(CHROMIUM, os.X_OK), "run `make test` (it installs Debian's chromium)"
     async with async_playwright() as pw:
         context = await pw.chromium.launch_persistent_context(
             str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS, locale=locale

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from browser import chromium
-from conftest import Cast
 from dispatch import demo
 from web.app import create_app
+
+from browser import chromium
+from conftest import Cast
 
 
 @pytest.mark.browser

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+
 from conftest import Cast, bearer, make_token
 
 # Which targets each actor's subtree holds (the rule, stated by hand).

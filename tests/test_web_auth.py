@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 from aiohttp.test_utils import TestClient
-from conftest import Cast, bearer, make_token
 
 from dispatch import demo
+
+from conftest import Cast, bearer, make_token
 
 DISTRICT_PW = demo.DEMO_PASSWORDS["district_operator"]
 
