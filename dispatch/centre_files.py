@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from xml.etree.ElementTree import ParseError
 
 from openpyxl import Workbook, load_workbook
 from openpyxl.cell import WriteOnlyCell
@@ -214,20 +215,32 @@ def _read_xlsx(data: bytes) -> list[_RawRow]:
         warnings.simplefilter("ignore")
         try:
             wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as e:
+        except _XLSX_ERRORS as e:
             raise _reject(1, "", f"not a readable XLSX workbook: {e}") from None
         try:
-            if not wb.worksheets:
-                raise _reject(1, "", "the workbook has no sheet")
-            ws = wb[SHEET] if SHEET in wb.sheetnames else wb.worksheets[0]
-            ws.reset_dimensions()  # trust the rows, not the (often wrong) stored size
-            # Missing rows are filled in by openpyxl, so the n-th row is sheet row n.
-            return [
-                _RawRow(n, [_cell_text(v) for v in values])
-                for n, values in enumerate(ws.iter_rows(min_row=1, values_only=True), 1)
-            ]
+            return _sheet_rows(wb)
+        except _XLSX_ERRORS as e:  # read-only sheets are parsed while iterating
+            raise _reject(1, "", f"not a readable XLSX workbook: {e}") from None
         finally:
             wb.close()
+
+
+_XLSX_ERRORS = (
+    zipfile.BadZipFile, InvalidFileException, ParseError, KeyError, ValueError, OSError
+)  # fmt: skip
+
+
+def _sheet_rows(wb: Any) -> list[_RawRow]:
+    """The "centres" sheet, else the first one, as text rows."""
+    if not wb.worksheets:
+        raise _reject(1, "", "the workbook has no sheet")
+    ws = wb[SHEET] if SHEET in wb.sheetnames else wb.worksheets[0]
+    ws.reset_dimensions()  # trust the rows, not the (often wrong) stored size
+    # Missing rows are filled in by openpyxl, so the n-th row is sheet row n.
+    return [
+        _RawRow(n, [_cell_text(v) for v in values])
+        for n, values in enumerate(ws.iter_rows(min_row=1, values_only=True), 1)
+    ]
 
 
 def _cell_text(value: object) -> str:
@@ -300,21 +313,22 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
-def _parse_header(cells: list[str]) -> tuple[list[str | None], list[RowProblem]]:
+def _parse_header(header: _RawRow) -> tuple[list[str | None], list[RowProblem]]:
     """The column of each cell position (None: a blank header cell)."""
+    line = header.line  # 1, unless blank lines come first
     columns: list[str | None] = []
     problems: list[RowProblem] = []
-    for cell in cells:
+    for cell in header.cells:
         name = HEADER_ALIASES.get(cell.lower()) if cell else None
         if cell and name is None:
-            problems.append(RowProblem(1, cell, f"unknown column {cell!r}"))
+            problems.append(RowProblem(line, cell, f"unknown column {cell!r}"))
         elif name is not None and name in columns:
-            problems.append(RowProblem(1, name, f"column {name} appears more than once"))
+            problems.append(RowProblem(line, name, f"column {name} appears more than once"))
             name = None
         columns.append(name)
     for name in REQUIRED_COLUMNS:
         if name not in columns:
-            problems.append(RowProblem(1, name, f"required column {name} is missing"))
+            problems.append(RowProblem(line, name, f"required column {name} is missing"))
     return columns, problems
 
 
@@ -354,7 +368,7 @@ def _parse_rows(raws: list[_RawRow]) -> tuple[list[_Row], list[RowProblem]]:
     raws = [r for r in raws if any(r.cells)]  # blank rows, trailing ones above all
     if not raws:
         raise _reject(1, "", "the file is empty: it needs a header row")
-    columns, problems = _parse_header(raws[0].cells)
+    columns, problems = _parse_header(raws[0])
     if problems:
         raise ImportRejected(problems=problems)  # rows cannot be read without a header
     rows: list[_Row] = []

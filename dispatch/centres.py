@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, func
+from sqlalchemy import JSON, Column, Index, String, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from .errors import InvalidInput, NotFound
@@ -84,11 +84,24 @@ def utcnow() -> datetime:
 
 
 class Centre(SQLModel, table=True):
+    # Covers counts by level and class, over a subtree's path range or the whole table,
+    # without reading the rows.
+    __table_args__ = (Index("ix_centre_path_counts", "path", "level", "centre_class", "active"),)
+
     code: str = Field(primary_key=True, max_length=12)
     name: str = Field(max_length=100)
     level: str = Field(index=True, max_length=10)
     parent_code: str | None = Field(default=None, foreign_key="centre.code", index=True)
-    path: str = Field(index=True, unique=True, max_length=40)
+    # Byte order ("C") on PostgreSQL too: a locale collation may ignore "/" and break
+    # the range-scan invariant above.
+    path: str = Field(
+        sa_column=Column(
+            String(40).with_variant(String(40, collation="C"), "postgresql"),
+            unique=True,
+            index=True,
+            nullable=False,
+        )
+    )
     centre_class: str = Field(max_length=16)
     target_year: int
     director_name: str = Field(default="", max_length=50)
@@ -240,7 +253,7 @@ def path_up(session: Session, centre: Centre) -> list[Centre]:
     if not codes:
         return []
     found = {c.code: c for c in session.exec(select(Centre).where(col(Centre.code).in_(codes)))}
-    return [found[c] for c in codes]
+    return [found[c] for c in codes if c in found]
 
 
 @dataclass(frozen=True)
@@ -295,8 +308,10 @@ def search(
     if level is not None:
         conds.append(Centre.level == level.value)
     if query:
-        like = f"%{query}%"
-        conds.append(col(Centre.name).like(like) | col(Centre.code).like(like))
+        like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conds.append(
+            col(Centre.name).like(like, escape="\\") | col(Centre.code).like(like, escape="\\")
+        )
     total = session.exec(select(func.count()).select_from(Centre).where(*conds)).one()
     stmt = select(Centre).where(*conds).order_by(Centre.path).offset(offset).limit(limit)
     return list(session.exec(stmt)), int(total)
@@ -330,7 +345,10 @@ def update(session: Session, centre: Centre, changes: dict[str, Any]) -> Centre:
         d = changes["director"]
         if not isinstance(d, dict):
             raise InvalidInput("director", "must be an object with name and phone")
-        centre.director_name = str(d.get("name", "")).strip()[:50]
+        name = str(d.get("name", "")).strip()
+        if len(name) > 50:
+            raise InvalidInput("director.name", "longer than 50 characters")
+        centre.director_name = name
         centre.director_phone = parse_phone(str(d.get("phone", "")), "director.phone")
     if "grid_workers" in changes:
         centre.grid_workers = parse_grid_workers(changes["grid_workers"])

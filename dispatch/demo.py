@@ -3,7 +3,7 @@
 Invariants:
 - Deterministic: every word list is a fixed tuple and every random choice comes from one
   `random.Random(SEED)` consumed in one fixed order, so two loads of the same scale give
-  identical rows (only `updated_at` / `created_at` differ).
+  identical rows (only the timestamps and the salted password hashes differ).
 - Rows are generated depth-first in ascending code order. A child's code extends its
   parent's significant digits, so that order is also `path` order: every parent row precedes
   its children (the self-referencing foreign key holds row by row) and both the primary key
@@ -14,7 +14,7 @@ Invariants:
   The province is synthetic and all its codes start with "91", which no real province
   uses, so it can never collide with the real code 511703… of the 达川区 demo.
 - Every centre gets exactly one account (username = its 12-digit code, role by level) and
-  there is one "admin"; all accounts of a role share one password hash (see `_role_hashes`).
+  there is one "admin"; all accounts of a role share one password hash (see `role_hashes`).
 - `load_demo` writes only through the session it is given and never commits.
 """
 

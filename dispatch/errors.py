@@ -56,7 +56,7 @@ class RowProblem:
         return {"line": self.line, "column": self.column, "reason": self.reason}
 
 
-@dataclass
+@dataclass(eq=False)
 class ImportRejected(DispatchError):
     """An import file had bad rows; nothing was written."""
 

@@ -78,9 +78,7 @@ def other_db(tmp_path: Path) -> Iterator[Database]:
 def snapshot(db: Database) -> dict[str, dict[str, Any]]:
     """Every centre, every field but updated_at."""
     with db.session() as s:
-        return {
-            c.code: c.model_dump(exclude={"updated_at"}) for c in s.exec(select(Centre))
-        }
+        return {c.code: c.model_dump(exclude={"updated_at"}) for c in s.exec(select(Centre))}
 
 
 def count(db: Database) -> int:
@@ -308,21 +306,21 @@ def test_header_problems_are_on_line_one(
 
 
 @pytest.mark.parametrize(
-    ("data", "fmt", "reason"),
+    ("data", "fmt", "line", "reason"),
     [
-        (b"\xff\xfe\x00c\x00o", "csv", "neither UTF-8 nor GB18030"),
-        (b"", "csv", "the file is empty"),
-        (b"\r\n\r\n", "csv", "the file is empty"),
-        (HEADER.encode() + b'\r\n"511703100203,x\r\n', "csv", "unexpected end of data"),
-        (HEADER.encode() + b'\r\n"5117"03100203,x\r\n', "csv", "unreadable CSV"),
-        (b"PK not really a zip", "xlsx", "not a readable XLSX"),
+        (b"\xff\xfe\x00c\x00o", "csv", 1, "neither UTF-8 nor GB18030"),
+        (b"", "csv", 1, "the file is empty"),
+        (b"\r\n,,\r\n", "csv", 1, "the file is empty"),
+        (HEADER.encode() + b'\r\n"511703100203,x\r\n', "csv", 2, "unexpected end of data"),
+        (HEADER.encode() + b'\r\n\r\n"5117"03100203,x\r\n', "csv", 3, "unreadable CSV"),
+        (b"PK not really a zip", "xlsx", 1, "not a readable XLSX"),
     ],
 )
-def test_unreadable_files_are_a_line_one_problem(
-    tree: Database, data: bytes, fmt: str, reason: str
+def test_unreadable_files_are_rejected(
+    tree: Database, data: bytes, fmt: str, line: int, reason: str
 ) -> None:
     p = only(rejected(tree, data, fmt))
-    assert p.line in (1, 2)
+    assert p.line == line
     assert reason in p.reason
 
 
@@ -383,6 +381,18 @@ def test_chinese_headers_and_aliases(db: Database) -> None:
     assert got["511703100201"]["grid_workers"] == [{"name": "张三", "phone": "13800000011"}]
     assert run_import(db, csv_file("511703000000,通川区,区,,示范类,,,,,", header="代码"
                                    + ZH_HEADER[4:])).unchanged == 1  # fmt: skip
+
+
+def test_blank_rows_are_ignored(db: Database) -> None:
+    data = csv_file(
+        "511703000000,通川区,district,,demonstration,,,,,",
+        ",,,,,,,,,",
+        "511703100000,西外镇,town,511703000000,establishing,,,,,",
+        ",,,,,,,,,",
+        "",
+        " , ,,,,,,,,",
+    )
+    assert run_import(db, data).created == 2
 
 
 def test_gb18030_csv_imports(db: Database) -> None:
