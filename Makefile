@@ -34,9 +34,11 @@ serve: $(VENV)/.installed
 	$(BIN)/dispatch demo load --if-empty
 	$(BIN)/dispatch serve
 
+# The PostgreSQL tests run against a local server that .ci/postgres.sh installs and
+# starts; without root or sudo they skip and say so.
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	DISPATCH_TEST_PG_URL="$${DISPATCH_TEST_PG_URL:-$$(bash .ci/postgres.sh)}" $(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

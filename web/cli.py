@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
+
 from dispatch import accounts, centre_files, centres, demo
 from dispatch.db import Database
 from dispatch.errors import DispatchError, ImportRejected, InvalidInput
@@ -287,6 +289,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DispatchError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
+    except OperationalError as exc:
+        print(f"error: cannot use the database: {exc.orig}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`dispatch centers list | head`): not an error.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
