@@ -51,7 +51,9 @@ def test_district_shape(db: Database) -> None:
     assert [(d.code, d.name) for d in districts] == [(demo.DEMO_DISTRICT_CODE, "达川区")]
     assert 18 <= len(towns) <= 22
     assert (summary.districts, summary.towns, summary.villages) == (
-        1, len(towns), len(villages),
+        1,
+        len(towns),
+        len(villages),
     )
     assert {"三里桥街道", "河市镇", "景市镇"} <= {t.name for t in towns}
 
@@ -114,12 +116,14 @@ def test_tree_queries_agree_with_the_loaded_paths(db: Database) -> None:
             # Villages are leaves, so a town's subtree is exactly its children.
             assert [c.code for c in centres.all_below(s, town)] == [k.code for k in kids]
             assert [c.code for c in centres.all_below(s, town, include_self=True)] == [
-                town.code, *(k.code for k in kids)
+                town.code,
+                *(k.code for k in kids),
             ]
             assert [c.code for c in centres.path_up(s, town)] == [district.code]
             for village in kids:
                 assert [c.code for c in centres.path_up(s, village)] == [
-                    district.code, town.code,
+                    district.code,
+                    town.code,
                 ]
                 assert centres.all_below(s, village) == []
                 assert centres.children(s, village.code) == []
@@ -162,7 +166,8 @@ def test_one_account_per_centre_plus_admin(db: Database) -> None:
         town = centres.get(s, village.parent_code or "")
         t_scope = accounts.scope_for(s, by_user[town.code])
         assert {c.code for c in rows if t_scope.covers(c)} == {
-            town.code, *(c.code for c in centres.children(s, town.code))
+            town.code,
+            *(c.code for c in centres.children(s, town.code)),
         }
 
         a_scope = accounts.scope_for(s, accounts.authenticate(s, "admin", "admin-demo-2026"))
@@ -236,7 +241,9 @@ def test_an_existing_admin_keeps_its_password(db: Database) -> None:
             accounts.authenticate(s, "admin", demo.DEMO_PASSWORDS["admin"])
         # Only logins that work are offered.
         assert [r for r, *_ in demo.demo_credentials(s)] == [
-            "district_operator", "town_operator", "village",
+            "district_operator",
+            "town_operator",
+            "village",
         ]
 
 
@@ -272,7 +279,9 @@ def test_province_loads_fast_and_queries_stay_fast(db: Database) -> None:
         assert t_counts < 0.5, f"counts_below took {t_counts:.3f} s"
         assert counts.total == total
         assert counts.by_level == {
-            "district": summary.districts, "town": summary.towns, "village": summary.villages,
+            "district": summary.districts,
+            "town": summary.towns,
+            "village": summary.villages,
         }
         assert all(counts.by_class[c.value] > 0 for c in CentreClass)
 

@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session, SQLModel
 
-from conftest import bearer
 from dispatch import accounts, centre_files, centres, demo
 from dispatch.db import Database
 from dispatch.settings import Settings
 from web.app import create_app
+
+from conftest import bearer
 
 PG_URL = os.environ.get("DISPATCH_TEST_PG_URL", "")
 pytestmark = pytest.mark.skipif(not PG_URL, reason="DISPATCH_TEST_PG_URL is not set")
@@ -78,8 +79,9 @@ async def test_scope_on_postgres(aiohttp_client, pg: Database, tmp_path: Path) -
     with pg.session() as s:
         town = centres.children(s, demo.DEMO_DISTRICT_CODE)[0]
         v1, v2 = centres.children(s, town.code)[:2]
-        account = s.exec(accounts.select(accounts.Account).where(
-            accounts.Account.username == v1.code)).one()
+        account = s.exec(
+            accounts.select(accounts.Account).where(accounts.Account.username == v1.code)
+        ).one()
         token, _ = accounts.issue_token(s, account, 600)
     client = await aiohttp_client(create_app(settings))
     h = bearer(token)

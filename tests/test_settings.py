@@ -17,8 +17,9 @@ def test_every_setting_is_documented_in_the_readme() -> None:
 
 
 def test_environment_then_overrides() -> None:
-    s = Settings.from_env(env={"DISPATCH_PORT": "9000", "DISPATCH_DB": "sqlite:///x.db"},
-                          db_url="sqlite:///y.db")
+    s = Settings.from_env(
+        env={"DISPATCH_PORT": "9000", "DISPATCH_DB": "sqlite:///x.db"}, db_url="sqlite:///y.db"
+    )
     assert s.port == 9000 and s.db_url == "sqlite:///y.db"
 
 

@@ -38,11 +38,26 @@ from dispatch.db import Database  # noqa: E402
 
 REPEATS = 20
 CENTRE_COLUMNS = (
-    "code", "name", "level", "parent_code", "path", "centre_class", "target_year",
-    "director_name", "director_phone", "grid_workers", "active", "updated_at",
+    "code",
+    "name",
+    "level",
+    "parent_code",
+    "path",
+    "centre_class",
+    "target_year",
+    "director_name",
+    "director_phone",
+    "grid_workers",
+    "active",
+    "updated_at",
 )
 ACCOUNT_COLUMNS = (
-    "username", "display_name", "role", "centre_code", "password_hash", "active",
+    "username",
+    "display_name",
+    "role",
+    "centre_code",
+    "password_hash",
+    "active",
     "created_at",
 )
 
@@ -102,7 +117,10 @@ def bench_load(folder: Path) -> Database:
     # The floor: identical rows (plus the admin), pre-built, inserted as plainly as possible.
     centre_rows = plain(rows.centres, CENTRE_COLUMNS)
     admin = {
-        **rows.accounts[0], "username": "admin", "role": "admin", "centre_code": None,
+        **rows.accounts[0],
+        "username": "admin",
+        "role": "admin",
+        "centre_code": None,
         "password_hash": hashes[demo.Role.admin],
     }
     account_rows = plain([admin, *rows.accounts], ACCOUNT_COLUMNS)
