@@ -28,6 +28,7 @@ from openpyxl.utils.exceptions import InvalidFileException
 from sqlalchemy import ColumnElement, and_, insert, or_
 from sqlmodel import Session, col, select
 
+from .accounts import Account, Role
 from .centres import (
     Centre,
     CentreClass,
@@ -132,7 +133,7 @@ def _export_row(c: Centre) -> list[Cell]:
         c.target_year,
         c.director_name,
         c.director_phone,
-        format_grid_workers(c.grid_workers),
+        format_grid_workers(c.grid_workers or []),  # the JSON column allows null
         "1" if c.active else "0",
     ]
 
@@ -150,23 +151,26 @@ def _write_xlsx(rows: list[list[Cell]]) -> bytes:
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(SHEET)
     ws.append(list(COLUMNS))
-    text_at = [i for i, name in enumerate(COLUMNS) if name in TEXT_COLUMNS]
+    text_at = frozenset(i for i, name in enumerate(COLUMNS) if name in TEXT_COLUMNS)
     for row in rows:
-        # Empty cells stay empty; codes and phones are strings with the text format so
-        # that neither openpyxl nor Excel turns a 12-digit code into a float.
-        cells: list[Any] = [v if v != "" else None for v in row]
-        for i in text_at:
-            if cells[i] is not None:
-                cells[i] = _text_cell(ws, cells[i])
-        ws.append(cells)
+        ws.append([_xlsx_cell(ws, v, i in text_at) for i, v in enumerate(row)])
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()
 
 
-def _text_cell(ws: Any, value: Cell) -> WriteOnlyCell:
-    cell = WriteOnlyCell(ws, value=str(value))
-    cell.number_format = "@"
+def _xlsx_cell(ws: Any, value: Cell, text_format: bool) -> Any:
+    """Empty cells stay empty, and every string stays a string: codes and phones also get
+    the text format so that Excel does not turn a 12-digit code into a float on editing,
+    and a value starting with "=" is not written as a formula (openpyxl would)."""
+    if value == "":
+        return None
+    if not isinstance(value, str) or not (text_format or value.startswith("=")):
+        return value
+    cell = WriteOnlyCell(ws, value=value)
+    cell.data_type = "s"
+    if text_format:
+        cell.number_format = "@"
     return cell
 
 
@@ -202,7 +206,7 @@ def _read_csv(data: bytes) -> list[_RawRow]:
 def _decode(data: bytes) -> str:
     for encoding in ("utf-8-sig", "gb18030"):  # GB18030: what Excel in China saves as CSV
         try:
-            return data.decode(encoding).removeprefix("\ufeff")
+            return data.decode(encoding).removeprefix("\ufeff")  # a GB18030 BOM too
         except UnicodeDecodeError:
             continue
     raise _reject(1, "", "the file is neither UTF-8 nor GB18030 text")
@@ -464,11 +468,7 @@ def _check_kept_children(
 ) -> list[RowProblem]:
     """A centre whose level changes must not keep children (not moved by the file) of a
     level that no longer fits under it."""
-    changed = {
-        code: row
-        for code, row in by_code.items()
-        if code in existing and row.level is not None and row.level != existing[code].level
-    }
+    changed = _level_changes(by_code, existing)
     misfits: dict[str, list[Centre]] = {}
     for child in _load_children(session, changed):
         if child.code in by_code:
@@ -484,6 +484,34 @@ def _check_kept_children(
             f"{first.code}, a {first.level}, which cannot sit under a {row.level}"
         )
         problems.append(RowProblem(row.line, "level", reason))
+    return problems
+
+
+def _level_changes(by_code: dict[str, _Row], existing: dict[str, Centre]) -> dict[str, _Row]:
+    return {
+        code: row
+        for code, row in by_code.items()
+        if code in existing and row.level is not None and row.level != existing[code].level
+    }
+
+
+def _check_accounts(
+    session: Session, by_code: dict[str, _Row], existing: dict[str, Centre]
+) -> list[RowProblem]:
+    """An account's role must keep fitting its centre's level: a centre with accounts
+    cannot change level (move or remove the accounts first)."""
+    changed = _level_changes(by_code, existing)
+    problems = []
+    for chunk in _chunks(sorted(changed)):
+        stmt = select(Account).where(col(Account.centre_code).in_(chunk))
+        for account in session.exec(stmt):
+            row = changed[account.centre_code or ""]
+            if Role(account.role).level != row.level:
+                reason = (
+                    f"{account.centre_code} cannot become a {row.level}: account "
+                    f"{account.username!r} ({account.role}) belongs to it"
+                )
+                problems.append(RowProblem(row.line, "level", reason))
     return problems
 
 
@@ -648,6 +676,7 @@ def import_centres(session: Session, data: bytes, fmt: str) -> ImportResult:
         if problem is not None:
             problems.append(problem)
     problems += _check_kept_children(session, by_code, existing)
+    problems += _check_accounts(session, by_code, existing)
     paths = _Paths(by_code)
     paths.learn(existing.values())
     if not problems:

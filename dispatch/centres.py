@@ -65,6 +65,8 @@ LEVEL_ALIASES: dict[str, Level] = {
     "community": Level.village,
     "村": Level.village,
     "社区": Level.village,
+    "镇/街道": Level.town,  # the labels the UI shows
+    "村/社区": Level.village,
 }
 CLASS_ALIASES: dict[str, CentreClass] = {
     "demonstration": CentreClass.demonstration,
@@ -75,7 +77,8 @@ CLASS_ALIASES: dict[str, CentreClass] = {
     "带动类": CentreClass.follow_on,
 }
 CODE_RE = re.compile(r"^\d{12}$")
-PHONE_RE = re.compile(r"^\+?[0-9][0-9 \-]{4,19}$")
+PHONE_RE = re.compile(r"^\+?[0-9][0-9 \-]{4,18}$")  # at most 20 characters
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def utcnow() -> datetime:
@@ -189,6 +192,8 @@ def parse_name(value: str, field: str = "name") -> str:
         raise InvalidInput(field, "must not be empty")
     if len(value) > 100:
         raise InvalidInput(field, "longer than 100 characters")
+    if CONTROL_RE.search(value):
+        raise InvalidInput(field, "contains a control character")
     return value
 
 
@@ -211,6 +216,14 @@ def parse_grid_workers(value: Any, field: str = "grid_workers") -> list[dict[str
         name = name.strip()
         if not name:
             raise InvalidInput(field, "a grid worker has no name")
+        # ":" and ";" separate workers in the file form; a name holding them would not
+        # survive an export and import.
+        if any(ch in name for ch in ":;") or CONTROL_RE.search(name) or len(name) > 50:
+            raise InvalidInput(
+                field,
+                f"grid worker name {name!r}: no ':' ';' or control "
+                "characters, at most 50 characters",
+            )
         out.append({"name": name, "phone": parse_phone(phone, field)})
     return out
 
@@ -346,8 +359,8 @@ def update(session: Session, centre: Centre, changes: dict[str, Any]) -> Centre:
         if not isinstance(d, dict):
             raise InvalidInput("director", "must be an object with name and phone")
         name = str(d.get("name", "")).strip()
-        if len(name) > 50:
-            raise InvalidInput("director.name", "longer than 50 characters")
+        if len(name) > 50 or CONTROL_RE.search(name):
+            raise InvalidInput("director.name", "at most 50 characters, no control characters")
         centre.director_name = name
         centre.director_phone = parse_phone(str(d.get("phone", "")), "director.phone")
     if "grid_workers" in changes:

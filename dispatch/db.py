@@ -37,9 +37,7 @@ def make_engine(url: str) -> Engine:
         db_path = parsed.database
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            parsed, connect_args={"check_same_thread": False, "timeout": 30}
-        )
+        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if backend == "postgresql":

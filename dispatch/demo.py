@@ -62,26 +62,130 @@ ROLE_FOR_LEVEL: Final[dict[Level, Role]] = {
 # 达川区's streets (街道, codes 001–) and towns (镇, codes 100–), in code order.
 DACHUAN_STREETS: Final = ("三里桥街道", "翠屏街道", "明月江街道", "杨柳街道")
 DACHUAN_TOWNS: Final = (
-    "河市镇", "百节镇", "石桥镇", "堡子镇", "赵家镇", "万家镇", "麻柳镇", "管村镇",
-    "石梯镇", "渡市镇", "大堰镇", "亭子镇", "福善镇", "金垭镇", "碑庙镇", "景市镇",
+    "河市镇",
+    "百节镇",
+    "石桥镇",
+    "堡子镇",
+    "赵家镇",
+    "万家镇",
+    "麻柳镇",
+    "管村镇",
+    "石梯镇",
+    "渡市镇",
+    "大堰镇",
+    "亭子镇",
+    "福善镇",
+    "金垭镇",
+    "碑庙镇",
+    "景市镇",
 )
 
 # Stems of village (村) and community (社区) names as they are common in eastern Sichuan.
 # Each tuple has no duplicates, so sampling without replacement gives names unique
 # within a town; a 村 and a 社区 never clash because their suffixes differ.
 VILLAGE_STEMS: Final = (
-    "青龙", "白鹤", "金山", "柏树", "双河", "凤凰", "桂花", "长岭", "龙滩", "新华",
-    "和平", "永兴", "三合", "五星", "红旗", "光明", "大田", "高峰", "狮子", "马鞍",
-    "观音", "堰塘", "桥亭", "清河", "碾盘", "莲花", "梨树", "龙泉", "石院", "黄桷",
-    "罗家", "李家", "张家", "何家", "杨家", "陈家", "文家", "唐家", "胡家", "向家",
-    "庙坝", "天池", "大湾", "新桥", "青杠", "松林", "竹园", "水口", "太平", "永安",
-    "红岩", "石龙", "金龙", "银杏", "花园", "大石", "玉皇", "宝塔", "仁和", "万福",
-    "百胜", "牛角", "鹿鸣", "铁山", "云台", "天星", "两河", "学堂", "长田", "回龙",
+    "青龙",
+    "白鹤",
+    "金山",
+    "柏树",
+    "双河",
+    "凤凰",
+    "桂花",
+    "长岭",
+    "龙滩",
+    "新华",
+    "和平",
+    "永兴",
+    "三合",
+    "五星",
+    "红旗",
+    "光明",
+    "大田",
+    "高峰",
+    "狮子",
+    "马鞍",
+    "观音",
+    "堰塘",
+    "桥亭",
+    "清河",
+    "碾盘",
+    "莲花",
+    "梨树",
+    "龙泉",
+    "石院",
+    "黄桷",
+    "罗家",
+    "李家",
+    "张家",
+    "何家",
+    "杨家",
+    "陈家",
+    "文家",
+    "唐家",
+    "胡家",
+    "向家",
+    "庙坝",
+    "天池",
+    "大湾",
+    "新桥",
+    "青杠",
+    "松林",
+    "竹园",
+    "水口",
+    "太平",
+    "永安",
+    "红岩",
+    "石龙",
+    "金龙",
+    "银杏",
+    "花园",
+    "大石",
+    "玉皇",
+    "宝塔",
+    "仁和",
+    "万福",
+    "百胜",
+    "牛角",
+    "鹿鸣",
+    "铁山",
+    "云台",
+    "天星",
+    "两河",
+    "学堂",
+    "长田",
+    "回龙",
 )
 COMMUNITY_STEMS: Final = (
-    "金山", "滨河", "南外", "北外", "西外", "朝阳", "文化", "塔沱", "凤凰", "柳林",
-    "红星", "南坝", "西河", "东岳", "月亮湾", "华蓥", "明月", "翠屏", "青年", "书院",
-    "钟楼", "荷叶", "新华", "长田", "双龙", "马家", "沿江", "河坝", "龙爪", "永兴",
+    "金山",
+    "滨河",
+    "南外",
+    "北外",
+    "西外",
+    "朝阳",
+    "文化",
+    "塔沱",
+    "凤凰",
+    "柳林",
+    "红星",
+    "南坝",
+    "西河",
+    "东岳",
+    "月亮湾",
+    "华蓥",
+    "明月",
+    "翠屏",
+    "青年",
+    "书院",
+    "钟楼",
+    "荷叶",
+    "新华",
+    "长田",
+    "双龙",
+    "马家",
+    "沿江",
+    "河坝",
+    "龙爪",
+    "永兴",
 )
 # The second community of a town seat (the first is named after the town itself).
 SEAT_COMMUNITY: Final = "新街社区"
@@ -101,16 +205,75 @@ SURNAMES: Final = (
     "贺顾毛郝龚邵万严覃武戴莫孔向汤"
 )
 GIVEN_NAMES: Final = (
-    "建国", "志强", "秀英", "桂兰", "德华", "光明", "明", "军", "勇", "芳", "丽", "强",
-    "伟", "敏", "静", "洪", "平", "红梅", "小红", "国庆", "德胜", "春华", "家明", "文",
-    "兴华", "玉兰", "淑芬", "建华", "永红", "海燕", "晓东", "俊", "磊", "涛", "霞", "燕",
-    "成刚", "志明", "国华", "学文", "明辉", "小平", "大军", "开富", "德明", "世清",
+    "建国",
+    "志强",
+    "秀英",
+    "桂兰",
+    "德华",
+    "光明",
+    "明",
+    "军",
+    "勇",
+    "芳",
+    "丽",
+    "强",
+    "伟",
+    "敏",
+    "静",
+    "洪",
+    "平",
+    "红梅",
+    "小红",
+    "国庆",
+    "德胜",
+    "春华",
+    "家明",
+    "文",
+    "兴华",
+    "玉兰",
+    "淑芬",
+    "建华",
+    "永红",
+    "海燕",
+    "晓东",
+    "俊",
+    "磊",
+    "涛",
+    "霞",
+    "燕",
+    "成刚",
+    "志明",
+    "国华",
+    "学文",
+    "明辉",
+    "小平",
+    "大军",
+    "开富",
+    "德明",
+    "世清",
 )
 # Mobile prefixes of the three carriers. The middle four digits are always 0000, so a
 # demo number looks fake at a glance (e.g. 13800004721) while passing phone validation.
 PHONE_PREFIXES: Final = (
-    "133", "135", "136", "137", "138", "139", "150", "151", "152", "153",
-    "158", "159", "180", "181", "182", "183", "187", "188", "189",
+    "133",
+    "135",
+    "136",
+    "137",
+    "138",
+    "139",
+    "150",
+    "151",
+    "152",
+    "153",
+    "158",
+    "159",
+    "180",
+    "181",
+    "182",
+    "183",
+    "187",
+    "188",
+    "189",
 )
 
 # Classes of everything except the district centres and the streets of 达川区 (which are
@@ -264,14 +427,20 @@ class _Builder:
         prefix = town_code[:9]
         for i, name in enumerate(communities, start=1):
             self.add(
-                code=f"{prefix}{i:03d}", name=name, level=Level.village,
-                parent_path=town_path, cls=self.draw_class(),
+                code=f"{prefix}{i:03d}",
+                name=name,
+                level=Level.village,
+                parent_path=town_path,
+                cls=self.draw_class(),
                 workers=self.rng.randint(1, 3),
             )
         for i, name in enumerate(villages, start=201):
             self.add(
-                code=f"{prefix}{i:03d}", name=name, level=Level.village,
-                parent_path=town_path, cls=self.draw_class(),
+                code=f"{prefix}{i:03d}",
+                name=name,
+                level=Level.village,
+                parent_path=town_path,
+                cls=self.draw_class(),
                 workers=self.rng.randint(1, 3),
             )
 
@@ -279,8 +448,12 @@ class _Builder:
 def _build_district(b: _Builder) -> None:
     """达川区: 4 streets and 16 towns, 8–20 villages each."""
     district_path = b.add(
-        code=DEMO_DISTRICT_CODE, name=DEMO_DISTRICT_NAME, level=Level.district,
-        parent_path="", cls=CentreClass.demonstration, workers=0,
+        code=DEMO_DISTRICT_CODE,
+        name=DEMO_DISTRICT_NAME,
+        level=Level.district,
+        parent_path="",
+        cls=CentreClass.demonstration,
+        workers=0,
     )
     prefix = DEMO_DISTRICT_CODE[:6]
     towns = [(f"{prefix}{i:03d}000", n, True) for i, n in enumerate(DACHUAN_STREETS, 1)]
@@ -289,8 +462,12 @@ def _build_district(b: _Builder) -> None:
         # The district's own streets are its showcase: all demonstration centres.
         cls = CentreClass.demonstration if is_street else b.draw_class()
         town_path = b.add(
-            code=code, name=name, level=Level.town, parent_path=district_path,
-            cls=cls, workers=b.rng.randint(0, 2),
+            code=code,
+            name=name,
+            level=Level.town,
+            parent_path=district_path,
+            cls=cls,
+            workers=b.rng.randint(0, 2),
         )
         total = b.rng.randint(*DISTRICT_VILLAGES_PER_TOWN)
         if is_street:
@@ -315,8 +492,11 @@ def _build_province(b: _Builder) -> None:
         for district in range(1, n_districts + 1):
             d_prefix = f"{PROVINCE_PREFIX}{city:02d}{district:02d}"
             district_path = b.add(
-                code=f"{d_prefix}000000", name=next(district_stems) + "区",
-                level=Level.district, parent_path="", cls=CentreClass.demonstration,
+                code=f"{d_prefix}000000",
+                name=next(district_stems) + "区",
+                level=Level.district,
+                parent_path="",
+                cls=CentreClass.demonstration,
                 workers=0,
             )
             n_towns = b.rng.randint(*PROVINCE_TOWNS_PER_DISTRICT)
@@ -327,8 +507,11 @@ def _build_province(b: _Builder) -> None:
                 number = t + 1 if is_street else 100 + t - n_streets
                 town_code = f"{d_prefix}{number:03d}000"
                 town_path = b.add(
-                    code=town_code, name=stem + ("街道" if is_street else "镇"),
-                    level=Level.town, parent_path=district_path, cls=b.draw_class(),
+                    code=town_code,
+                    name=stem + ("街道" if is_street else "镇"),
+                    level=Level.town,
+                    parent_path=district_path,
+                    cls=b.draw_class(),
                     workers=b.rng.randint(0, 2),
                 )
                 total = b.rng.randint(*PROVINCE_VILLAGES_PER_TOWN)

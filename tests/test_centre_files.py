@@ -13,6 +13,7 @@ import pytest
 from openpyxl import Workbook, load_workbook
 from sqlmodel import Session, func, select
 
+from dispatch.accounts import create_account
 from dispatch.centre_files import (
     COLUMNS,
     ImportResult,
@@ -168,6 +169,23 @@ def test_export_xlsx_keeps_codes_as_text_and_years_as_numbers(tree: Database) ->
     assert all(isinstance(r[0], str) and len(r[0]) == 12 for r in rows[1:])
     assert isinstance(rows[2][3], str)
     assert rows[3][8] == "张三:13800000011;李四"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_values_that_look_like_formulas_or_numbers_stay_text(
+    db: Database, other_db: Database, fmt: str
+) -> None:
+    data = csv_file(
+        '511703000000,=1+1,district,,demonstration,,"=HYPERLINK(""x"")",+86 818 2100000,'
+        "=SUM(1):13800000000,1"
+    )
+    run_import(db, data)
+    exported = export(db, fmt)
+    if fmt == "xlsx":
+        assert sheet_rows(exported)[1][1] == "=1+1"
+    run_import(other_db, exported, fmt)
+    assert snapshot(other_db) == snapshot(db)
+    assert snapshot(db)[DISTRICT]["director_name"] == '=HYPERLINK("x")'
 
 
 def test_bad_format_is_invalid_input(tree: Database) -> None:
@@ -350,8 +368,8 @@ def test_csv_lines_are_physical_lines(tree: Database) -> None:
         "",  # line 4, blank
         "511703100204,好村,village,511703100000,bogus,,,,,",  # line 5
     )
-    p = only(rejected(tree, data))
-    assert (p.line, p.column) == (5, "class")
+    got = [(p.line, p.column) for p in rejected(tree, data)]
+    assert got == [(2, "name"), (5, "class")]  # a name may not hold a line break
 
 
 # --- accepted variants --------------------------------------------------------------
@@ -550,3 +568,23 @@ def test_a_province_imports_and_exports_in_seconds(db: Database) -> None:
     again = run_import(db, exported)
     assert again.unchanged == result.created
     assert time.perf_counter() - started < 10
+
+
+def test_a_centre_with_accounts_cannot_change_level(tree: Database) -> None:
+    with tree.session() as s:
+        create_account(s, username="town-b", password_hash="x", role="town_operator",
+                       centre_code=TOWN_B)  # fmt: skip
+    data = csv_file(
+        "511703101201,朝阳社区,village,511703100000,demonstration,2022,,,,1",
+        "511703101000,东城,village,511703100000,follow-on,2025,,,,0",
+    )
+    p = only(rejected(tree, data))
+    assert (p.line, p.column) == (3, "level")
+    assert "account 'town-b' (town_operator) belongs to it" in p.reason
+
+
+def test_ui_level_labels_import_and_separators_in_names_are_refused(tree: Database) -> None:
+    assert run_import(tree, csv_file("511703100203,新村,村/社区,511703100000,带动类,,,,,")).created
+    bad = csv_file("511703100204,又村,village,511703100000,follow-on,,,,a:b:1;c,")
+    p = only(rejected(tree, bad))
+    assert (p.line, p.column) == (2, "grid_workers")
