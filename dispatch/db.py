@@ -68,8 +68,9 @@ class Database:
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="db-read")
 
     def create_schema(self) -> None:
-        # Import the modules that declare tables so the metadata knows them all.
-        from . import accounts, centres  # noqa: F401
+        """Create every table whose module has been imported. Upper layers' tables are
+        known once the composition root has imported them (`web/schema.py`)."""
+        from . import accounts, centres  # noqa: F401  (this layer's own tables)
 
         SQLModel.metadata.create_all(self.engine)
 

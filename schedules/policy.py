@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import date, time
+from datetime import date, datetime, time
 from itertools import pairwise
 from typing import Any, Literal
 
-from dispatch.errors import InvalidInput
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from dispatch import centres
+from dispatch.centres import Centre, utcnow
+from dispatch.errors import InvalidInput, NotFound
 
 BlackoutKind = Literal["weekday", "market_days", "date_range"]
 TIME_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -175,8 +180,12 @@ def _validate(name: str, value: Any) -> Any:
             raise InvalidInput(name, "must be a number from 0 to 0.8")
         return float(value)
     if name == "screening_days":
-        if not isinstance(value, list | tuple) or not value or not all(
-            isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 28 for d in value
+        if (
+            not isinstance(value, list | tuple)
+            or not value
+            or not all(
+                isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 28 for d in value
+            )
         ):
             raise InvalidInput(name, "must be a list of days of the month from 1 to 28")
         return tuple(sorted(set(value)))
@@ -218,3 +227,225 @@ class PolicyBundle:
     policy: Policy
     callers: dict[str, CallerConfig] = field(default_factory=dict)  # overrides by code
     blackouts: tuple[Blackout, ...] = ()
+
+
+# --- storage ----------------------------------------------------------------------------
+#
+# The default policy is the record with key DEFAULT_KEY; a district's record holds only
+# the fields it changes. Both store just the changed fields, so a new default reaches
+# every district that did not change that field.
+
+DEFAULT_KEY = "default"
+
+
+class PolicyRecord(SQLModel, table=True):
+    __tablename__ = "policy"
+
+    key: str = Field(primary_key=True, max_length=12)  # DEFAULT_KEY or a district code
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    updated_by: str = Field(default="", max_length=64)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class CallerRecord(SQLModel, table=True):
+    __tablename__ = "caller_config"
+
+    centre_code: str = Field(primary_key=True, foreign_key="centre.code")
+    consoles: int
+    windows: list[list[str]] = Field(sa_column=Column(JSON))
+    updated_by: str = Field(default="", max_length=64)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    def config(self) -> CallerConfig:
+        return CallerConfig(self.consoles, parse_windows(self.windows))
+
+
+class BlackoutRecord(SQLModel, table=True):
+    __tablename__ = "blackout"
+
+    id: int | None = Field(default=None, primary_key=True)
+    centre_code: str = Field(foreign_key="centre.code", index=True)
+    kind: str = Field(max_length=12)
+    weekday: int | None = None
+    day_digits: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    start: date | None = None
+    end: date | None = None
+    note: str = Field(default="", max_length=200)
+    created_by: str = Field(default="", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+    def blackout(self) -> Blackout:
+        return Blackout(
+            centre=self.centre_code,
+            kind=self.kind,  # type: ignore[arg-type]
+            weekday=self.weekday,
+            day_digits=tuple(self.day_digits),
+            start=self.start,
+            end=self.end,
+            note=self.note,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "centre": self.centre_code,
+            "kind": self.kind,
+            "weekday": self.weekday,
+            "day_digits": list(self.day_digits),
+            "start": self.start.isoformat() if self.start else None,
+            "end": self.end.isoformat() if self.end else None,
+            "note": self.note,
+        }
+
+
+def policy_for(session: Session, district_code: str | None) -> Policy:
+    """The default policy with the stored default and district changes applied."""
+    policy = Policy()
+    for key in (DEFAULT_KEY, district_code):
+        if key is None:
+            continue
+        record = session.get(PolicyRecord, key)
+        if record is not None and record.data:
+            policy = Policy.from_dict(_from_json(record.data), base=policy)
+    return policy
+
+
+def set_policy(
+    session: Session, district_code: str | None, changes: dict[str, Any], by: str
+) -> Policy:
+    """Validate `changes` against the effective policy and store them."""
+    if district_code is not None:
+        centre = centres.get(session, centres.parse_code(district_code, "district"))
+        if centre.level != "district":
+            raise InvalidInput("district", f"{district_code} is a {centre.level}, not a district")
+    base = policy_for(session, district_code)
+    Policy.from_dict(_from_json(changes), base=base)  # raises, naming the bad field
+    key = district_code or DEFAULT_KEY
+    record = session.get(PolicyRecord, key) or PolicyRecord(key=key)
+    record.data = {**record.data, **changes}
+    record.updated_by, record.updated_at = by, utcnow()
+    session.add(record)
+    return policy_for(session, district_code)
+
+
+def reset_policy(session: Session, district_code: str | None, names: list[str], by: str) -> Policy:
+    """Forget stored changes of `names`, so the default (or the district's base) applies."""
+    known = {f.name for f in fields(Policy)}
+    for name in names:
+        if name not in known:
+            raise InvalidInput(name, "not a policy setting")
+    record = session.get(PolicyRecord, district_code or DEFAULT_KEY)
+    if record is not None:
+        record.data = {k: v for k, v in record.data.items() if k not in names}
+        record.updated_by, record.updated_at = by, utcnow()
+        session.add(record)
+    return policy_for(session, district_code)
+
+
+def _from_json(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items()}
+
+
+def set_caller_config(
+    session: Session, code: str, consoles: int, windows: Any, by: str
+) -> CallerRecord:
+    centre = centres.get(session, centres.parse_code(code))
+    if centre.level == "village":
+        raise InvalidInput("centre", "villages do not call; consoles are for districts and towns")
+    if isinstance(consoles, bool) or not isinstance(consoles, int) or not 1 <= consoles <= 50:
+        raise InvalidInput("consoles", "must be a whole number from 1 to 50")
+    parsed = parse_windows(windows)
+    record = session.get(CallerRecord, centre.code) or CallerRecord(
+        centre_code=centre.code, consoles=consoles, windows=[]
+    )
+    record.consoles, record.windows = consoles, [w.as_list() for w in parsed]
+    record.updated_by, record.updated_at = by, utcnow()
+    session.add(record)
+    return record
+
+
+def clear_caller_config(session: Session, code: str) -> bool:
+    record = session.get(CallerRecord, code)
+    if record is None:
+        return False
+    session.delete(record)
+    return True
+
+
+def add_blackout(
+    session: Session, centre_code: str, spec: dict[str, Any], by: str
+) -> BlackoutRecord:
+    """spec: {"kind": "weekday", "weekday": 0-6} | {"kind": "market_days", "day_digits":
+    [1, 4, 7]} | {"kind": "date_range", "start": "2026-10-01", "end": "2026-10-03"}, "note"?"""
+    centre = centres.get(session, centres.parse_code(centre_code, "centre"))
+    kind = spec.get("kind")
+    record = BlackoutRecord(centre_code=centre.code, kind=str(kind), created_by=by)
+    if kind == "weekday":
+        wd = spec.get("weekday")
+        if isinstance(wd, bool) or not isinstance(wd, int) or not 0 <= wd <= 6:
+            raise InvalidInput("weekday", "must be 0 (Monday) to 6 (Sunday)")
+        record.weekday = wd
+    elif kind == "market_days":
+        digits = spec.get("day_digits")
+        if (
+            not isinstance(digits, list)
+            or not digits
+            or not all(
+                isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 9 for d in digits
+            )
+        ):
+            raise InvalidInput("day_digits", "a list of last digits 0–9, e.g. [1, 4, 7]")
+        record.day_digits = sorted(set(digits))
+    elif kind == "date_range":
+        start, end = _parse_date(spec.get("start"), "start"), _parse_date(spec.get("end"), "end")
+        if end < start:
+            raise InvalidInput("end", "is before start")
+        if (end - start).days > 366:
+            raise InvalidInput("end", "a blackout lasts at most a year")
+        record.start, record.end = start, end
+    else:
+        raise InvalidInput("kind", "must be weekday, market_days or date_range")
+    note = spec.get("note", "")
+    if not isinstance(note, str) or len(note) > 200:
+        raise InvalidInput("note", "text of at most 200 characters")
+    record.note = note
+    session.add(record)
+    session.flush()
+    return record
+
+
+def _parse_date(value: Any, name: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(name, f"must be a date like 2026-10-01, got {value!r}") from None
+
+
+def blackouts_under(session: Session, path: str | None) -> list[BlackoutRecord]:
+    stmt = select(BlackoutRecord).join(Centre, col(BlackoutRecord.centre_code) == col(Centre.code))
+    if path is not None:
+        low, high = centres.below_range(path)
+        stmt = stmt.where(Centre.path >= low, Centre.path < high)
+    return list(session.exec(stmt.order_by(Centre.path, BlackoutRecord.id)))
+
+
+def remove_blackout(session: Session, blackout_id: int) -> BlackoutRecord:
+    record = session.get(BlackoutRecord, blackout_id)
+    if record is None:
+        raise NotFound("blackout", str(blackout_id))
+    session.delete(record)
+    return record
+
+
+def load_bundle(session: Session, district_code: str) -> PolicyBundle:
+    """The policy, caller overrides and blackouts in force for one district."""
+    district = centres.get(session, district_code)
+    low, high = centres.below_range(district.path)
+    stmt = (
+        select(CallerRecord)
+        .join(Centre, col(CallerRecord.centre_code) == col(Centre.code))
+        .where(Centre.path >= low, Centre.path < high)
+    )
+    callers = {r.centre_code: r.config() for r in session.exec(stmt)}
+    blackouts = tuple(r.blackout() for r in blackouts_under(session, district.path))
+    return PolicyBundle(policy_for(session, district.code), callers, blackouts)

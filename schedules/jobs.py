@@ -1,0 +1,317 @@
+"""The APScheduler jobs that drive the week, persisted in the application's database.
+
+Jobs: build next week's rota (Friday 16:00, Asia/Shanghai); for every planned slot, a
+reminder `reminder_minutes` before it and a close at its end (+ `close_delay`) that
+marks it missed when no attended call set it held, and then places a make-up in the
+same week's reserve.
+
+Invariants:
+- The rota tables are the truth. Job ids derive from slot ids (`remind:42`,
+  `close:42`), `sync_jobs` (run on every start) re-creates any job a slot needs, and a
+  job whose slot is gone or already handled does nothing.
+- Exactly once: APScheduler may skip a run (SIGKILL mid-job advances the next run
+  time first) or, without coalescing, repeat one. So each job checks and sets its own
+  record of completion in the same transaction as its effect (`reminded_at`,
+  `closed_at`, a make-up's `makeup_of`), and missed runs execute once on start
+  (`coalesce=True`, `misfire_grace_time=None`).
+- APScheduler stores a job as an importable function plus picklable arguments, so the
+  job functions find the database and the event bus in `_CONTEXTS` by name; the
+  `WeekScheduler` that owns them registers itself there on start and leaves on stop.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from sqlmodel import Session, col, select
+
+from dispatch.db import Database
+from dispatch.events import Event, EventBus
+
+from . import planner, plans, policy, rota, workdays
+from .plans import SHANGHAI, RotaSlot
+from .workdays import IsoWeek
+
+log = logging.getLogger(__name__)
+JOBS_TABLE = "apscheduler_jobs"
+
+
+@dataclass(frozen=True)
+class SlotReminder(Event):
+    name: ClassVar[str] = "slot_reminder"
+    slot_id: int
+    kind: str
+    caller: str
+    callees: tuple[str, ...]  # empty for a spot check: the callee is not told
+    start: str
+    minutes_before: int
+
+    @property
+    def centres(self) -> tuple[str, ...]:
+        return (self.caller, *self.callees)
+
+
+@dataclass(frozen=True)
+class SlotMissed(Event):
+    name: ClassVar[str] = "slot_missed"
+    slot_id: int
+    kind: str
+    caller: str
+    callees: tuple[str, ...]
+    makeup_slot_id: int | None
+    makeup_start: str | None
+
+    @property
+    def centres(self) -> tuple[str, ...]:
+        return (self.caller, *self.callees)
+
+
+@dataclass(frozen=True)
+class RotaBuilt(Event):
+    name: ClassVar[str] = "rota_built"
+    district: str
+    week: str
+    slots: int
+    unplaced: int
+
+    @property
+    def centres(self) -> tuple[str, ...]:
+        return (self.district,)
+
+
+@dataclass
+class JobContext:
+    db: Database
+    bus: EventBus
+    scheduler: WeekScheduler
+
+
+_CONTEXTS: dict[str, JobContext] = {}
+
+
+def _context(name: str) -> JobContext | None:
+    ctx = _CONTEXTS.get(name)
+    if ctx is None:
+        log.warning("job for scheduler %r ran with no such scheduler running; skipped", name)
+    return ctx
+
+
+class WeekScheduler:
+    """An AsyncIOScheduler over the application's database, with the week's jobs."""
+
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        *,
+        name: str = "main",
+        close_delay: timedelta = timedelta(minutes=5),
+        build_at: dict[str, Any] | None = None,
+    ) -> None:
+        self.db, self.bus, self.name = db, bus, name
+        self.close_delay = close_delay
+        self.build_at = build_at or {"day_of_week": "fri", "hour": 16, "minute": 0}
+        self.scheduler = AsyncIOScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=db.engine, tablename=JOBS_TABLE)},
+            job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
+            timezone=SHANGHAI,
+        )
+
+    async def start(self) -> None:
+        """Start inside the running loop; then make sure every slot has its jobs."""
+        _CONTEXTS[self.name] = JobContext(self.db, self.bus, self)
+        self.scheduler.start()
+        self.scheduler.add_job(
+            "schedules.jobs:build_next_week",
+            CronTrigger(timezone=SHANGHAI, **self.build_at),
+            id="build-next-week",
+            kwargs={"context": self.name},
+            replace_existing=True,
+        )
+        needed = await self.db.read(self._jobs_needed)
+        for slot_id, remind_at, close_at in needed:
+            self._add_slot_jobs(slot_id, remind_at, close_at)
+        log.info("scheduler %s started; %d slot(s) with jobs", self.name, len(needed))
+
+    def shutdown(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        _CONTEXTS.pop(self.name, None)
+
+    # -- slot jobs --------------------------------------------------------------------
+
+    def _jobs_needed(self, session: Session) -> list[tuple[int, datetime | None, datetime]]:
+        """(slot id, remind at, close at) for every slot with work left: rebuilt from tables."""
+        return self.times_for(
+            session, list(session.exec(select(RotaSlot).where(col(RotaSlot.closed_at).is_(None))))
+        )
+
+    def times_for(
+        self, session: Session, slots: list[RotaSlot]
+    ) -> list[tuple[int, datetime | None, datetime]]:
+        lead: dict[int, timedelta] = {}  # per week: its district's reminder lead time
+        out = []
+        for slot in slots:
+            if slot.week_id not in lead:
+                minutes = policy.policy_for(session, _district_of(session, slot)).reminder_minutes
+                lead[slot.week_id] = timedelta(minutes=minutes)
+            remind = None if slot.reminded_at else slot.start - lead[slot.week_id]
+            out.append((slot.id or 0, remind, slot.end + self.close_delay))
+        return out
+
+    def add_jobs(self, times: list[tuple[int, datetime | None, datetime]]) -> None:
+        """Add the jobs for `times` (from `times_for`). Call after the slots' transaction
+        committed: the job store writes through its own connection, and SQLite would
+        wait on the still-open write transaction."""
+        for entry in times:
+            self._add_slot_jobs(*entry)
+
+    def _add_slot_jobs(
+        self, slot_id: int, remind_at: datetime | None, close_at: datetime | None
+    ) -> None:
+        kwargs = {"context": self.name, "slot_id": slot_id}
+        if remind_at is not None:
+            self.scheduler.add_job(
+                "schedules.jobs:remind",
+                DateTrigger(remind_at),
+                id=f"remind:{slot_id}",
+                kwargs=kwargs,
+                replace_existing=True,
+            )
+        if close_at is not None:
+            self.scheduler.add_job(
+                "schedules.jobs:close_slot",
+                DateTrigger(close_at),
+                id=f"close:{slot_id}",
+                kwargs=kwargs,
+                replace_existing=True,
+            )
+
+
+def _district_of(session: Session, slot: RotaSlot) -> str:
+    week = session.get(plans.RotaWeek, slot.week_id)
+    return week.district_code if week else ""
+
+
+# -- the job functions (module level: APScheduler stores them by name) ---------------------
+
+
+async def build_next_week(context: str) -> None:
+    ctx = _context(context)
+    if ctx is None:
+        return
+    week = IsoWeek.containing(datetime.now(SHANGHAI).date()).next()
+    for district in await ctx.db.read(planner.districts):
+        await build_if_missing(ctx, district, week)
+
+
+async def build_if_missing(ctx: JobContext, district: str, week: IsoWeek) -> plans.RotaWeek | None:
+    """Build and schedule a week once; an existing build (by a person or a run) stays."""
+
+    def run(session: Session) -> tuple[plans.RotaWeek, list[Any]] | None:
+        if plans.get_week(session, district, week) is not None:
+            return None
+        record = planner.build_week(session, district, week, by="scheduler")
+        return record, ctx.scheduler.times_for(session, plans.week_slots(session, record.id or 0))
+
+    built = await ctx.db.write(run)
+    if built is None:
+        return None
+    record, times = built
+    ctx.scheduler.add_jobs(times)
+    log.info("built rota %s for %s: %d slots", week, district, len(times))
+    ctx.bus.publish(RotaBuilt(district, str(week), len(times), len(record.unplaced)))
+    return record
+
+
+async def remind(context: str, slot_id: int) -> None:
+    ctx = _context(context)
+    if ctx is None:
+        return
+
+    def run(session: Session) -> SlotReminder | None:
+        slot = session.get(RotaSlot, slot_id)
+        if slot is None or slot.reminded_at is not None or slot.status != plans.PLANNED:
+            return None
+        slot.reminded_at = datetime.now(UTC)
+        session.add(slot)
+        minutes = policy.policy_for(session, _district_of(session, slot)).reminder_minutes
+        return SlotReminder(
+            slot_id=slot_id,
+            kind=slot.kind,
+            caller=slot.caller_code,
+            callees=() if slot.hidden else tuple(slot.callees),
+            start=slot.start.astimezone(SHANGHAI).isoformat(),
+            minutes_before=minutes,
+        )
+
+    event = await ctx.db.write(run)
+    if event is not None:
+        ctx.bus.publish(event)
+
+
+async def close_slot(context: str, slot_id: int) -> None:
+    ctx = _context(context)
+    if ctx is None:
+        return
+    closed = await ctx.db.write(_close, slot_id, ctx.scheduler)
+    if closed is not None:
+        event, times = closed
+        ctx.scheduler.add_jobs(times)
+        ctx.bus.publish(event)
+
+
+def _close(
+    session: Session, slot_id: int, scheduler: WeekScheduler
+) -> tuple[SlotMissed, list[Any]] | None:
+    slot = session.get(RotaSlot, slot_id)
+    if slot is None or slot.closed_at is not None:
+        return None
+    slot.closed_at = datetime.now(UTC)
+    session.add(slot)
+    if slot.status != plans.PLANNED:
+        return None  # held (an attended call) or cancelled: nothing to make up
+    slot.status = plans.MISSED
+    makeup = None if slot.kind == "makeup" else _place_makeup(session, slot)
+    times = scheduler.times_for(session, [makeup]) if makeup is not None else []
+    log.info("slot %s missed; make-up %s", slot_id, makeup.id if makeup else "none")
+    event = SlotMissed(
+        slot_id=slot_id,
+        kind=slot.kind,
+        caller=slot.caller_code,
+        callees=() if slot.hidden else tuple(slot.callees),
+        makeup_slot_id=makeup.id if makeup else None,
+        makeup_start=makeup.start.astimezone(SHANGHAI).isoformat() if makeup else None,
+    )
+    return event, times
+
+
+def _place_makeup(session: Session, slot: RotaSlot) -> RotaSlot | None:
+    existing = session.exec(select(RotaSlot).where(RotaSlot.makeup_of == slot.id)).first()
+    if existing is not None:
+        return None
+    week = session.get(plans.RotaWeek, slot.week_id)
+    if week is None:
+        return None
+    others = [s.planned() for s in plans.week_slots(session, week.id or 0) if s.id != slot.id]
+    cal = workdays.load_calendar(session)
+    planned = rota.place_makeup(
+        others,
+        missed=slot.planned(),
+        bundle=policy.load_bundle(session, week.district_code),
+        workdays=cal.workdays(IsoWeek.parse(week.week)),
+        not_before=datetime.now(SHANGHAI),
+    )
+    if planned is None:
+        note = f"no room for a make-up of slot {slot.id} ({slot.kind}) this week"
+        week.warnings = [*week.warnings, note]
+        session.add(week)
+        return None
+    return plans.add_slot(session, week.id or 0, planned, makeup_of=slot.id)

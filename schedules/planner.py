@@ -1,0 +1,72 @@
+"""Builds a district's rota for one week from what the database holds — active
+centres, the policy in force, the working-day calendar, last week's rota — and stores it.
+The placement itself is the pure `rota.build_rota`."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from sqlmodel import Session
+
+from dispatch import centres
+from dispatch.errors import InvalidInput
+
+from . import plans, policy, rota, workdays
+from .workdays import IsoWeek
+
+
+def default_seed(district_code: str, week: IsoWeek) -> int:
+    """Deterministic per district and week, so a rebuild draws the same spot checks."""
+    digest = hashlib.sha256(f"{district_code}:{week}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def district_towns(session: Session, district_code: str) -> list[rota.TownInput]:
+    towns = []
+    for town in centres.children(session, district_code):
+        if not town.active:
+            continue
+        villages = tuple(v.code for v in centres.children(session, town.code) if v.active)
+        towns.append(rota.TownInput(code=town.code, villages=villages))
+    return towns
+
+
+def build_week(
+    session: Session,
+    district_code: str,
+    week: IsoWeek,
+    *,
+    seed: int | None = None,
+    by: str = "",
+    now: datetime | None = None,
+) -> plans.RotaWeek:
+    district = centres.get(session, centres.parse_code(district_code, "district"))
+    if district.level != "district":
+        raise InvalidInput("district", f"{district.code} is a {district.level}, not a district")
+    cal = workdays.load_calendar(session)
+    previous_week = plans.get_week(session, district.code, week.previous())
+    previous = (
+        [
+            s.planned()
+            for s in plans.week_slots(session, previous_week.id or 0)
+            if s.kind != "makeup"
+        ]
+        if previous_week
+        else []
+    )
+    result = rota.build_rota(
+        week_start=week.monday,
+        district=district.code,
+        towns=district_towns(session, district.code) if district.active else [],
+        bundle=policy.load_bundle(session, district.code),
+        workdays=cal.workdays(week),
+        previous=previous,
+        seed=default_seed(district.code, week) if seed is None else seed,
+        calendar_warnings=cal.warnings(week.days()),
+    )
+    return plans.save_result(session, week, result, by, now=now)
+
+
+def districts(session: Session) -> list[str]:
+    return [c.code for c in centres.roots(session) if c.level == "district" and c.active]
