@@ -53,6 +53,17 @@ class Settings:
         "DISPATCH_COOKIE_SECURE",
         "Send the session cookie only over HTTPS (set to 1 behind TLS).",
     )
+    scheduler: bool = _setting(  # type: ignore[assignment]
+        True,
+        "DISPATCH_SCHEDULER",
+        "Run the week's jobs (build next week's rota, reminders, missed calls, make-ups) "
+        "inside `dispatch serve`. Set 0 on all but one server sharing a database.",
+    )
+    public_url: str = _setting(  # type: ignore[assignment]
+        "http://localhost:8080",
+        "DISPATCH_PUBLIC_URL",
+        "The address users reach the server at; used in calendar feeds and join links.",
+    )
     default_lang: str = _setting(  # type: ignore[assignment]
         "zh", "DISPATCH_LANG", "Language when the browser states none: zh or en."
     )

@@ -5,7 +5,8 @@ The placement itself is the pure `rota.build_rota`."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 
 from sqlmodel import Session
 
@@ -45,6 +46,13 @@ def build_week(
     if district.level != "district":
         raise InvalidInput("district", f"{district.code} is a {district.level}, not a district")
     cal = workdays.load_calendar(session)
+    days = cal.workdays(week)
+    notes = cal.warnings(week.days())
+    today = (now or datetime.now(UTC)).astimezone(plans.SHANGHAI).date()
+    if days and days[0] <= today <= week.days()[-1]:
+        # A week that has begun is planned from the next working day: never in the past.
+        days = [d for d in days if d > today]
+        notes.append(f"built during the week on {today}: planned from the next working day")
     previous_week = plans.get_week(session, district.code, week.previous())
     previous = (
         [
@@ -60,11 +68,13 @@ def build_week(
         district=district.code,
         towns=district_towns(session, district.code) if district.active else [],
         bundle=policy.load_bundle(session, district.code),
-        workdays=cal.workdays(week),
+        workdays=days,
         previous=previous,
         seed=default_seed(district.code, week) if seed is None else seed,
-        calendar_warnings=cal.warnings(week.days()),
+        calendar_warnings=notes,
     )
+    if result.exempt and cal.workdays(week):
+        result = replace(result, exempt=False)  # working days exist; they have passed
     return plans.save_result(session, week, result, by, now=now)
 
 

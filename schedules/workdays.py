@@ -65,7 +65,7 @@ STATUTORY: tuple[tuple[str, str, str], ...] = (
 )
 
 MAX_DUE_SEARCH_DAYS = 60
-WEEK_RE = re.compile(r"^(\d{4})-?[Ww](\d{2})$")
+WEEK_RE = re.compile(r"^([0-9]{4})-?[Ww]([0-9]{2})$")  # ASCII digits only
 
 
 # --- ISO weeks -----------------------------------------------------------------------
@@ -89,7 +89,7 @@ class IsoWeek:
 
     @classmethod
     def parse(cls, text: str) -> IsoWeek:
-        """"2026-W41", "2026W41" or "2026-w41" (surrounding spaces ignored)."""
+        """Read "2026-W41", "2026W41" or "2026-w41" (surrounding spaces ignored)."""
         match = WEEK_RE.match(text.strip()) if isinstance(text, str) else None
         if not match:
             raise InvalidInput("week", f"an ISO week is written like 2026-W41, got {text!r}")
@@ -283,8 +283,7 @@ def _warnings(year: int, package_ok: bool, weekends_known: bool) -> tuple[str, s
         scope_zh = "法定节假日及其已收录的调休上班日"
     else:
         scope_en = (
-            "statutory holidays only; adjusted working weekends (调休) are unknown "
-            "until published"
+            "statutory holidays only; adjusted working weekends (调休) are unknown until published"
         )
         scope_zh = "仅含法定节假日；调休上班日在国务院公布前未知"
     return (
@@ -468,17 +467,20 @@ def pad(text: str, columns: int) -> str:
     return text + " " * max(0, columns - width(text))
 
 
-def _wrap(text: str, indent: str) -> list[str]:
-    """Wrap to LINE display columns, breaking at a space where there is one."""
+def _wrap(text: str, indent: str, first: str | None = None) -> list[str]:
+    """Wrap to LINE display columns, breaking at a space where there is one. The first
+    line starts with `first` (default `indent`), the others with `indent`; every line
+    holds at least one piece of the text, so wrapping always ends."""
     lines: list[str] = []
-    current = indent
+    current, placed = (indent if first is None else first), False
     for word in re.split(r"(?<= )", text):
         for piece in [word] if width(word) <= LINE - width(indent) else list(word):
-            if width(current) + width(piece.rstrip()) > LINE and current.strip():
+            if placed and width(current) + width(piece.rstrip()) > LINE:
                 lines.append(current.rstrip())
-                current = indent
+                current, placed = indent, False
             current += piece
-    if current.strip():
+            placed = True
+    if placed:
         lines.append(current.rstrip())
     return lines
 
@@ -535,7 +537,7 @@ def _runs(infos: list[DayInfo]) -> list[list[DayInfo]]:
     return runs
 
 
-def _run_line(run: list[DayInfo], lang: str) -> str:
+def _run_lines(run: list[DayInfo], lang: str) -> list[str]:
     first, last = run[0], run[-1]
     if len(run) == 1:
         when = f"{_short_date(first.day, lang)} ({_weekday(first.day, lang)})"
@@ -569,7 +571,8 @@ def _run_line(run: list[DayInfo], lang: str) -> str:
                 f"day off by override: {first.name_en}" if first.name_en else "day off by override"
             ),
         }[first.kind]
-    return f"  {pad(when, 20)}{pad(mark, 3)}{what}"
+    # A long override note wraps under its own column.
+    return _wrap(what, " " * 25, first=f"  {pad(when, 20)}{pad(mark, 3)}")
 
 
 def render_year(cal: WorkdayCalendar, year: int, lang: str = "zh") -> str:
@@ -601,7 +604,10 @@ def render_year(cal: WorkdayCalendar, year: int, lang: str = "zh") -> str:
         out.append("")
     out.append("节假日与调休：" if lang == "zh" else "Holidays and adjusted working days:")
     runs = _runs(infos)
-    out += [_run_line(run, lang) for run in runs] or ["  —"]
+    for run in runs:
+        out += _run_lines(run, lang)
+    if not runs:
+        out.append("  —")
     warnings = cal.warnings([date(year, 1, 1)], lang=lang)
     if warnings:
         out += ["", "注意：" if lang == "zh" else "Warning:"]

@@ -8,13 +8,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from dispatch.db import Database
+from dispatch.events import EventBus
 from dispatch.settings import Settings
+from schedules.jobs import WeekScheduler
 
-from . import api, auth, pages
-from .appkeys import DB, SETTINGS, TEMPLATES, THROTTLE
+from . import admin, api, auth, live, pages, rota
+from .appkeys import BUS, DB, SCHEDULER, SETTINGS, TEMPLATES, THROTTLE
 from .errors import error_middleware
 from .render import make_templates
+from .schema import open_database
 from .sessions import session_middleware
 from .throttle import LoginThrottle
 
@@ -29,12 +31,23 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    db = Database(app[SETTINGS].db_url)
-    db.create_schema()
+    db = open_database(app[SETTINGS].db_url)
     app[DB] = db
     log.info("database ready: %s", db.engine.url.render_as_string(hide_password=True))
     yield
     db.close()
+
+
+async def _scheduler(app: web.Application) -> AsyncIterator[None]:
+    """The week's jobs; after the database (cleanup runs in reverse order)."""
+    if not app[SETTINGS].scheduler:
+        yield
+        return
+    scheduler = WeekScheduler(app[DB], app[BUS])
+    await scheduler.start()
+    app[SCHEDULER] = scheduler
+    yield
+    scheduler.shutdown()
 
 
 @web.middleware
@@ -64,10 +77,13 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[TEMPLATES] = make_templates()
     app[THROTTLE] = LoginThrottle()
+    app[BUS] = EventBus()
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_scheduler)
     app.add_routes(
         [
             web.get("/healthz", healthz),
+            web.get("/ws/events", live.events_socket),
             web.get("/login", auth.login_page),
             web.post("/login", auth.login_submit),
             web.post("/logout", auth.logout),
@@ -75,6 +91,8 @@ def create_app(settings: Settings) -> web.Application:
             web.delete("/api/v1/auth/token", auth.token_revoke),
             *pages.routes(),
             *api.routes(),
+            *rota.routes(),
+            *admin.routes(),
             web.static("/static", STATIC_DIR),
         ]
     )

@@ -7,7 +7,9 @@ from aiohttp import web
 
 from dispatch.accounts import Account, Scope
 from dispatch.db import Database
+from dispatch.events import EventBus
 from dispatch.settings import Settings
+from schedules.jobs import WeekScheduler
 
 from .throttle import LoginThrottle
 
@@ -15,6 +17,8 @@ SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
+BUS = web.AppKey("bus", EventBus)
+SCHEDULER = web.AppKey("scheduler", WeekScheduler)
 
 # Per-request state, set only by the auth middleware.
 SCOPE = web.RequestKey("scope", Scope)

@@ -27,7 +27,7 @@ from .sessions import get_session
 log = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset({"/login", "/healthz", "/api/v1/auth/token"})
-PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PREFIXES = ("/static/", "/calendar/")  # feeds carry their own token
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

@@ -17,6 +17,9 @@ from dispatch.db import Database
 from dispatch.errors import DispatchError, ImportRejected, InvalidInput
 from dispatch.settings import DEFAULT_DB, Settings
 
+from . import cli_schedules
+from .schema import open_database
+
 EXIT_USAGE = 2
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -109,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the password from standard input instead of prompting",
     )
     add.set_defaults(run=cmd_users_add)
+    cli_schedules.register(sub, common)
     return parser
 
 
@@ -119,9 +123,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _open_db(settings: Settings) -> Database:
-    db = Database(settings.db_url)
-    db.create_schema()
-    return db
+    return open_database(settings.db_url)
 
 
 def _file_format(path: Path, given: str | None) -> str:

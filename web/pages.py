@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -10,6 +11,8 @@ from sqlmodel import Session
 
 from dispatch import accounts, centres
 from dispatch.centres import Centre, CentreClass, Level
+from schedules import views
+from schedules.plans import SHANGHAI
 
 from .appkeys import DB
 from .auth import scope_of
@@ -63,9 +66,19 @@ async def home(request: web.Request) -> web.Response:
             "children": centres.children(s, centre.code) if centre else centres.roots(s),
             "counts": counts,
             "count_rows": _count_table(counts),
+            "next_calls": views.upcoming(s, scope, datetime.now(SHANGHAI)),
+            "names": _names_for(s, centre),
         }
 
-    return render(request, "home.html", **await request.app[DB].read(run))
+    return render(request, "home.html", shanghai=SHANGHAI, **await request.app[DB].read(run))
+
+
+def _names_for(session: Session, centre: Centre | None) -> dict[str, str]:
+    """Names of the centre, its ancestors (callers of its calls) and those below it."""
+    if centre is None:
+        return {}
+    rows = [*centres.path_up(session, centre), *centres.all_below(session, centre, True)]
+    return {c.code: c.name for c in rows}
 
 
 async def centre_tree(request: web.Request) -> web.Response:

@@ -1,0 +1,331 @@
+"""`dispatch rota|calendar|policy|blackout …`: the schedule commands of the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from sqlmodel import Session
+
+from dispatch import centres
+from dispatch.db import Database
+from dispatch.errors import InvalidInput, NotFound
+from dispatch.settings import Settings
+from schedules import ics, planner, plans, policy, workdays
+from schedules.plans import SHANGHAI
+from schedules.workdays import IsoWeek
+
+from .schema import open_database
+
+WEEKDAYS_ZH = "一二三四五六日"
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    rota = sub.add_parser("rota", parents=[common], help="weekly coverage rota")
+    rsub = rota.add_subparsers(dest="rota_command", required=True)
+    for name, run, text in (
+        ("build", cmd_rota_build, "build, store and print a week's rota"),
+        ("show", cmd_rota_show, "print a stored week"),
+    ):
+        p = rsub.add_parser(name, parents=[common], help=text)
+        p.add_argument("--week", required=True, help="ISO week, e.g. 2026-W41")
+        p.add_argument("--district", metavar="CODE", help="needed when there are several")
+        p.add_argument("--format", choices=["table", "json", "ics"], default="table")
+        if name == "build":
+            p.add_argument("--seed", type=int, help="spot-check draw (default: from the week)")
+        p.set_defaults(run=run)
+
+    cal = sub.add_parser("calendar", parents=[common], help="working-day calendar")
+    csub = cal.add_subparsers(dest="calendar_command", required=True)
+    show = csub.add_parser("show", parents=[common], help="a year's working days")
+    show.add_argument("--year", type=int, required=True)
+    show.add_argument("--lang", choices=["zh", "en"], default="zh")
+    show.set_defaults(run=cmd_calendar_show)
+    cset = csub.add_parser("set", parents=[common], help="override one day")
+    cset.add_argument("day", type=_date)
+    kind = cset.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--workday", action="store_true")
+    kind.add_argument("--day-off", action="store_true")
+    cset.add_argument("--note", default="")
+    cset.set_defaults(run=cmd_calendar_set)
+    cclear = csub.add_parser("clear", parents=[common], help="remove a day's override")
+    cclear.add_argument("day", type=_date)
+    cclear.set_defaults(run=cmd_calendar_clear)
+
+    pol = sub.add_parser("policy", parents=[common], help="the dispatch policy")
+    psub = pol.add_subparsers(dest="policy_command", required=True)
+    pshow = psub.add_parser("show", parents=[common], help="the policy in force")
+    pshow.add_argument("--district", metavar="CODE", help="default: the policy for all")
+    pshow.set_defaults(run=cmd_policy_show)
+    pset = psub.add_parser("set", parents=[common], help="change settings: NAME=JSON …")
+    pset.add_argument("assignments", nargs="+", metavar="NAME=VALUE")
+    pset.add_argument("--district", metavar="CODE", help="only for this district")
+    pset.set_defaults(run=cmd_policy_set)
+    preset = psub.add_parser("reset", parents=[common], help="back to the default: NAME …")
+    preset.add_argument("names", nargs="+")
+    preset.add_argument("--district", metavar="CODE")
+    preset.set_defaults(run=cmd_policy_reset)
+    pcall = psub.add_parser("caller", parents=[common], help="a caller's consoles and windows")
+    pcall.add_argument("centre", metavar="CODE")
+    pcall.add_argument("--consoles", type=int, required=True)
+    pcall.add_argument("--windows", required=True, help="e.g. 09:00-11:30,14:30-17:30")
+    pcall.set_defaults(run=cmd_policy_caller)
+
+    black = sub.add_parser("blackout", parents=[common], help="times a centre cannot call")
+    bsub = black.add_subparsers(dest="blackout_command", required=True)
+    badd = bsub.add_parser("add", parents=[common], help="add a blackout")
+    badd.add_argument("centre", metavar="CODE")
+    which = badd.add_mutually_exclusive_group(required=True)
+    which.add_argument("--weekday", type=int, help="0 = Monday … 6 = Sunday")
+    which.add_argument("--market-days", help="last digits of market days, e.g. 1,4,7 (赶场日)")
+    which.add_argument("--from", dest="start", type=_date, help="first day of a date range")
+    badd.add_argument("--to", dest="end", type=_date, help="last day of the date range")
+    badd.add_argument("--note", default="")
+    badd.set_defaults(run=cmd_blackout_add)
+    blist = bsub.add_parser("list", parents=[common], help="list blackouts")
+    blist.add_argument("--under", metavar="CODE")
+    blist.set_defaults(run=cmd_blackout_list)
+    brm = bsub.add_parser("remove", parents=[common], help="remove a blackout")
+    brm.add_argument("id", type=int)
+    brm.set_defaults(run=cmd_blackout_remove)
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date like 2026-10-01: {text!r}") from None
+
+
+def _who() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _with_db(settings: Settings, fn: Callable[[Session], Any]) -> Any:
+    db: Database = open_database(settings.db_url)
+    try:
+        with db.session() as s:
+            return fn(s)
+    finally:
+        db.close()
+
+
+def _district(session: Session, code: str | None) -> str:
+    if code:
+        centre = centres.get(session, centres.parse_code(code, "--district"))
+        if centre.level != "district":
+            raise InvalidInput("--district", f"{code} is a {centre.level}, not a district")
+        return centre.code
+    found = planner.districts(session)
+    if len(found) != 1:
+        raise InvalidInput("--district", f"the database holds {len(found)} districts; name one")
+    return found[0]
+
+
+# --- rota ----------------------------------------------------------------------------
+
+
+def cmd_rota_build(args: argparse.Namespace, settings: Settings) -> int:
+    week = IsoWeek.parse(args.week)
+
+    def run(s: Session) -> str:
+        record = planner.build_week(s, _district(s, args.district), week, seed=args.seed, by=_who())
+        return _render(s, record, args.format)
+
+    print(_with_db(settings, run), end="")
+    return 0
+
+
+def cmd_rota_show(args: argparse.Namespace, settings: Settings) -> int:
+    week = IsoWeek.parse(args.week)
+
+    def run(s: Session) -> str:
+        return _render(s, plans.require_week(s, _district(s, args.district), week), args.format)
+
+    print(_with_db(settings, run), end="")
+    return 0
+
+
+def _names(session: Session, district: str) -> dict[str, str]:
+    root = centres.get(session, district)
+    return {c.code: c.name for c in centres.all_below(session, root, include_self=True)}
+
+
+def _render(session: Session, record: plans.RotaWeek, fmt: str) -> str:
+    slots = plans.week_slots(session, record.id or 0)
+    if fmt == "json":
+        return json.dumps(plans.week_json(record, slots), ensure_ascii=False, indent=2) + "\n"
+    names = _names(session, record.district_code)
+    if fmt == "ics":
+        title = f"{names[record.district_code]} {record.week} 调度安排"
+        return ics.feed(slots, names, title=title, join_url="/calls/slot/{slot_id}").decode()
+    return render_table(record, slots, names)
+
+
+def render_table(record: plans.RotaWeek, slots: list[plans.RotaSlot], names: dict[str, str]) -> str:
+    lines = [
+        f"{record.week}  {names.get(record.district_code, '')} ({record.district_code})"
+        f"  revision {record.revision}, seed {record.seed}"
+    ]
+    if record.exempt:
+        lines.append("本周无工作日，免于调度 — no working day this week: exempt")
+    lines.append("working days: " + ", ".join(record.workdays))
+    day = None
+    for slot in slots:
+        start, end = slot.start.astimezone(SHANGHAI), slot.end.astimezone(SHANGHAI)
+        if start.date() != day:
+            day = start.date()
+            lines.append(f"\n周{WEEKDAYS_ZH[day.weekday()]} {day.isoformat()}")
+        who = names.get(slot.callees[0], slot.callees[0]) if slot.callees else "-"
+        more = f" +{len(slot.callees) - 1}" if len(slot.callees) > 1 else ""
+        flags = "".join(
+            (
+                " [reserve]" if slot.reserve else "",
+                " [hidden]" if slot.hidden else "",
+                f" [{slot.status}]" if slot.status != plans.PLANNED else "",
+            )
+        )
+        lines.append(
+            f"  {start:%H:%M}-{end:%H:%M}  {names.get(slot.caller_code, slot.caller_code)}"
+            f" #{slot.console}  {ics.KIND_ZH.get(slot.kind, slot.kind)}  {who}{more}{flags}"
+        )
+    lines.append(f"\n{len(slots)} slots")
+    if record.unplaced:
+        lines.append(f"UNPLACED ({len(record.unplaced)}):")
+        lines += [f"  {u['caller']} → {u['callee']}: {u['reason']}" for u in record.unplaced]
+    for warning in record.warnings:
+        lines.append(f"warning: {warning}")
+    return "\n".join(lines) + "\n"
+
+
+# --- calendar ------------------------------------------------------------------------
+
+
+def cmd_calendar_show(args: argparse.Namespace, settings: Settings) -> int:
+    if not 2004 <= args.year <= 2100:
+        raise InvalidInput("--year", "must be from 2004 to 2100")
+    cal = _with_db(settings, workdays.load_calendar)
+    print(workdays.render_year(cal, args.year, args.lang))
+    return 0
+
+
+def cmd_calendar_set(args: argparse.Namespace, settings: Settings) -> int:
+    _with_db(
+        settings, lambda s: workdays.set_override(s, args.day, args.workday, args.note, _who())
+    )
+    print(f"{args.day}: {'working day' if args.workday else 'day off'} (override)")
+    return 0
+
+
+def cmd_calendar_clear(args: argparse.Namespace, settings: Settings) -> int:
+    if not _with_db(settings, lambda s: workdays.clear_override(s, args.day)):
+        raise NotFound("calendar override", args.day.isoformat())
+    print(f"{args.day}: override removed")
+    return 0
+
+
+# --- policy and blackouts ------------------------------------------------------------
+
+
+def cmd_policy_show(args: argparse.Namespace, settings: Settings) -> int:
+    def run(s: Session) -> dict[str, Any]:
+        code = _district(s, args.district) if args.district else None
+        return policy.policy_for(s, code).as_dict()
+
+    print(json.dumps(_with_db(settings, run), ensure_ascii=False, indent=2))
+    return 0
+
+
+def _assignments(items: list[str]) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise InvalidInput(item, "write NAME=VALUE, e.g. district_consoles=3")
+        try:
+            changes[name] = json.loads(raw)
+        except ValueError:
+            changes[name] = raw  # plain words like meeting / inspection
+    return changes
+
+
+def cmd_policy_set(args: argparse.Namespace, settings: Settings) -> int:
+    changes = _assignments(args.assignments)
+
+    def run(s: Session) -> dict[str, Any]:
+        code = _district(s, args.district) if args.district else None
+        return policy.set_policy(s, code, changes, _who()).as_dict()
+
+    result = _with_db(settings, run)
+    print(json.dumps({k: result[k] for k in changes}, ensure_ascii=False))
+    return 0
+
+
+def cmd_policy_reset(args: argparse.Namespace, settings: Settings) -> int:
+    def run(s: Session) -> dict[str, Any]:
+        code = _district(s, args.district) if args.district else None
+        return policy.reset_policy(s, code, args.names, _who()).as_dict()
+
+    result = _with_db(settings, run)
+    print(json.dumps({k: result[k] for k in args.names}, ensure_ascii=False))
+    return 0
+
+
+def parse_window_list(text: str) -> list[list[str]]:
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        start, sep, end = part.partition("-")
+        if not sep:
+            raise InvalidInput("--windows", f"write HH:MM-HH:MM, got {part!r}")
+        out.append([start.strip(), end.strip()])
+    return out
+
+
+def cmd_policy_caller(args: argparse.Namespace, settings: Settings) -> int:
+    windows = parse_window_list(args.windows)
+    _with_db(
+        settings, lambda s: policy.set_caller_config(s, args.centre, args.consoles, windows, _who())
+    )
+    print(f"{args.centre}: {args.consoles} console(s), windows {args.windows}")
+    return 0
+
+
+def cmd_blackout_add(args: argparse.Namespace, settings: Settings) -> int:
+    spec: dict[str, Any] = {"note": args.note}
+    if args.weekday is not None:
+        spec.update(kind="weekday", weekday=args.weekday)
+    elif args.market_days:
+        try:
+            digits = [int(d) for d in args.market_days.split(",") if d.strip()]
+        except ValueError:
+            raise InvalidInput("--market-days", "digits separated by commas, e.g. 1,4,7") from None
+        spec.update(kind="market_days", day_digits=digits)
+    else:
+        if args.end is None:
+            raise InvalidInput("--to", "a date range needs --to")
+        spec.update(kind="date_range", start=args.start.isoformat(), end=args.end.isoformat())
+    record = _with_db(settings, lambda s: policy.add_blackout(s, args.centre, spec, _who()))
+    print(f"blackout {record.id} added for {record.centre_code}")
+    return 0
+
+
+def cmd_blackout_list(args: argparse.Namespace, settings: Settings) -> int:
+    def run(s: Session) -> list[dict[str, Any]]:
+        path = (
+            centres.get(s, centres.parse_code(args.under, "--under")).path if args.under else None
+        )
+        return [r.as_dict() for r in policy.blackouts_under(s, path)]
+
+    for row in _with_db(settings, run):
+        print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def cmd_blackout_remove(args: argparse.Namespace, settings: Settings) -> int:
+    _with_db(settings, lambda s: policy.remove_blackout(s, args.id))
+    print(f"blackout {args.id} removed")
+    return 0

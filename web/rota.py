@@ -1,0 +1,214 @@
+"""The rota in the web: week pages, slot pages, the JSON API and the calendar feeds."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from sqlmodel import Session
+
+from dispatch import accounts, centres
+from dispatch.accounts import Role, Scope
+from dispatch.errors import InvalidInput, NotAuthorised
+from schedules import ics, planner, plans, views
+from schedules.jobs import WeekScheduler
+from schedules.plans import SHANGHAI
+from schedules.workdays import IsoWeek
+
+from .appkeys import ACCOUNT, DB, SCHEDULER, SETTINGS
+from .auth import read_json, redirect, scope_of
+from .render import render
+
+WEEKDAYS = {"zh": "一二三四五六日", "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]}
+
+
+def _week_param(request: web.Request) -> IsoWeek:
+    raw = request.query.get("week")
+    if raw:
+        return IsoWeek.parse(raw)
+    return IsoWeek.containing(datetime.now(SHANGHAI).date())
+
+
+def may_build(scope: Scope, district: str) -> bool:
+    return scope.is_admin or (
+        scope.role is Role.district_operator and scope.centre_code == district
+    )
+
+
+async def _build(request: web.Request, week: IsoWeek, district: str | None, seed: int | None):  # type: ignore[no-untyped-def]
+    scope = scope_of(request)
+    who = request[ACCOUNT].username
+    scheduler: WeekScheduler | None = request.app.get(SCHEDULER)
+
+    def run(s: Session) -> tuple[plans.RotaWeek, list[Any]]:
+        code = views.district_of_scope(s, scope, district)
+        if not may_build(scope, code):
+            raise NotAuthorised("only the district operator or an admin builds the rota")
+        record = planner.build_week(s, code, week, seed=seed, by=who)
+        times = scheduler.times_for(s, plans.week_slots(s, record.id or 0)) if scheduler else []
+        return record, times
+
+    record, times = await request.app[DB].write(run)
+    if scheduler is not None:
+        scheduler.add_jobs(times)
+    return record
+
+
+# --- API -------------------------------------------------------------------------------
+
+
+async def api_week(request: web.Request) -> web.Response:
+    scope = scope_of(request)
+    week = _week_param(request)
+    district = request.query.get("district")
+    view = await request.app[DB].read(views.week_view, scope, week, district)
+    return web.json_response(view.as_dict())
+
+
+async def api_build(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body.get("week"), str):
+        raise InvalidInput("week", "required, e.g. 2026-W48")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise InvalidInput("seed", "must be a whole number")
+    district = body.get("district")
+    if district is not None and not isinstance(district, str):
+        raise InvalidInput("district", "must be a 12-digit code")
+    week = IsoWeek.parse(body["week"])
+    await _build(request, week, district, seed)
+    view = await request.app[DB].read(views.week_view, scope_of(request), week, district)
+    return web.json_response(view.as_dict(), status=201)
+
+
+async def api_upcoming(request: web.Request) -> web.Response:
+    scope = scope_of(request)
+    now = datetime.now(SHANGHAI)
+    found = await request.app[DB].read(views.upcoming, scope, now)
+    return web.json_response({"slots": [v.as_dict() for v in found]})
+
+
+# --- pages -----------------------------------------------------------------------------
+
+
+def _days(view: views.WeekView) -> list[dict[str, Any]]:
+    """Rows for the week page: each day of the week with its slots by console."""
+    workdays = set(view.record.workdays) if view.record else set()
+    by_day: dict[str, list[views.SlotView]] = defaultdict(list)
+    for v in view.slots:
+        by_day[v.slot.start.astimezone(SHANGHAI).date().isoformat()].append(v)
+    return [
+        {"date": d, "workday": d.isoformat() in workdays, "slots": by_day.get(d.isoformat(), [])}
+        for d in view.week.days()
+    ]
+
+
+async def week_page(request: web.Request) -> web.Response:
+    scope = scope_of(request)
+    week = _week_param(request)
+    caller = request.query.get("caller")
+
+    def run(s: Session) -> dict[str, Any]:
+        if caller:
+            accounts.get_centre_in_scope(s, scope, caller)
+        view = views.week_view(s, scope, week, request.query.get("district"), caller=caller)
+        consoles = max((v.slot.console for v in view.slots), default=1)
+        return {
+            "view": view,
+            "days": _days(view),
+            "consoles": consoles,
+            "can_build": may_build(scope, view.district),
+            "feed": _feed_url(request, scope.centre_code) if scope.centre_code else None,
+        }
+
+    ctx = await request.app[DB].read(run)
+    return render(
+        request,
+        "rota.html",
+        week=week,
+        caller=caller,
+        shanghai=SHANGHAI,
+        weekdays=WEEKDAYS,
+        kinds=ics.KIND_ZH,
+        **ctx,
+    )
+
+
+async def build_page(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    week = IsoWeek.parse(str(form.get("week", "")))
+    await _build(request, week, str(form.get("district") or "") or None, None)
+    return redirect(f"/rota?week={week}")
+
+
+async def slot_page(request: web.Request) -> web.Response:
+    scope = scope_of(request)
+    try:
+        slot_id = int(request.match_info["slot_id"])
+    except ValueError:
+        raise InvalidInput("slot_id", "must be a number") from None
+    shown, names = await request.app[DB].read(views.slot_for_scope, scope, slot_id)
+    return render(request, "slot.html", v=shown, names=names, shanghai=SHANGHAI, kinds=ics.KIND_ZH)
+
+
+# --- calendar feeds ----------------------------------------------------------------------
+
+
+def feed_token(secret: bytes, code: str) -> str:
+    """The feed's capability token: calendar apps cannot log in, so the URL carries it."""
+    return hmac.new(secret, f"ics:{code}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _feed_url(request: web.Request, code: str) -> str:
+    settings = request.app[SETTINGS]
+    token = feed_token(settings.session_key(), code)
+    return f"{settings.public_url.rstrip('/')}/calendar/{code}.ics?token={token}"
+
+
+async def calendar_feed(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    code = centres.parse_code(request.match_info["code"])
+    given = request.query.get("token", "")
+    if not hmac.compare_digest(given, feed_token(settings.session_key(), code)):
+        raise NotAuthorised("the feed token is missing or wrong for this centre")
+    now = datetime.now(UTC)
+
+    def run(s: Session) -> bytes:
+        centre = centres.get(s, code)
+        slots = plans.slots_for_centre(s, code, now - timedelta(days=35), now + timedelta(days=70))
+        names = {code: centre.name}
+        if any(slot.caller_code == code for slot in slots):
+            names.update({c.code: c.name for c in centres.all_below(s, centre)})
+        for slot in slots:
+            names.setdefault(slot.caller_code, centres.get(s, slot.caller_code).name)
+        return ics.feed(
+            slots,
+            names,
+            title=f"{centre.name}综治中心 视频调度",
+            join_url=settings.public_url.rstrip("/") + "/rota/slots/{slot_id}",
+            viewer=code,
+        )
+
+    body = await request.app[DB].read(run)
+    return web.Response(
+        body=body,
+        content_type="text/calendar",
+        charset="utf-8",
+        headers={"Cache-Control": "private, max-age=300"},
+    )
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/rota", week_page),
+        web.post("/rota/build", build_page),
+        web.get("/rota/slots/{slot_id}", slot_page),
+        web.get("/calendar/{code}.ics", calendar_feed),
+        web.get("/api/v1/rota", api_week),
+        web.post("/api/v1/rota/build", api_build),
+        web.get("/api/v1/rota/upcoming", api_upcoming),
+    ]

@@ -1,0 +1,14 @@
+"""Every table of every layer, imported in one place so `create_schema` knows them all."""
+
+from __future__ import annotations
+
+from dispatch import accounts, centres  # noqa: F401
+from dispatch.db import Database
+from schedules import plans, policy, workdays  # noqa: F401
+
+
+def open_database(url: str) -> Database:
+    """The database at `url` with every table created."""
+    db = Database(url)
+    db.create_schema()
+    return db
