@@ -306,7 +306,7 @@ def _free_console(
 ) -> tuple[int, int]:
     """(console, 0) for a free console, `prefer` first; else (0, earliest minute one frees)."""
     consoles = board.consoles[caller]
-    order = [prefer, *(k for k in range(1, len(consoles) + 1) if k != prefer)]
+    order = sorted(range(1, len(consoles) + 1), key=lambda k: k != prefer)
     jump = math.inf
     for k in order:
         j = consoles[k - 1][d].clash(s, e)
@@ -683,8 +683,9 @@ def _split_blacked_out(
         )
         result.extend(_Demand(one_kind, dem.caller, (v,), minutes, dem.first_day) for v in out)
         warnings.append(
-            f"{dem.kind} of {dem.caller}: held without {', '.join(out)} (blacked out on every "
-            f"day it could be held); each gets its own 1:1 {one_kind}"
+            f"{dem.kind} {dem.caller} → {dem.callees[0]} and others: held without "
+            f"{', '.join(out)} (blacked out on every day it could be held); each gets its own "
+            f"1:1 {one_kind}"
         )
     return result, warnings
 

@@ -14,6 +14,7 @@ from sqlmodel import select
 from dispatch import accounts, centres, demo
 from dispatch.db import Database
 from dispatch.settings import Settings
+from web.schema import open_database
 
 
 @pytest.fixture
@@ -28,8 +29,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def db(settings: Settings) -> Iterator[Database]:
-    database = Database(settings.db_url)
-    database.create_schema()
+    database = open_database(settings.db_url)
     yield database
     database.close()
 
@@ -40,8 +40,7 @@ def db(settings: Settings) -> Iterator[Database]:
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "demo.db"
-    database = Database(f"sqlite:///{path}")
-    database.create_schema()
+    database = open_database(f"sqlite:///{path}")
     with database.session() as s:
         demo.load_demo(s, "district")
     database.close()
