@@ -208,17 +208,20 @@ async def build_next_week(context: str) -> None:
     if ctx is None:
         return
     week = IsoWeek.containing(datetime.now(SHANGHAI).date()).next()
+    cal = await ctx.db.read(workdays.load_calendar)  # one calendar for every district
     for district in await ctx.db.read(planner.districts):
-        await build_if_missing(ctx, district, week)
+        await build_if_missing(ctx, district, week, cal)
 
 
-async def build_if_missing(ctx: JobContext, district: str, week: IsoWeek) -> plans.RotaWeek | None:
+async def build_if_missing(
+    ctx: JobContext, district: str, week: IsoWeek, cal: workdays.WorkdayCalendar | None = None
+) -> plans.RotaWeek | None:
     """Build and schedule a week once; an existing build (by a person or a run) stays."""
 
     def run(session: Session) -> tuple[plans.RotaWeek, list[Any]] | None:
         if plans.get_week(session, district, week) is not None:
             return None
-        record = planner.build_week(session, district, week, by="scheduler")
+        record = planner.build_week(session, district, week, by="scheduler", cal=cal)
         return record, ctx.scheduler.times_for(session, plans.week_slots(session, record.id or 0))
 
     built = await ctx.db.write(run)

@@ -24,13 +24,17 @@ def default_seed(district_code: str, week: IsoWeek) -> int:
 
 
 def district_towns(session: Session, district_code: str) -> list[rota.TownInput]:
-    towns = []
-    for town in centres.children(session, district_code):
-        if not town.active:
-            continue
-        villages = tuple(v.code for v in centres.children(session, town.code) if v.active)
-        towns.append(rota.TownInput(code=town.code, villages=villages))
-    return towns
+    """Active towns with their active villages (one range scan of the district)."""
+    below = centres.all_below(session, centres.get(session, district_code))
+    villages: dict[str, list[str]] = {}
+    for c in below:
+        if c.level == "village" and c.active:
+            villages.setdefault(c.parent_code or "", []).append(c.code)
+    return [
+        rota.TownInput(code=t.code, villages=tuple(sorted(villages.get(t.code, []))))
+        for t in below
+        if t.level == "town" and t.active
+    ]
 
 
 def build_week(
@@ -41,11 +45,14 @@ def build_week(
     seed: int | None = None,
     by: str = "",
     now: datetime | None = None,
+    cal: workdays.WorkdayCalendar | None = None,
 ) -> plans.RotaWeek:
+    """Build and store one district's week. Pass `cal` to share one calendar (and its
+    per-year cache) across many districts."""
     district = centres.get(session, centres.parse_code(district_code, "district"))
     if district.level != "district":
         raise InvalidInput("district", f"{district.code} is a {district.level}, not a district")
-    cal = workdays.load_calendar(session)
+    cal = cal or workdays.load_calendar(session)
     days = cal.workdays(week)
     notes = cal.warnings(week.days())
     today = (now or datetime.now(UTC)).astimezone(plans.SHANGHAI).date()

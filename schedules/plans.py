@@ -16,9 +16,10 @@ import hashlib
 from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Any
+from uuid import uuid4
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, UniqueConstraint, insert
 from sqlmodel import Field, Session, SQLModel, col, delete, select
 
 from dispatch.centres import utcnow
@@ -173,69 +174,69 @@ def save_result(
 
     seen: Counter[tuple[str, str, tuple[str, ...]]] = Counter()
     kept: set[str] = set()
+    fresh: list[dict[str, Any]] = []
+    stamp = utcnow()
     for planned in result.slots:
         key = (planned.kind, planned.caller, planned.callees)
         seen[key] += 1
         uid = slot_uid(str(week), *key, seen[key])
+        kept.add(uid)
         slot = old.get(uid)
         if slot is None:
-            slot = RotaSlot(
-                week_id=record.id or 0,
-                uid=uid,
-                kind=planned.kind,
-                caller_code=planned.caller,
-                callees=list(planned.callees),
-                start=planned.start,
-                end=planned.end,
-                console=planned.console,
-            )
-        elif (slot.start, slot.end, slot.console) != (planned.start, planned.end, planned.console):
+            fresh.append({
+                "week_id": record.id, "uid": uid, "kind": planned.kind,
+                "caller_code": planned.caller, "callees": list(planned.callees),
+                "start": planned.start, "end": planned.end, "console": planned.console,
+                "reserve": planned.reserve, "hidden": planned.hidden, "status": PLANNED,
+                "sequence": 0, "updated_at": stamp,
+            })  # fmt: skip
+            continue
+        # The uid encodes the callees, so a kept slot's callee rows stay as they are.
+        if (slot.start, slot.end, slot.console) != (planned.start, planned.end, planned.console):
             slot.sequence += 1
         slot.start, slot.end, slot.console = planned.start, planned.end, planned.console
-        slot.reserve, slot.hidden, slot.updated_at = planned.reserve, planned.hidden, utcnow()
+        slot.reserve, slot.hidden, slot.updated_at = planned.reserve, planned.hidden, stamp
         session.add(slot)
-        kept.add(uid)
-    for uid, slot in old.items():
-        if uid not in kept:
-            session.exec(delete(RotaSlotCallee).where(col(RotaSlotCallee.slot_id) == slot.id))
-            session.delete(slot)
-    session.flush()
-    _index_callees(session, week_slots(session, record.id or 0))
+    gone = [slot.id for uid, slot in old.items() if uid not in kept]
+    if gone:
+        session.exec(delete(RotaSlotCallee).where(col(RotaSlotCallee.slot_id).in_(gone)))
+        session.exec(delete(RotaSlot).where(col(RotaSlot.id).in_(gone)))
+    _insert_slots(session, fresh)
     return record
 
 
-def _index_callees(session: Session, slots: list[RotaSlot]) -> None:
-    ids = [s.id for s in slots]
-    if ids:
-        session.exec(delete(RotaSlotCallee).where(col(RotaSlotCallee.slot_id).in_(ids)))
-    session.add_all(
-        RotaSlotCallee(slot_id=s.id or 0, centre_code=code) for s in slots for code in s.callees
-    )
-    session.flush()
+def _insert_slots(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Bulk-insert slots and their callee rows (a province week is ~35,000 slots);
+    returns the new ids in the order of `rows`."""
+    if not rows:
+        return []
+    stmt = insert(RotaSlot).returning(col(RotaSlot.id), sort_by_parameter_order=True)
+    ids = [row[0] for row in session.execute(stmt, rows)]
+    callees = [
+        {"slot_id": slot_id, "centre_code": code}
+        for slot_id, row in zip(ids, rows, strict=True)
+        for code in row["callees"]
+    ]
+    session.execute(insert(RotaSlotCallee), callees)
+    return ids
 
 
 def add_slot(
     session: Session, week_id: int, planned: PlannedSlot, makeup_of: int | None
 ) -> RotaSlot:
     """Add one slot to a stored week (a make-up)."""
-    slot = RotaSlot(
-        week_id=week_id,
-        uid="",
-        kind=planned.kind,
-        caller_code=planned.caller,
-        callees=list(planned.callees),
-        start=planned.start,
-        end=planned.end,
-        console=planned.console,
-        reserve=planned.reserve,
-        hidden=planned.hidden,
-        makeup_of=makeup_of,
-    )
+    row = {
+        "week_id": week_id, "uid": f"pending-{uuid4()}", "kind": planned.kind,
+        "caller_code": planned.caller, "callees": list(planned.callees),
+        "start": planned.start, "end": planned.end, "console": planned.console,
+        "reserve": planned.reserve, "hidden": planned.hidden, "status": PLANNED,
+        "sequence": 0, "makeup_of": makeup_of, "updated_at": utcnow(),
+    }  # fmt: skip
+    (slot_id,) = _insert_slots(session, [row])
+    slot = get_slot(session, slot_id)
+    slot.uid = f"makeup-{slot_id}-of-{makeup_of}@pingan-dispatch"
     session.add(slot)
     session.flush()
-    slot.uid = f"makeup-{slot.id}-of-{makeup_of}@pingan-dispatch"
-    session.add(slot)
-    _index_callees(session, [slot])
     return slot
 
 
