@@ -36,7 +36,7 @@ STATUS: list[tuple[type[DispatchError], int, str]] = [
 
 
 def wants_json(request: web.Request) -> bool:
-    return request.path.startswith("/api/") or request.path == "/healthz"
+    return request.path.startswith(("/api/", "/ws/", "/calendar/")) or request.path == "/healthz"
 
 
 def status_of(exc: DispatchError) -> tuple[int, str]:
