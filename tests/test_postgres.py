@@ -89,3 +89,22 @@ async def test_scope_on_postgres(aiohttp_client, pg: Database, tmp_path: Path) -
     assert (await client.get(f"/api/v1/centers/{v2.code}", headers=h)).status == 403
     listed = await (await client.get("/api/v1/centers", headers=h)).json()
     assert [c["code"] for c in listed["centers"]] == [v1.code]
+
+
+def test_a_rota_week_on_postgres(pg: Database) -> None:
+    from datetime import datetime
+
+    from schedules import planner, plans
+    from schedules.plans import SHANGHAI
+    from schedules.workdays import IsoWeek
+
+    week = IsoWeek(2026, 41)
+    with pg.session() as s:
+        record = planner.build_week(s, demo.DEMO_DISTRICT_CODE, week,
+                                    now=datetime(2025, 1, 1, tzinfo=SHANGHAI))  # fmt: skip
+        slots = plans.week_slots(s, record.id or 0)
+        assert record.workdays == ["2026-10-08", "2026-10-09", "2026-10-10"]
+        assert len(slots) > 250 and slots[0].start.utcoffset() is not None
+        village = slots[-1].callees[0]
+        mine = plans.slots_for_centre(s, village, slots[0].start, slots[-1].end)
+        assert mine and all(village in x.callees for x in mine)
