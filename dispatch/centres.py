@@ -242,6 +242,14 @@ def get(session: Session, code: str) -> Centre:
     return centre
 
 
+def get_at_level(session: Session, code: str, level: Level, field: str) -> Centre:
+    """The centre by code, which must be of `level`; errors name `field`."""
+    centre = get(session, parse_code(code, field))
+    if centre.level != level.value:
+        raise InvalidInput(field, f"{code} is a {centre.level}, not a {level.value}")
+    return centre
+
+
 def roots(session: Session) -> list[Centre]:
     return list(
         session.exec(select(Centre).where(col(Centre.parent_code).is_(None)).order_by(Centre.code))

@@ -49,9 +49,7 @@ def build_week(
 ) -> plans.RotaWeek:
     """Build and store one district's week. Pass `cal` to share one calendar (and its
     per-year cache) across many districts."""
-    district = centres.get(session, centres.parse_code(district_code, "district"))
-    if district.level != "district":
-        raise InvalidInput("district", f"{district.code} is a {district.level}, not a district")
+    district = centres.get_at_level(session, district_code, centres.Level.district, "district")
     cal = cal or workdays.load_calendar(session)
     days = cal.workdays(week)
     notes = cal.warnings(week.days())
@@ -87,3 +85,13 @@ def build_week(
 
 def districts(session: Session) -> list[str]:
     return [c.code for c in centres.roots(session) if c.level == "district" and c.active]
+
+
+def resolve_district(session: Session, code: str | None, field: str = "district") -> str:
+    """The named district, or the only one there is."""
+    if code:
+        return centres.get_at_level(session, code, centres.Level.district, field).code
+    found = districts(session)
+    if len(found) != 1:
+        raise InvalidInput(field, f"the database holds {len(found)} districts; name one")
+    return found[0]

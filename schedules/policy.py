@@ -315,9 +315,7 @@ def set_policy(
 ) -> Policy:
     """Validate `changes` against the effective policy and store them."""
     if district_code is not None:
-        centre = centres.get(session, centres.parse_code(district_code, "district"))
-        if centre.level != "district":
-            raise InvalidInput("district", f"{district_code} is a {centre.level}, not a district")
+        centres.get_at_level(session, district_code, centres.Level.district, "district")
     base = policy_for(session, district_code)
     Policy.from_dict(_from_json(changes), base=base)  # raises, naming the bad field
     key = district_code or DEFAULT_KEY

@@ -68,15 +68,7 @@ def district_of_scope(session: Session, scope: Scope, requested: str | None) -> 
         if requested and requested != own:
             raise InvalidInput("district", f"{requested} is not your district")
         return own
-    if requested:
-        centre = centres.get(session, centres.parse_code(requested, "district"))
-        if centre.level != "district":
-            raise InvalidInput("district", f"{requested} is a {centre.level}, not a district")
-        return centre.code
-    found = planner.districts(session)
-    if len(found) != 1:
-        raise InvalidInput("district", f"there are {len(found)} districts; name one")
-    return found[0]
+    return planner.resolve_district(session, requested)
 
 
 def _paths(session: Session, district: str) -> tuple[dict[str, str], dict[str, str]]:

@@ -21,6 +21,7 @@ import pytest
 
 from dispatch.errors import InvalidInput
 from schedules.policy import Blackout, CallerConfig, Policy, PolicyBundle, Window
+from schedules.rota import KINDS as ROTA_KINDS
 from schedules.rota import (
     PlannedSlot,
     RotaResult,
@@ -31,15 +32,7 @@ from schedules.rota import (
 
 SH = ZoneInfo("Asia/Shanghai")
 DISTRICT = "511703000000"
-KINDS = {
-    "district_meeting",
-    "district_inspection",
-    "town_patrol",
-    "screening",
-    "supervision",
-    "spot_check",
-    "makeup",
-}
+KINDS = set(ROTA_KINDS)
 DISTRICT_COVERAGE = {"district_meeting", "district_inspection"}
 
 

@@ -40,10 +40,7 @@ FORM_FIELDS: list[tuple[str, str]] = [
 def _district_param(session: Session, raw: str | None) -> str | None:
     if not raw:
         return None
-    centre = centres.get(session, centres.parse_code(raw, "district"))
-    if centre.level != "district":
-        raise InvalidInput("district", f"{raw} is a {centre.level}, not a district")
-    return centre.code
+    return centres.get_at_level(session, raw, centres.Level.district, "district").code
 
 
 def _parse_form_value(name: str, kind: str, raw: str) -> Any:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
 
 from dispatch import accounts, centre_files, centres, demo
 from dispatch.db import Database
@@ -199,16 +200,17 @@ def cmd_centres_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _under_path(session: Session, under: str | None) -> str | None:
+    """The subtree of `--under CODE`, or None for everything."""
+    return centres.get(session, centres.parse_code(under, "--under")).path if under else None
+
+
 def cmd_centres_export(args: argparse.Namespace, settings: Settings) -> int:
     fmt = _file_format(args.file, args.format)
     db = _open_db(settings)
     try:
         with db.session() as s:
-            path = (
-                centres.get(s, centres.parse_code(args.under, "--under")).path
-                if args.under
-                else None
-            )
+            path = _under_path(s, args.under)
             data = centre_files.export_centres(s, path, fmt)
     finally:
         db.close()
@@ -224,11 +226,7 @@ def cmd_centres_list(args: argparse.Namespace, settings: Settings) -> int:
     db = _open_db(settings)
     try:
         with db.session() as s:
-            path = (
-                centres.get(s, centres.parse_code(args.under, "--under")).path
-                if args.under
-                else None
-            )
+            path = _under_path(s, args.under)
             level = centres.parse_level(args.level) if args.level else None
             rows, _ = centres.search(s, path, level=level, limit=10**9)
     finally:

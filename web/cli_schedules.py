@@ -115,15 +115,7 @@ def _with_db(settings: Settings, fn: Callable[[Session], Any]) -> Any:
 
 
 def _district(session: Session, code: str | None) -> str:
-    if code:
-        centre = centres.get(session, centres.parse_code(code, "--district"))
-        if centre.level != "district":
-            raise InvalidInput("--district", f"{code} is a {centre.level}, not a district")
-        return centre.code
-    found = planner.districts(session)
-    if len(found) != 1:
-        raise InvalidInput("--district", f"the database holds {len(found)} districts; name one")
-    return found[0]
+    return planner.resolve_district(session, code, "--district")
 
 
 # --- rota ----------------------------------------------------------------------------
