@@ -7,8 +7,10 @@ same week's reserve.
 
 Invariants:
 - The rota tables are the truth. Job ids derive from slot ids (`remind:42`,
-  `close:42`), `sync_jobs` (run on every start) re-creates any job a slot needs, and a
-  job whose slot is gone or already handled does nothing.
+  `close:42`); `plan_horizon` (on start and every 30 minutes) gives the jobs to every
+  open slot starting within the next 36 hours that lacks them and closes, in one pass,
+  open slots whose close time passed with no job to do it. A job whose slot is gone or
+  already handled does nothing.
 - Exactly once: APScheduler may skip a run (SIGKILL mid-job advances the next run
   time first) or, without coalescing, repeat one. So each job checks and sets its own
   record of completion in the same transaction as its effect (`reminded_at`,
@@ -30,6 +32,8 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from dispatch.db import Database
@@ -125,20 +129,25 @@ class WeekScheduler:
         )
 
     async def start(self) -> None:
-        """Start inside the running loop; then make sure every slot has its jobs."""
+        """Start inside the running loop, then plan the horizon once."""
         _CONTEXTS[self.name] = JobContext(self.db, self.bus, self)
         self.scheduler.start()
+        kwargs = {"context": self.name}
         self.scheduler.add_job(
             "schedules.jobs:build_next_week",
             CronTrigger(timezone=SHANGHAI, **self.build_at),
             id="build-next-week",
-            kwargs={"context": self.name},
+            kwargs=kwargs,
             replace_existing=True,
         )
-        needed = await self.db.read(self._jobs_needed)
-        for slot_id, remind_at, close_at in needed:
-            self._add_slot_jobs(slot_id, remind_at, close_at)
-        log.info("scheduler %s started; %d slot(s) with jobs", self.name, len(needed))
+        self.scheduler.add_job(
+            "schedules.jobs:plan_horizon",
+            IntervalTrigger(minutes=30),
+            id="plan-horizon",
+            kwargs=kwargs,
+            replace_existing=True,
+        )
+        await self.plan_horizon()
 
     def shutdown(self) -> None:
         if self.scheduler.running:
@@ -146,16 +155,38 @@ class WeekScheduler:
         _CONTEXTS.pop(self.name, None)
 
     # -- slot jobs --------------------------------------------------------------------
+    #
+    # Slots get their own jobs only once they start within HORIZON, so the job store
+    # holds about a day's calls, not every week built ahead. Slots whose close time has
+    # passed without a close (the server was down, or they never had jobs) are closed
+    # in one pass instead of one job each.
 
-    def _jobs_needed(self, session: Session) -> list[tuple[int, datetime | None, datetime]]:
-        """(slot id, remind at, close at) for every slot with work left: rebuilt from tables."""
-        return self.times_for(
-            session, list(session.exec(select(RotaSlot).where(col(RotaSlot.closed_at).is_(None))))
+    async def plan_horizon(self) -> None:
+        now = datetime.now(UTC)
+        have = await self.db.read(_job_ids)
+        overdue, upcoming = await self.db.read(self._open_slots, now)
+        # A stored close job runs on its own (once, on start); the rest close in one pass.
+        unscheduled = [slot_id for slot_id in overdue if f"close:{slot_id}" not in have]
+        if unscheduled:
+            closed = await self.db.write(_close_many, unscheduled, self)
+            self.add_jobs([t for _event, times in closed for t in times])
+            for event, _times in closed:
+                self.bus.publish(event)
+        missing = [t for t in upcoming if f"close:{t[0]}" not in have]
+        self.add_jobs(missing)
+        log.info("scheduler %s: %d overdue slot(s) closed, %d slot(s) given jobs",
+                 self.name, len(overdue), len(missing))  # fmt: skip
+
+    def _open_slots(self, session: Session, now: datetime) -> tuple[list[int], list[Times]]:
+        stmt = select(RotaSlot).where(
+            col(RotaSlot.closed_at).is_(None), RotaSlot.start < now + HORIZON
         )
+        slots = list(session.exec(stmt.order_by(RotaSlot.start)))
+        overdue = [x.id or 0 for x in slots if x.end + self.close_delay <= now]
+        ids = set(overdue)
+        return overdue, self.times_for(session, [x for x in slots if x.id not in ids])
 
-    def times_for(
-        self, session: Session, slots: list[RotaSlot]
-    ) -> list[tuple[int, datetime | None, datetime]]:
+    def times_for(self, session: Session, slots: list[RotaSlot]) -> list[Times]:
         lead: dict[int, timedelta] = {}  # per week: its district's reminder lead time
         out = []
         for slot in slots:
@@ -163,36 +194,35 @@ class WeekScheduler:
                 minutes = policy.policy_for(session, _district_of(session, slot)).reminder_minutes
                 lead[slot.week_id] = timedelta(minutes=minutes)
             remind = None if slot.reminded_at else slot.start - lead[slot.week_id]
-            out.append((slot.id or 0, remind, slot.end + self.close_delay))
+            out.append((slot.id or 0, remind, slot.start, slot.end + self.close_delay))
         return out
 
-    def add_jobs(self, times: list[tuple[int, datetime | None, datetime]]) -> None:
-        """Add the jobs for `times` (from `times_for`). Call after the slots' transaction
-        committed: the job store writes through its own connection, and SQLite would
-        wait on the still-open write transaction."""
-        for entry in times:
-            self._add_slot_jobs(*entry)
+    def add_jobs(self, times: list[Times]) -> None:
+        """Add the jobs of the slots in `times` (from `times_for`) that start within the
+        horizon; later ones get theirs from `plan_horizon`. Call after the slots'
+        transaction committed: the job store writes through its own connection, and
+        SQLite would wait on the still-open write transaction."""
+        limit = datetime.now(UTC) + HORIZON
+        for slot_id, remind_at, start, close_at in times:
+            if start >= limit:
+                continue
+            kwargs = {"context": self.name, "slot_id": slot_id}
+            if remind_at is not None:
+                self.scheduler.add_job("schedules.jobs:remind", DateTrigger(remind_at),
+                                       id=f"remind:{slot_id}", kwargs=kwargs,
+                                       replace_existing=True)  # fmt: skip
+            self.scheduler.add_job("schedules.jobs:close_slot", DateTrigger(close_at),
+                                   id=f"close:{slot_id}", kwargs=kwargs,
+                                   replace_existing=True)  # fmt: skip
 
-    def _add_slot_jobs(
-        self, slot_id: int, remind_at: datetime | None, close_at: datetime | None
-    ) -> None:
-        kwargs = {"context": self.name, "slot_id": slot_id}
-        if remind_at is not None:
-            self.scheduler.add_job(
-                "schedules.jobs:remind",
-                DateTrigger(remind_at),
-                id=f"remind:{slot_id}",
-                kwargs=kwargs,
-                replace_existing=True,
-            )
-        if close_at is not None:
-            self.scheduler.add_job(
-                "schedules.jobs:close_slot",
-                DateTrigger(close_at),
-                id=f"close:{slot_id}",
-                kwargs=kwargs,
-                replace_existing=True,
-            )
+
+Times = tuple[int, datetime | None, datetime, datetime]  # slot id, remind, start, close
+HORIZON = timedelta(hours=36)
+
+
+def _job_ids(session: Session) -> set[str]:
+    rows = session.connection().execute(text(f"SELECT id FROM {JOBS_TABLE}"))
+    return {row[0] for row in rows}
 
 
 def _district_of(session: Session, slot: RotaSlot) -> str:
@@ -201,6 +231,12 @@ def _district_of(session: Session, slot: RotaSlot) -> str:
 
 
 # -- the job functions (module level: APScheduler stores them by name) ---------------------
+
+
+async def plan_horizon(context: str) -> None:
+    ctx = _context(context)
+    if ctx is not None:
+        await ctx.scheduler.plan_horizon()
 
 
 async def build_next_week(context: str) -> None:
@@ -271,6 +307,13 @@ async def close_slot(context: str, slot_id: int) -> None:
         ctx.bus.publish(event)
 
 
+def _close_many(
+    session: Session, slot_ids: list[int], scheduler: WeekScheduler
+) -> list[tuple[SlotMissed, list[Any]]]:
+    closed = (_close(session, slot_id, scheduler) for slot_id in slot_ids)
+    return [c for c in closed if c is not None]
+
+
 def _close(
     session: Session, slot_id: int, scheduler: WeekScheduler
 ) -> tuple[SlotMissed, list[Any]] | None:
@@ -301,8 +344,9 @@ def _place_makeup(session: Session, slot: RotaSlot) -> RotaSlot | None:
     if existing is not None:
         return None
     week = session.get(plans.RotaWeek, slot.week_id)
-    if week is None:
-        return None
+    now = datetime.now(SHANGHAI)
+    if week is None or now.date() > IsoWeek.parse(week.week).days()[-1]:
+        return None  # the week is over: nothing to make up in it
     others = [s.planned() for s in plans.week_slots(session, week.id or 0) if s.id != slot.id]
     cal = workdays.load_calendar(session)
     planned = rota.place_makeup(
@@ -310,11 +354,23 @@ def _place_makeup(session: Session, slot: RotaSlot) -> RotaSlot | None:
         missed=slot.planned(),
         bundle=policy.load_bundle(session, week.district_code),
         workdays=cal.workdays(IsoWeek.parse(week.week)),
-        not_before=datetime.now(SHANGHAI),
+        not_before=now,
     )
     if planned is None:
-        note = f"no room for a make-up of slot {slot.id} ({slot.kind}) this week"
-        week.warnings = [*week.warnings, note]
-        session.add(week)
+        _note_no_room(week, slot.id or 0)
         return None
     return plans.add_slot(session, week.id or 0, planned, makeup_of=slot.id)
+
+
+NO_ROOM = "no room this week for a make-up of missed slot(s): "
+
+
+def _note_no_room(week: plans.RotaWeek, slot_id: int) -> None:
+    """One warning line per week listing the missed slots that found no make-up."""
+    ids: list[str] = []
+    for line in week.warnings:
+        if line.startswith(NO_ROOM):
+            ids = line.removeprefix(NO_ROOM).split(", ")
+    ids.append(str(slot_id))
+    others = [w for w in week.warnings if not w.startswith(NO_ROOM)]
+    week.warnings = [*others, NO_ROOM + ", ".join(ids)]

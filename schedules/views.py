@@ -95,9 +95,10 @@ def week_view(
     scope: Scope,
     week: IsoWeek,
     district: str | None = None,
-    caller: str | None = None,
+    centre: str | None = None,
 ) -> WeekView:
-    """The week as `scope` may see it; `caller` narrows to one caller's slots."""
+    """The week as `scope` may see it; `centre` narrows it to the calls that centre
+    makes or takes."""
     code = district_of_scope(session, scope, district)
     paths, names = _paths(session, code)
     record = plans.get_week(session, code, week)
@@ -105,7 +106,7 @@ def week_view(
     if record is None:
         return view
     for slot in plans.week_slots(session, record.id or 0):
-        if caller is not None and slot.caller_code != caller:
+        if centre is not None and slot.caller_code != centre and centre not in slot.callees:
             continue
         shown = view_slot(scope, slot, paths)
         if shown is not None:

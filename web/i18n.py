@@ -34,6 +34,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "rota.revision": ("版本", "Revision"),
     "rota.slots": ("个时段", "slots"),
     "rota.feed": ("日历订阅", "Calendar feed"),
+    "rota.called_in": ("受调度", "Called in"),
+    "rota.patrol_weeks": ("各镇巡查安排", "Town patrol weeks"),
     "rota.next_calls": ("我的近期调度", "My next calls"),
     "rota.no_calls": ("近两周没有安排。", "Nothing planned in the next two weeks."),
     "kind.district_meeting": ("区级视频调度会", "District dispatch meeting"),

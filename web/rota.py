@@ -95,32 +95,43 @@ async def api_upcoming(request: web.Request) -> web.Response:
 # --- pages -----------------------------------------------------------------------------
 
 
-def _days(view: views.WeekView) -> list[dict[str, Any]]:
-    """Rows for the week page: each day of the week with its slots by console."""
+IN = 0  # the column of calls the centre takes (it is called)
+
+
+def _days(view: views.WeekView, centre: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """Rows for the week page: each day with the centre's calls by its console, and a
+    column (IN) for the calls it takes; and the columns that have any call."""
     workdays = set(view.record.workdays) if view.record else set()
-    by_day: dict[str, list[views.SlotView]] = defaultdict(list)
+    cells: dict[tuple[str, int], list[views.SlotView]] = defaultdict(list)
     for v in view.slots:
-        by_day[v.slot.start.astimezone(SHANGHAI).date().isoformat()].append(v)
-    return [
-        {"date": d, "workday": d.isoformat() in workdays, "slots": by_day.get(d.isoformat(), [])}
+        column = v.slot.console if v.slot.caller_code == centre else IN
+        cells[(v.slot.start.astimezone(SHANGHAI).date().isoformat(), column)].append(v)
+    columns = sorted({column for _day, column in cells}) or [1]
+    days = [
+        {"date": d, "workday": d.isoformat() in workdays,
+         "cells": {c: cells.get((d.isoformat(), c), []) for c in columns}}
         for d in view.week.days()
-    ]
+    ]  # fmt: skip
+    return days, columns
 
 
 async def week_page(request: web.Request) -> web.Response:
     scope = scope_of(request)
     week = _week_param(request)
-    caller = request.query.get("caller")
+    asked = request.query.get("centre")
 
     def run(s: Session) -> dict[str, Any]:
-        if caller:
-            accounts.get_centre_in_scope(s, scope, caller)
-        view = views.week_view(s, scope, week, request.query.get("district"), caller=caller)
-        consoles = max((v.slot.console for v in view.slots), default=1)
+        district = views.district_of_scope(s, scope, request.query.get("district"))
+        centre = asked or scope.centre_code or district
+        accounts.get_centre_in_scope(s, scope, centre)
+        view = views.week_view(s, scope, week, district, centre=centre)
+        days, columns = _days(view, centre)
         return {
+            "towns": [c for c in centres.children(s, view.district) if scope.covers(c)],
+            "centre": centre,
             "view": view,
-            "days": _days(view),
-            "consoles": consoles,
+            "days": days,
+            "columns": columns,
             "can_build": may_build(scope, view.district),
             "feed": _feed_url(request, scope.centre_code) if scope.centre_code else None,
         }
@@ -130,7 +141,6 @@ async def week_page(request: web.Request) -> web.Response:
         request,
         "rota.html",
         week=week,
-        caller=caller,
         shanghai=SHANGHAI,
         weekdays=WEEKDAYS,
         kinds=ics.KIND_ZH,
