@@ -202,10 +202,10 @@ class WeekScheduler:
         horizon; later ones get theirs from `plan_horizon`. Call after the slots'
         transaction committed: the job store writes through its own connection, and
         SQLite would wait on the still-open write transaction."""
-        limit = datetime.now(UTC) + HORIZON
+        now = datetime.now(UTC)
         for slot_id, remind_at, start, close_at in times:
-            if start >= limit:
-                continue
+            if start >= now + HORIZON or close_at <= now:
+                continue  # later: `plan_horizon` adds them; overdue: it closes them in a pass
             kwargs = {"context": self.name, "slot_id": slot_id}
             if remind_at is not None:
                 self.scheduler.add_job("schedules.jobs:remind", DateTrigger(remind_at),

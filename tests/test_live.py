@@ -96,8 +96,12 @@ async def test_district_operator_builds_and_reads_the_week(
         week = page.get_by_test_id("week")
         await week.wait_for()
         text = await week.inner_text()
-        assert "区级视频调度会" in text and "镇级视频巡查" in text
+        assert "区级视频调度会" in text and "镇级视频巡查" not in text  # the district's calls
         rows = week.locator("tbody tr.workday")
         assert await rows.count() == 3  # 8, 9 and Saturday 10 October
         assert "10-10" in await rows.nth(2).inner_text()
         assert await week.locator("tbody tr.dayoff").count() == 4
+        await page.get_by_role("link", name="百节镇", exact=True).click()  # one town's patrol week
+        await page.wait_for_url("**centre=511703*")
+        text = await page.get_by_test_id("week").inner_text()
+        assert "镇级视频巡查" in text and "受调度" in text and "区级视频调度会" in text
