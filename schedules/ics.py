@@ -9,16 +9,7 @@ from datetime import UTC, datetime, timedelta
 from icalendar import Calendar, Event, Timezone, TimezoneStandard
 
 from .plans import SHANGHAI, RotaSlot
-
-KIND_ZH = {
-    "district_meeting": "区级视频调度会",
-    "district_inspection": "区级视频调度",
-    "town_patrol": "镇级视频巡查",
-    "screening": "矛盾纠纷排查调度会",
-    "supervision": "督导调度",
-    "spot_check": "视频抽查",
-    "makeup": "补调度",
-}
+from .rota import KIND_ZH
 
 
 def _shanghai_zone() -> Timezone:

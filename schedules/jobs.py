@@ -362,7 +362,7 @@ def _place_makeup(session: Session, slot: RotaSlot) -> RotaSlot | None:
     return plans.add_slot(session, week.id or 0, planned, makeup_of=slot.id)
 
 
-NO_ROOM = "no room this week for a make-up of missed slot(s): "
+NO_ROOM = "本周已无空档补调度 / no room this week for a make-up of missed slot(s): "
 
 
 def _note_no_room(week: plans.RotaWeek, slot_id: int) -> None:

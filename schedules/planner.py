@@ -52,12 +52,18 @@ def build_week(
     district = centres.get_at_level(session, district_code, centres.Level.district, "district")
     cal = cal or workdays.load_calendar(session)
     days = cal.workdays(week)
-    notes = cal.warnings(week.days())
+    notes = [
+        f"{zh} / {en}"
+        for zh, en in zip(cal.warnings(week.days(), "zh"), cal.warnings(week.days()), strict=True)
+    ]
     today = (now or datetime.now(UTC)).astimezone(plans.SHANGHAI).date()
     if days and days[0] <= today <= week.days()[-1]:
         # A week that has begun is planned from the next working day: never in the past.
         days = [d for d in days if d > today]
-        notes.append(f"built during the week on {today}: planned from the next working day")
+        notes.append(
+            f"{today} 在周中生成：从下一个工作日起安排 / "
+            f"built during the week on {today}: planned from the next working day"
+        )
     previous_week = plans.get_week(session, district.code, week.previous())
     previous = (
         [

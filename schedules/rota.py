@@ -51,7 +51,16 @@ PRIORITY = {
     "makeup": 6,
 }
 DISTRICT_KINDS = frozenset({"district_meeting", "district_inspection", "spot_check"})
-EXEMPT_WARNING = "week has no working day: exempt"
+KIND_ZH = {
+    "district_meeting": "区级视频调度会",
+    "district_inspection": "区级视频调度",
+    "town_patrol": "镇级视频巡查",
+    "screening": "矛盾纠纷排查调度会",
+    "supervision": "督导调度",
+    "spot_check": "视频抽查",
+    "makeup": "补调度",
+}
+EXEMPT_WARNING = "本周无工作日，免于调度 / week has no working day: exempt"
 
 
 # ----------------------------------------------------------------------------- results
@@ -683,6 +692,8 @@ def _split_blacked_out(
         )
         result.extend(_Demand(one_kind, dem.caller, (v,), minutes, dem.first_day) for v in out)
         warnings.append(
+            f"{dem.caller} 的{KIND_ZH[dem.kind]}不含 {'、'.join(out)}"
+            f"（每个可开会的日子都不可调度），改为各自一对一{KIND_ZH[one_kind]} / "
             f"{dem.kind} {dem.caller} → {dem.callees[0]} and others: held without "
             f"{', '.join(out)} (blacked out on every day it could be held); each gets its own "
             f"1:1 {one_kind}"
@@ -693,11 +704,14 @@ def _split_blacked_out(
 # ------------------------------------------------------------------------- diagnosis
 
 
-def _diagnose(board: _Board, dem: _Demand, bad: frozenset[int]) -> str:
+def _diagnose(board: _Board, dem: _Demand, bad: frozenset[int]) -> tuple[str, str]:
     """Why `dem` found no slot, counted over the week's working days."""
     c = board.callers[dem.caller]
     if dem.minutes > max(we - ws for ws, we in c.windows):
-        return f"longer than every working window of {dem.caller}"
+        return (
+            f"长于 {dem.caller} 的每个工作时段",
+            f"longer than every working window of {dem.caller}",
+        )
     not_due = blacked = full = busy = 0
     alone = _Demand(dem.kind, dem.caller, (), dem.minutes)
     for d in range(len(board.days)):
@@ -709,18 +723,23 @@ def _diagnose(board: _Board, dem: _Demand, bad: frozenset[int]) -> str:
             full += 1
         else:
             busy += 1
+    due = board.days[min(dem.first_day, len(board.days) - 1)]
     parts = [
-        (not_due, f"not due before {board.days[dem.first_day]}"),
-        (blacked, "a participant is blacked out"),
-        (full, "console capacity exhausted"),
-        (busy, "participants busy in other calls"),
+        (not_due, f"{due} 前未到期", f"not due before {due}"),
+        (blacked, "有参加方不可调度", "a participant is blacked out"),
+        (full, "坐席已满", "console capacity exhausted"),
+        (busy, "参加方另有调度", "participants busy in other calls"),
     ]
-    return "; ".join(f"{text} on {k} working day{'s' if k > 1 else ''}" for k, text in parts if k)
+    zh = "；".join(f"{k} 个工作日{text}" for k, text, _en in parts if k)
+    en = "; ".join(
+        f"{text} on {k} working day{'s' if k > 1 else ''}" for k, _zh, text in parts if k
+    )
+    return zh, en
 
 
 def _unplaced(board: _Board, dem: _Demand) -> list[Unplaced]:
     """One entry per (caller, callee) pair of a call that found no slot."""
-    why = _diagnose(board, dem, _bad_days(board, dem.caller, dem.callees))
+    why_zh, why_en = _diagnose(board, dem, _bad_days(board, dem.caller, dem.callees))
     what = f" in the {dem.kind} of {len(dem.callees)} centres" if len(dem.callees) > 1 else ""
     return [
         Unplaced(
@@ -728,8 +747,10 @@ def _unplaced(board: _Board, dem: _Demand) -> list[Unplaced]:
             callee=v,
             kind=dem.kind,
             reason=(
-                f"no free {dem.minutes}-minute slot for {dem.caller} → {v}{what} "
-                f"(short by {dem.minutes} slot-minutes): {why}"
+                f"找不到 {dem.minutes} 分钟的空档：{dem.caller} → {v}"
+                f"（缺 {dem.minutes} 时段分钟）：{why_zh}"
+                f" / no free {dem.minutes}-minute slot for {dem.caller} → {v}{what} "
+                f"(short by {dem.minutes} slot-minutes): {why_en}"
             ),
             shortfall_minutes=dem.minutes,
         )
@@ -851,7 +872,10 @@ def _spot_checks(
     wanted = policy.spot_checks_per_week
     warnings = []
     if wanted > len(villages):
-        warnings.append(f"spot checks: {wanted} wanted but only {len(villages)} villages; drew all")
+        warnings.append(
+            f"抽查 {wanted} 次，但只有 {len(villages)} 个村，已全部抽取 / "
+            f"spot checks: {wanted} wanted but only {len(villages)} villages; drew all"
+        )
     rng = random.Random(seed)
     drawn = sorted(rng.sample(villages, min(wanted, len(villages))))
     c = board.callers[district]
@@ -887,6 +911,7 @@ def _reserve_warnings(board: _Board, slots: Sequence[PlannedSlot]) -> list[str]:
         if s.reserve:
             used.setdefault(s.caller, []).append(int((s.end - s.start).total_seconds()) // 60)
     return [
+        f"{code} 有 {len(m)} 个常规时段（{sum(m)} 分钟）占用了补调度预留 / "
         f"reserve used: {len(m)} regular slot(s) of {code} ({sum(m)} min) placed in the "
         "make-up reserve because nothing else fit"
         for code, m in sorted(used.items())
@@ -936,6 +961,7 @@ def build_rota(
     if unplaced:
         short = sum(u.shortfall_minutes for u in unplaced)
         warnings.append(
+            f"{len(unplaced)} 对未能安排，缺 {short} 时段分钟 / "
             f"{len(unplaced)} pair(s) could not be placed, short by {short} slot-minutes"
         )
     return RotaResult(

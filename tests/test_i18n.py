@@ -36,3 +36,12 @@ def test_language_choice() -> None:
     assert lang(**{"Cookie": "lang=en"}) == "en"
     assert lang("/?lang=xx") == "zh"
     assert translator("en")("nav.home") == "Home" and translator("zh")("nav.home") == "首页"
+
+
+def test_rota_messages_show_in_the_page_language() -> None:
+    from web.render import bilingual
+
+    text = "找不到 10 分钟的空档：A → B（缺 10 时段分钟）：5 个工作日坐席已满 / no free slot"
+    assert bilingual(text, "zh").startswith("找不到") and "no free" not in bilingual(text, "zh")
+    assert bilingual(text, "en") == "no free slot"
+    assert bilingual("plain", "en") == "plain"

@@ -21,14 +21,15 @@ import pytest
 
 from dispatch.errors import InvalidInput
 from schedules.policy import Blackout, CallerConfig, Policy, PolicyBundle, Window
-from schedules.rota import KINDS as ROTA_KINDS
 from schedules.rota import (
+    EXEMPT_WARNING,
     PlannedSlot,
     RotaResult,
     TownInput,
     build_rota,
     place_makeup,
 )
+from schedules.rota import KINDS as ROTA_KINDS
 
 SH = ZoneInfo("Asia/Shanghai")
 DISTRICT = "511703000000"
@@ -394,7 +395,8 @@ def test_exempt_week() -> None:
     result = build(date(2026, 2, 16), towns, DEFAULT, [], calendar_warnings=["spring festival"])
     assert result.exempt
     assert result.slots == () and result.unplaced == ()
-    assert result.warnings == ("spring festival", "week has no working day: exempt")
+    assert result.warnings == ("spring festival", EXEMPT_WARNING)
+    assert EXEMPT_WARNING.endswith(" / week has no working day: exempt")
     assert violations(result, towns, DEFAULT, []) == []
 
 
@@ -435,7 +437,9 @@ def test_undersized_capacity_names_every_unplaced_pair() -> None:
     patrols = [u for u in result.unplaced if u.kind == "town_patrol"]
     assert len(patrols) == sum(len(t.villages) - 15 for t in towns)
     u = patrols[0]
-    assert u.reason.startswith(f"no free 10-minute slot for {u.caller} → {u.callee} ")
+    english = u.reason.partition(" / ")[2]  # reasons read "中文 / English"
+    assert english.startswith(f"no free 10-minute slot for {u.caller} → {u.callee} ")
+    assert u.reason.startswith(f"找不到 10 分钟的空档：{u.caller} → {u.callee}")
     assert "(short by 10 slot-minutes)" in u.reason
     assert "console capacity exhausted on 5 working days" in u.reason
     assert any("reserve used" in w for w in result.warnings)

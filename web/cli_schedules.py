@@ -15,7 +15,7 @@ from dispatch import centres
 from dispatch.db import Database
 from dispatch.errors import InvalidInput, NotFound
 from dispatch.settings import Settings
-from schedules import ics, planner, plans, policy, workdays
+from schedules import ics, planner, plans, policy, rota, workdays
 from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
@@ -183,7 +183,7 @@ def render_table(record: plans.RotaWeek, slots: list[plans.RotaSlot], names: dic
         )
         lines.append(
             f"  {start:%H:%M}-{end:%H:%M}  {names.get(slot.caller_code, slot.caller_code)}"
-            f" #{slot.console}  {ics.KIND_ZH.get(slot.kind, slot.kind)}  {who}{more}{flags}"
+            f" #{slot.console}  {rota.KIND_ZH.get(slot.kind, slot.kind)}  {who}{more}{flags}"
         )
     lines.append(f"\n{len(slots)} slots")
     if record.unplaced:

@@ -15,13 +15,21 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
 def make_templates() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         autoescape=jinja2.select_autoescape(["html"]),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["bilingual"] = bilingual
+    return env
+
+
+def bilingual(text: str, lang: str) -> str:
+    """The part of a "中文 / English" message (rota warnings and reasons) in `lang`."""
+    zh, sep, en = text.partition(" / ")
+    return (zh if lang == "zh" else en) if sep else text
 
 
 def language(request: web.Request) -> str:

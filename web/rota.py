@@ -143,7 +143,6 @@ async def week_page(request: web.Request) -> web.Response:
         week=week,
         shanghai=SHANGHAI,
         weekdays=WEEKDAYS,
-        kinds=ics.KIND_ZH,
         **ctx,
     )
 
@@ -162,7 +161,7 @@ async def slot_page(request: web.Request) -> web.Response:
     except ValueError:
         raise InvalidInput("slot_id", "must be a number") from None
     shown, names = await request.app[DB].read(views.slot_for_scope, scope, slot_id)
-    return render(request, "slot.html", v=shown, names=names, shanghai=SHANGHAI, kinds=ics.KIND_ZH)
+    return render(request, "slot.html", v=shown, names=names, shanghai=SHANGHAI)
 
 
 # --- calendar feeds ----------------------------------------------------------------------
