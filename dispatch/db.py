@@ -70,7 +70,7 @@ class Database:
     def create_schema(self) -> None:
         """Create every table whose module has been imported. Upper layers' tables are
         known once the composition root has imported them (`web/schema.py`)."""
-        from . import accounts, centres  # noqa: F401  (this layer's own tables)
+        from . import accounts, calls, centres  # noqa: F401  (this layer's own tables)
 
         SQLModel.metadata.create_all(self.engine)
 

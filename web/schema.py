@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dispatch import accounts, centres  # noqa: F401
+from dispatch import accounts, calls, centres  # noqa: F401
 from dispatch.db import Database
 from schedules import plans, policy, workdays  # noqa: F401
 
