@@ -28,6 +28,7 @@ class Switchboard:
     def __init__(self, db: Database, bus: EventBus, secret: bytes, token_ttl: int = 4 * 3600):
         self.db, self.bus, self.secret, self.token_ttl = db, bus, secret, token_ttl
         self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # strong references while they run
 
     def _publish(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -70,11 +71,16 @@ class Switchboard:
         loop = asyncio.get_running_loop()
         # A little after the deadline, so an answer sent at the last second wins.
         self._timers[call_id] = loop.call_later(
-            answer_deadline_seconds + 0.5, lambda: loop.create_task(self._expire(call_id))
+            answer_deadline_seconds + 0.5, self._spawn_expire, call_id
         )
         tokens = {i.centre_code: self.token_for(call_id, i.centre_code) for i in launched.invites}
         log.info("call %s launched by %s to %d centre(s)", call_id, scope.username, len(tokens))
         return launched, tokens
+
+    def _spawn_expire(self, call_id: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._expire(call_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def token_for(self, call_id: int, centre: str) -> str:
         return calls.join_token(self.secret, call_id, centre, self.token_ttl)

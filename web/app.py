@@ -12,7 +12,7 @@ from dispatch.events import EventBus
 from dispatch.settings import Settings
 from schedules.jobs import WeekScheduler
 
-from . import admin, api, auth, live, pages, rota
+from . import admin, api, auth, calls, live, pages, rota
 from .appkeys import BUS, DB, SCHEDULER, SETTINGS, TEMPLATES, THROTTLE
 from .errors import error_middleware
 from .render import make_templates
@@ -79,6 +79,7 @@ def create_app(settings: Settings) -> web.Application:
     app[THROTTLE] = LoginThrottle()
     app[BUS] = EventBus()
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(calls.switchboard_ctx)
     app.cleanup_ctx.append(_scheduler)
     app.add_routes(
         [
@@ -93,6 +94,7 @@ def create_app(settings: Settings) -> web.Application:
             *api.routes(),
             *rota.routes(),
             *admin.routes(),
+            *calls.routes(),
             web.static("/static", STATIC_DIR),
         ]
     )

@@ -9,6 +9,7 @@ from dispatch.accounts import Account, Scope
 from dispatch.db import Database
 from dispatch.events import EventBus
 from dispatch.settings import Settings
+from dispatch.switchboard import Switchboard
 from schedules.jobs import WeekScheduler
 
 from .throttle import LoginThrottle
@@ -19,6 +20,7 @@ TEMPLATES = web.AppKey("templates", jinja2.Environment)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
 BUS = web.AppKey("bus", EventBus)
 SCHEDULER = web.AppKey("scheduler", WeekScheduler)
+SWITCHBOARD = web.AppKey("switchboard", Switchboard)
 
 # Per-request state, set only by the auth middleware.
 SCOPE = web.RequestKey("scope", Scope)

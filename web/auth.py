@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
 from urllib.parse import urlsplit
 
@@ -26,6 +27,8 @@ from .sessions import get_session
 
 log = logging.getLogger(__name__)
 
+JOIN_TOKEN_PREFIX = "jt1."
+JOIN_PATHS = re.compile(r"^/(api/v1/calls/\d+(/[a-z]+)?|whip/\d+(/[a-z0-9-]+)?)$")
 PUBLIC_PATHS = frozenset({"/login", "/healthz", "/api/v1/auth/token"})
 PUBLIC_PREFIXES = ("/static/", "/calendar/")  # feeds carry their own token
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -67,6 +70,14 @@ async def _check_csrf(request: web.Request, expected: str) -> None:
 async def auth_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
     db = request.app[DB]
     token = bearer_token(request)
+    if token is not None and token.startswith(JOIN_TOKEN_PREFIX):
+        # A join token admits one centre to one call: only the call's own endpoints
+        # take it, and they check it against the call (web/calls.py). Anywhere else
+        # it counts for nothing.
+        if JOIN_PATHS.match(request.path):
+            request[VIA] = "join"
+            return await handler(request)
+        token = None
     if token is not None:
         account = await db.read(accounts.account_for_token, token)
         request[SCOPE] = await db.read(accounts.scope_for, account)
