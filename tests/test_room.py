@@ -1,0 +1,534 @@
+"""media.room with real aiortc client peers in this process, media on 127.0.0.1 only.
+
+Each client sends a 640x360 picture of its own colour with a moving white bar, so a
+viewer can tell from a decoded frame whose video it is (or that it is black).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from fractions import Fraction
+
+import aioice.ice
+import numpy as np
+import pytest
+from aiortc import (
+    AudioStreamTrack,
+    MediaStreamTrack,
+    RTCPeerConnection,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
+from aiortc.mediastreams import MediaStreamError
+from av import VideoFrame
+
+import media.room
+from media.ice import (
+    IceServer,
+    IceSettings,
+    configure_host_addresses,
+    peer_connection,
+    restore_host_addresses,
+    rtc_configuration,
+)
+from media.room import (
+    FrameSampled,
+    OfferError,
+    PeerConnected,
+    PeerDisconnected,
+    PeerFailed,
+    RoleError,
+    Room,
+    RoomClosedError,
+    RoomEvent,
+    TrackStarted,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+LOOPBACK = IceSettings(host_addresses=("127.0.0.1",))
+WIDTH, HEIGHT, FPS = 640, 360, 15
+BGR = {"blue": (200, 40, 40), "green": (40, 200, 40), "red": (40, 40, 200)}
+
+
+class PatternTrack(VideoStreamTrack):
+    """640x360 at 15 fps: a plain colour with a white bar moving across it."""
+
+    def __init__(self, colour: str) -> None:
+        super().__init__()
+        self._base = np.empty((HEIGHT, WIDTH, 3), np.uint8)
+        self._base[:] = BGR[colour]
+        self._index = -1
+        self._start = 0.0
+
+    async def recv(self) -> VideoFrame:
+        self._index += 1
+        if self._index == 0:
+            self._start = time.monotonic()
+        else:
+            await asyncio.sleep(self._start + self._index / FPS - time.monotonic())
+        picture = self._base.copy()
+        x = (self._index * 8) % (WIDTH - 40)
+        picture[:, x : x + 40] = 255
+        frame = VideoFrame.from_ndarray(picture, format="bgr24")
+        frame.pts = self._index * 90_000 // FPS
+        frame.time_base = Fraction(1, 90_000)
+        return frame
+
+
+def colour_of(frame: VideoFrame) -> str:
+    small = frame.reformat(width=64, height=36, format="bgr24").to_ndarray()
+    means = small.reshape(-1, 3).mean(axis=0)
+    if means.max() < 50:
+        return "black"
+    return ("blue", "green", "red")[int(means.argmax())]
+
+
+class Client:
+    """An aiortc peer standing in for a browser: what it offers and what it receives."""
+
+    def __init__(self, name: str, colour: str | None) -> None:
+        self.name = name
+        self.pc = peer_connection(LOOPBACK)
+        self.colour = colour
+        self.video: list[list[str]] = []  # per receiving video m-line: colours seen
+        self.audio: list[int] = []  # per receiving audio m-line: frames seen
+        self._readers: list[asyncio.Task[None]] = []
+
+    def offer_as_participant(self) -> None:
+        """Camera and microphone sendrecv (slot 0: the operator), then the floor slot."""
+        assert self.colour
+        self.pc.addTrack(PatternTrack(self.colour))
+        self.pc.addTrack(AudioStreamTrack())
+        self.pc.addTransceiver("video", direction="recvonly")
+        self.pc.addTransceiver("audio", direction="recvonly")
+
+    def offer_as_operator(self, slots: int) -> None:
+        assert self.colour
+        self.pc.addTransceiver(PatternTrack(self.colour), direction="sendonly")
+        self.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+        for _ in range(slots):
+            self.pc.addTransceiver("video", direction="recvonly")
+            self.pc.addTransceiver("audio", direction="recvonly")
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def join(self, room: Room, *, operator: bool = False, passive_dtls: bool = False) -> str:
+        answer = await room.join(
+            self.name, await self.offer(), operator=operator, passive_dtls=passive_dtls
+        )
+        await self.accept(answer)
+        return answer
+
+    async def accept(self, answer: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        for transceiver in self.pc.getTransceivers():
+            track = transceiver.receiver.track
+            if track is None or transceiver.currentDirection not in ("recvonly", "sendrecv"):
+                continue
+            if track.kind == "video":
+                self.video.append([])
+                self._readers.append(asyncio.create_task(self._read_video(track, self.video[-1])))
+            else:
+                self.audio.append(0)
+                reader = self._read_audio(track, len(self.audio) - 1)
+                self._readers.append(asyncio.create_task(reader))
+
+    async def _read_video(self, track: MediaStreamTrack, seen: list[str]) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, VideoFrame)
+                seen.append(colour_of(frame))
+        except MediaStreamError:
+            pass
+
+    async def _read_audio(self, track: MediaStreamTrack, index: int) -> None:
+        try:
+            while True:
+                await track.recv()
+                self.audio[index] += 1
+        except MediaStreamError:
+            pass
+
+    def cut_network(self, cut: bool) -> None:
+        """Drop (or stop dropping) everything this client sends: it looks vanished.
+
+        Private aioice 0.13 attributes; test only. The socket stays open, so the
+        server gets no ICMP "port unreachable" that would close ICE early.
+        """
+        for transceiver in self.pc.getTransceivers():
+            connection = transceiver.receiver.transport.transport._connection
+            for protocol in connection._protocols:
+                transport = protocol.transport
+                if cut:
+                    transport.sendto = lambda *args, **kwargs: None  # type: ignore[method-assign]
+                else:
+                    transport.__dict__.pop("sendto", None)
+
+    async def close(self) -> None:
+        await self.pc.close()
+        for reader in self._readers:
+            reader.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+
+
+ClientFactory = Callable[[str, str | None], Client]  # name, colour of its camera
+
+
+async def eventually(check: Callable[[], bool], within: float = 5.0) -> float:
+    """Seconds until ``check()`` held; fails the test after ``within`` seconds."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > within:
+            raise AssertionError(f"not true within {within} s: {check.__doc__ or check}")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - start
+
+
+def closed(client: Client) -> Callable[[], bool]:
+    return lambda: client.pc.connectionState == "closed"
+
+
+def sees(client: Client, slot: int, colour: str, frames: int = 5) -> Callable[[], bool]:
+    """The last ``frames`` frames of video slot ``slot`` are all ``colour``."""
+
+    def check() -> bool:
+        if slot >= len(client.video):
+            return False
+        tail = client.video[slot][-frames:]
+        return len(tail) == frames and set(tail) == {colour}
+
+    return check
+
+
+# --- fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def loopback_only() -> Iterator[None]:
+    configure_host_addresses(LOOPBACK)
+    yield
+    restore_host_addresses()
+
+
+@pytest.fixture
+def events() -> list[RoomEvent]:
+    return []
+
+
+@pytest.fixture
+def server_pcs(monkeypatch: pytest.MonkeyPatch) -> list[RTCPeerConnection]:
+    """Every peer connection the room makes."""
+    made: list[RTCPeerConnection] = []
+
+    def recording(settings: IceSettings) -> RTCPeerConnection:
+        made.append(peer_connection(settings))
+        return made[-1]
+
+    monkeypatch.setattr(media.room, "peer_connection", recording)
+    return made
+
+
+@pytest.fixture
+async def room(events: list[RoomEvent], server_pcs: list[RTCPeerConnection]) -> AsyncIterator[Room]:
+    room = Room("room-1", LOOPBACK, on_event=events.append)
+    yield room
+    await room.close()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[ClientFactory]:
+    made: list[Client] = []
+
+    def make(name: str, colour: str | None) -> Client:
+        made.append(Client(name, colour))
+        return made[-1]
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+def of(events: list[RoomEvent], kind: type[RoomEvent], who: str) -> list[RoomEvent]:
+    return [e for e in events if isinstance(e, kind) and e.participant == who]
+
+
+async def meeting(room: Room, clients: ClientFactory) -> tuple[Client, Client, Client]:
+    op, p1, p2 = clients("op", "blue"), clients("p1", "red"), clients("p2", "green")
+    op.offer_as_operator(slots=2)
+    p1.offer_as_participant()
+    p2.offer_as_participant()
+    await op.join(room, operator=True)
+    await p1.join(room)
+    await p2.join(room)
+    return op, p1, p2
+
+
+# --- ICE --------------------------------------------------------------------------------
+
+
+def test_ice_servers_are_always_an_explicit_list() -> None:
+    # None would make aiortc ask stun.l.google.com; [] means no STUN at all.
+    assert rtc_configuration(IceSettings()).iceServers == []
+    turn = IceServer(("turn:turn.example.org:3478",), "u", "p")
+    servers = rtc_configuration(IceSettings(ice_servers=(turn,))).iceServers
+    assert servers is not None and servers[0].urls == ["turn:turn.example.org:3478"]
+    with pytest.raises(ValueError, match="not an IP address"):
+        IceSettings(host_addresses=("localhost",))
+    with pytest.raises(ValueError, match="bad ICE server URL"):
+        IceSettings(ice_servers=(IceServer(("http://example.org",)),))
+
+
+async def test_host_address_hook_is_process_wide_and_restorable() -> None:
+    configure_host_addresses(IceSettings(host_addresses=("127.0.0.1", "::1")))
+    assert aioice.ice.get_host_addresses(True, False) == ["127.0.0.1"]
+    assert aioice.ice.get_host_addresses(True, True) == ["127.0.0.1", "::1"]
+    configure_host_addresses(LOOPBACK)
+    connection = aioice.ice.Connection(ice_controlling=True)
+    await connection.gather_candidates()
+    assert {(c.host, c.type) for c in connection.local_candidates} == {("127.0.0.1", "host")}
+    await connection.close()
+    configure_host_addresses(IceSettings())  # empty: aioice's own choice
+    assert "127.0.0.1" not in aioice.ice.get_host_addresses(True, True)
+    restore_host_addresses()
+    assert aioice.ice.get_host_addresses.__module__ == "aioice.ice"
+
+
+async def test_answer_has_only_loopback_host_candidates(room: Room, clients: ClientFactory) -> None:
+    p1 = clients("p1", "red")
+    p1.offer_as_participant()
+    start = time.monotonic()
+    answer = await room.join("p1", await p1.offer(), operator=False)
+    assert time.monotonic() - start < 1.0  # no STUN server waited for
+    candidates = [line for line in answer.splitlines() if line.startswith("a=candidate:")]
+    assert candidates
+    for line in candidates:
+        fields = line.split()
+        assert fields[4] == "127.0.0.1" and fields[7] == "host", line
+    assert "a=setup:active" in answer  # aiortc's default role outside WHIP
+
+
+# --- routing ----------------------------------------------------------------------------
+
+
+async def test_operator_sees_everyone_and_participants_see_operator_and_floor(
+    room: Room, clients: ClientFactory, events: list[RoomEvent]
+) -> None:
+    op, p1, p2 = await meeting(room, clients)
+    await eventually(sees(op, 0, "red"))  # slots by join order: p1, then p2
+    await eventually(sees(op, 1, "green"))
+    await eventually(sees(p1, 0, "blue"))
+    await eventually(sees(p2, 0, "blue"))
+    await eventually(sees(p1, 1, "black", frames=1))  # nobody holds the floor
+    await eventually(lambda: min(op.audio) > 10 and p1.audio[0] > 10 and p2.audio[0] > 10)
+    assert room.participants == ("op", "p1", "p2")
+    for who in ("op", "p1", "p2"):
+        assert len(of(events, PeerConnected, who)) == 1
+        started = {e.kind for e in of(events, TrackStarted, who) if isinstance(e, TrackStarted)}
+        assert started == {"audio", "video"}
+
+    room.give_floor("p1")
+    await eventually(sees(p2, 1, "red"))
+    assert set(p1.video[1][-3:]) == {"black"}  # the floor holder does not see itself
+    room.give_floor("p2")
+    await eventually(sees(p1, 1, "green"))
+    await eventually(sees(p2, 1, "black", frames=1))
+    room.give_floor(None)
+    await eventually(sees(p1, 1, "black", frames=1))
+    await eventually(sees(op, 0, "red"))  # the operator's view never changed
+    with pytest.raises(RoleError):
+        room.give_floor("op")
+
+
+async def test_frames_are_sampled_about_once_a_second(
+    room: Room, clients: ClientFactory, events: list[RoomEvent]
+) -> None:
+    op, p1 = clients("op", "blue"), clients("p1", "red")
+    op.offer_as_operator(slots=1)
+    p1.offer_as_participant()
+    await op.join(room, operator=True)
+    await p1.join(room)
+    await eventually(lambda: len(of(events, FrameSampled, "p1")) >= 1)
+    await asyncio.sleep(3.2)
+    for who, colour in (("op", "blue"), ("p1", "red")):
+        samples = [e for e in of(events, FrameSampled, who) if isinstance(e, FrameSampled)]
+        assert 3 <= len(samples) <= 5, (who, len(samples))
+        gaps = [b.at - a.at for a, b in itertools.pairwise(samples)]
+        assert all(0.9 <= gap <= 1.3 for gap in gaps), gaps
+        assert (samples[-1].frame.width, samples[-1].frame.height) == (WIDTH, HEIGHT)
+        assert colour_of(samples[-1].frame) == colour
+
+
+async def test_sendonly_publisher_with_passive_dtls_is_received(
+    room: Room, clients: ClientFactory
+) -> None:
+    op, cam = clients("op", "blue"), clients("cam", "green")
+    op.offer_as_operator(slots=1)
+    cam.pc.addTransceiver(PatternTrack("green"), direction="sendonly")  # as WHIP does
+    cam.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    await op.join(room, operator=True)
+    answer = await cam.join(room, passive_dtls=True)
+    assert "a=setup:passive" in answer and "a=setup:active" not in answer
+    assert "a=recvonly" in answer and "a=sendrecv" not in answer
+    await eventually(sees(op, 0, "green"))
+
+
+# --- presence ---------------------------------------------------------------------------
+
+
+async def test_a_client_that_hangs_up_is_failed_at_once(
+    room: Room, clients: ClientFactory, events: list[RoomEvent]
+) -> None:
+    op, p1, _ = await meeting(room, clients)
+    await eventually(sees(op, 0, "red"))
+    await p1.pc.close()
+    took = await eventually(lambda: bool(of(events, PeerFailed, "p1")), within=5)
+    assert took < 1.0
+    assert [type(e) for e in events if e.participant == "p1"][-2:] == [
+        PeerDisconnected,
+        PeerFailed,
+    ]
+    assert room.participants == ("op", "p2")
+    await eventually(sees(op, 0, "black", frames=1))  # its slot goes black
+    await eventually(sees(op, 1, "green"))
+
+
+async def test_a_client_that_vanishes_is_disconnected_within_5s_then_recovers(
+    room: Room, clients: ClientFactory, events: list[RoomEvent]
+) -> None:
+    op, p1 = clients("op", "blue"), clients("p1", "red")
+    op.offer_as_operator(slots=1)
+    p1.offer_as_participant()
+    await op.join(room, operator=True)
+    await p1.join(room)
+    await eventually(sees(op, 0, "red"))
+    p1.cut_network(True)
+    took = await eventually(lambda: bool(of(events, PeerDisconnected, "p1")), within=5)
+    assert 2.5 < took < 5.0
+    assert list(room.participants) == ["op"]
+    assert not of(events, PeerFailed, "p1")  # may still come back
+    p1.cut_network(False)
+    await eventually(lambda: len(of(events, PeerConnected, "p1")) == 2, within=3)
+    back = of(events, PeerConnected, "p1")[-1]
+    assert isinstance(back, PeerConnected) and back.recovered
+    assert room.participants == ("op", "p1")
+    count = len(op.video[0])
+    await eventually(lambda: len(op.video[0]) > count + 5)
+
+
+async def test_a_rejoin_replaces_the_old_peer(
+    room: Room, clients: ClientFactory, events: list[RoomEvent], server_pcs: list[RTCPeerConnection]
+) -> None:
+    op, p1 = clients("op", "blue"), clients("p1", "red")
+    op.offer_as_operator(slots=1)
+    p1.offer_as_participant()
+    await op.join(room, operator=True)
+    await p1.join(room)
+    await eventually(sees(op, 0, "red"))
+    old_server_pc = server_pcs[-1]
+
+    reloaded = clients("p1", "green")  # the same centre from a reloaded page
+    reloaded.offer_as_participant()
+    await reloaded.join(room)
+    assert old_server_pc.connectionState == "closed"
+    await eventually(lambda: p1.pc.connectionState == "closed")  # told by DTLS close
+    await eventually(sees(op, 0, "green"))
+    await eventually(sees(reloaded, 0, "blue"))
+    kinds = [type(e) for e in events if e.participant == "p1"]
+    assert kinds.count(PeerConnected) == 2 and PeerFailed not in kinds
+    reason = next(e for e in events if isinstance(e, PeerDisconnected) and e.participant == "p1")
+    assert reason.reason == "replaced by a new join"
+    assert room.participants == ("op", "p1")
+
+
+async def test_a_client_that_never_connects_is_failed_after_the_connect_timeout(
+    clients: ClientFactory, events: list[RoomEvent], server_pcs: list[RTCPeerConnection]
+) -> None:
+    room = Room("room-2", LOOPBACK, on_event=events.append, connect_timeout=1.0)
+    p1 = clients("p1", "red")
+    p1.offer_as_participant()
+    await room.join("p1", await p1.offer(), operator=False)  # the answer never arrives
+    await eventually(lambda: bool(of(events, PeerFailed, "p1")), within=3)
+    failed = of(events, PeerFailed, "p1")[0]
+    assert isinstance(failed, PeerFailed) and failed.reason == "not connected within 1 s"
+    assert not of(events, PeerDisconnected, "p1")  # it never was connected
+    await eventually(lambda: server_pcs[-1].connectionState == "closed", within=1)
+    await room.close()
+
+
+# --- errors and closing -----------------------------------------------------------------
+
+
+async def test_bad_offers_raise_and_leave_nothing_behind(
+    room: Room, clients: ClientFactory, server_pcs: list[RTCPeerConnection]
+) -> None:
+    op, p1 = clients("op", "blue"), clients("p1", "red")
+    op.offer_as_operator(slots=2)
+    p1.offer_as_participant()
+    await op.join(room, operator=True)
+    await p1.join(room)
+    await eventually(sees(op, 0, "red"))
+
+    with pytest.raises(OfferError, match="no audio or video"):
+        await room.join("p2", "this is not SDP", operator=False)
+    p2 = clients("p2", "green")
+    p2.offer_as_participant()
+    good = await p2.offer()
+    with pytest.raises(OfferError, match="malformed"):
+        await room.join("p2", good.replace("a=setup:actpass", "a=setup:sometimes"), operator=False)
+    made = len(server_pcs)
+    unsupported = good.replace("VP8/90000", "XVID/90000").replace("H264/90000", "XH264/90000")
+    with pytest.raises(OfferError, match="cannot use the SDP offer"):
+        await room.join("p2", unsupported, operator=False)
+    assert len(server_pcs) == made + 1 and server_pcs[-1].signalingState == "closed"
+    with pytest.raises(OfferError, match="DTLS server"):
+        await room.join("p2", good.replace("a=setup:actpass", "a=setup:passive"),
+                        operator=False, passive_dtls=True)  # fmt: skip
+    with pytest.raises(RoleError):
+        await room.join("p3", good, operator=True)
+    assert room.participants == ("op", "p1")
+
+    count = len(op.video[0])
+    await eventually(lambda: len(op.video[0]) > count + 5)  # the call went on
+    await p2.accept(await room.join("p2", good, operator=False))
+    await eventually(lambda: room.participants == ("op", "p1", "p2"))
+
+
+async def test_close_closes_every_peer(
+    room: Room, clients: ClientFactory, events: list[RoomEvent], server_pcs: list[RTCPeerConnection]
+) -> None:
+    op, p1, p2 = await meeting(room, clients)
+    await eventually(lambda: room.participants == ("op", "p1", "p2"))
+    await room.close()
+    assert all(pc.connectionState == "closed" for pc in server_pcs)
+    assert room.participants == ()
+    for client in (op, p1, p2):
+        await eventually(closed(client), within=2)
+        last = of(events, PeerDisconnected, client.name)[-1]
+        assert isinstance(last, PeerDisconnected) and last.reason == "room closed"
+    with pytest.raises(RoomClosedError):
+        await room.join("p1", "v=0", operator=False)
+    await room.close()  # twice is fine
+
+
+async def test_leave_closes_that_peer_only(
+    room: Room, clients: ClientFactory, events: list[RoomEvent]
+) -> None:
+    op, p1, p2 = await meeting(room, clients)
+    await eventually(lambda: room.participants == ("op", "p1", "p2"))
+    room.give_floor("p1")
+    await eventually(sees(p2, 1, "red"))
+    await room.leave("p1")
+    last = of(events, PeerDisconnected, "p1")[-1]
+    assert isinstance(last, PeerDisconnected) and last.reason == "left"
+    await eventually(lambda: p1.pc.connectionState == "closed", within=2)
+    await eventually(sees(p2, 1, "black", frames=1))
+    await eventually(sees(op, 1, "green"))
+    assert room.participants == ("op", "p2")
+    await room.leave("nobody")  # a no-op
