@@ -10,6 +10,7 @@ import os
 import secrets
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from .errors import InvalidInput
 
@@ -63,6 +64,20 @@ class Settings:
         "http://localhost:8080",
         "DISPATCH_PUBLIC_URL",
         "The address users reach the server at; used in calendar feeds and join links.",
+    )
+    ice_hosts: str = _setting(  # type: ignore[assignment]
+        "",
+        "DISPATCH_ICE_HOSTS",
+        "Comma-separated IP addresses the server gathers ICE host candidates on for calls "
+        "(e.g. 127.0.0.1 for a single-machine demo or tests). Empty: every interface "
+        "except loopback.",
+    )
+    ice_servers: str = _setting(  # type: ignore[assignment]
+        "",
+        "DISPATCH_ICE_SERVERS",
+        "Space-separated STUN/TURN URLs for the server's peers, e.g. "
+        "stun:stun.example.cn:3478 or turn:user:pass@turn.example.cn:3478. Empty: none "
+        "(never a public fallback).",
     )
     default_lang: str = _setting(  # type: ignore[assignment]
         "zh", "DISPATCH_LANG", "Language when the browser states none: zh or en."
@@ -130,3 +145,24 @@ def _coerce(kind: object, raw: str, name: str) -> object:
 def documented_settings() -> list[tuple[str, str, str, object]]:
     """(field, env var, help, default) for every setting, for the README and `--help`."""
     return [(f.name, f.metadata["env"], f.metadata["help"], f.default) for f in fields(Settings)]
+
+
+def ice_settings(settings: Settings) -> Any:
+    """The media layer's ICE settings from ours; a bad address or URL names the variable."""
+    # Imported here: the media stack (aiortc) loads only for the server, not every CLI run.
+    from media.ice import IceServer, IceSettings
+
+    hosts = tuple(h.strip() for h in settings.ice_hosts.split(",") if h.strip())
+    servers = []
+    for url in settings.ice_servers.split():
+        scheme, _, rest = url.partition(":")
+        user = password = None
+        if "@" in rest:
+            auth, _, rest = rest.rpartition("@")
+            user, _, password = auth.partition(":")
+        servers.append(IceServer((f"{scheme}:{rest}",), user or None, password or None))
+    try:
+        return IceSettings(host_addresses=hosts, ice_servers=tuple(servers))
+    except ValueError as exc:
+        name = "DISPATCH_ICE_HOSTS" if "host address" in str(exc) else "DISPATCH_ICE_SERVERS"
+        raise InvalidInput(name, str(exc)) from None

@@ -10,20 +10,13 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from fractions import Fraction
 
 import aioice.ice
-import numpy as np
 import pytest
 from aiortc import (
     AudioStreamTrack,
-    MediaStreamTrack,
     RTCPeerConnection,
-    RTCSessionDescription,
-    VideoStreamTrack,
 )
-from aiortc.mediastreams import MediaStreamError
-from av import VideoFrame
 
 import media.room
 from media.ice import (
@@ -47,136 +40,9 @@ from media.room import (
     TrackStarted,
 )
 
+from peers import HEIGHT, LOOPBACK, WIDTH, Client, PatternTrack, colour_of
+
 pytestmark = pytest.mark.timeout(30)
-
-LOOPBACK = IceSettings(host_addresses=("127.0.0.1",))
-WIDTH, HEIGHT, FPS = 640, 360, 15
-BGR = {"blue": (200, 40, 40), "green": (40, 200, 40), "red": (40, 40, 200)}
-
-
-class PatternTrack(VideoStreamTrack):
-    """640x360 at 15 fps: a plain colour with a white bar moving across it."""
-
-    def __init__(self, colour: str) -> None:
-        super().__init__()
-        self._base = np.empty((HEIGHT, WIDTH, 3), np.uint8)
-        self._base[:] = BGR[colour]
-        self._index = -1
-        self._start = 0.0
-
-    async def recv(self) -> VideoFrame:
-        self._index += 1
-        if self._index == 0:
-            self._start = time.monotonic()
-        else:
-            await asyncio.sleep(self._start + self._index / FPS - time.monotonic())
-        picture = self._base.copy()
-        x = (self._index * 8) % (WIDTH - 40)
-        picture[:, x : x + 40] = 255
-        frame = VideoFrame.from_ndarray(picture, format="bgr24")
-        frame.pts = self._index * 90_000 // FPS
-        frame.time_base = Fraction(1, 90_000)
-        return frame
-
-
-def colour_of(frame: VideoFrame) -> str:
-    small = frame.reformat(width=64, height=36, format="bgr24").to_ndarray()
-    means = small.reshape(-1, 3).mean(axis=0)
-    if means.max() < 50:
-        return "black"
-    return ("blue", "green", "red")[int(means.argmax())]
-
-
-class Client:
-    """An aiortc peer standing in for a browser: what it offers and what it receives."""
-
-    def __init__(self, name: str, colour: str | None) -> None:
-        self.name = name
-        self.pc = peer_connection(LOOPBACK)
-        self.colour = colour
-        self.video: list[list[str]] = []  # per receiving video m-line: colours seen
-        self.audio: list[int] = []  # per receiving audio m-line: frames seen
-        self._readers: list[asyncio.Task[None]] = []
-
-    def offer_as_participant(self) -> None:
-        """Camera and microphone sendrecv (slot 0: the operator), then the floor slot."""
-        assert self.colour
-        self.pc.addTrack(PatternTrack(self.colour))
-        self.pc.addTrack(AudioStreamTrack())
-        self.pc.addTransceiver("video", direction="recvonly")
-        self.pc.addTransceiver("audio", direction="recvonly")
-
-    def offer_as_operator(self, slots: int) -> None:
-        assert self.colour
-        self.pc.addTransceiver(PatternTrack(self.colour), direction="sendonly")
-        self.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
-        for _ in range(slots):
-            self.pc.addTransceiver("video", direction="recvonly")
-            self.pc.addTransceiver("audio", direction="recvonly")
-
-    async def offer(self) -> str:
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        return self.pc.localDescription.sdp
-
-    async def join(self, room: Room, *, operator: bool = False, passive_dtls: bool = False) -> str:
-        answer = await room.join(
-            self.name, await self.offer(), operator=operator, passive_dtls=passive_dtls
-        )
-        await self.accept(answer)
-        return answer
-
-    async def accept(self, answer: str) -> None:
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-        for transceiver in self.pc.getTransceivers():
-            track = transceiver.receiver.track
-            if track is None or transceiver.currentDirection not in ("recvonly", "sendrecv"):
-                continue
-            if track.kind == "video":
-                self.video.append([])
-                self._readers.append(asyncio.create_task(self._read_video(track, self.video[-1])))
-            else:
-                self.audio.append(0)
-                reader = self._read_audio(track, len(self.audio) - 1)
-                self._readers.append(asyncio.create_task(reader))
-
-    async def _read_video(self, track: MediaStreamTrack, seen: list[str]) -> None:
-        try:
-            while True:
-                frame = await track.recv()
-                assert isinstance(frame, VideoFrame)
-                seen.append(colour_of(frame))
-        except MediaStreamError:
-            pass
-
-    async def _read_audio(self, track: MediaStreamTrack, index: int) -> None:
-        try:
-            while True:
-                await track.recv()
-                self.audio[index] += 1
-        except MediaStreamError:
-            pass
-
-    def cut_network(self, cut: bool) -> None:
-        """Drop (or stop dropping) everything this client sends: it looks vanished.
-
-        Private aioice 0.13 attributes; test only. The socket stays open, so the
-        server gets no ICMP "port unreachable" that would close ICE early.
-        """
-        for transceiver in self.pc.getTransceivers():
-            connection = transceiver.receiver.transport.transport._connection
-            for protocol in connection._protocols:
-                transport = protocol.transport
-                if cut:
-                    transport.sendto = lambda *args, **kwargs: None  # type: ignore[method-assign]
-                else:
-                    transport.__dict__.pop("sendto", None)
-
-    async def close(self) -> None:
-        await self.pc.close()
-        for reader in self._readers:
-            reader.cancel()
-        await asyncio.gather(*self._readers, return_exceptions=True)
-
 
 ClientFactory = Callable[[str, str | None], Client]  # name, colour of its camera
 

@@ -6,6 +6,7 @@ import jinja2
 from aiohttp import web
 
 from dispatch.accounts import Account, Scope
+from dispatch.conference import Conference
 from dispatch.db import Database
 from dispatch.events import EventBus
 from dispatch.settings import Settings
@@ -21,6 +22,7 @@ THROTTLE = web.AppKey("throttle", LoginThrottle)
 BUS = web.AppKey("bus", EventBus)
 SCHEDULER = web.AppKey("scheduler", WeekScheduler)
 SWITCHBOARD = web.AppKey("switchboard", Switchboard)
+CONFERENCE = web.AppKey("conference", Conference)
 
 # Per-request state, set only by the auth middleware.
 SCOPE = web.RequestKey("scope", Scope)

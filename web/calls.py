@@ -14,13 +14,16 @@ from sqlmodel import Session
 from dispatch import accounts, calls, centres
 from dispatch.accounts import Role, Scope
 from dispatch.calls import Attendance
+from dispatch.conference import Conference
 from dispatch.errors import InvalidInput, NotAuthorised
 from dispatch.events import Event
+from dispatch.settings import ice_settings
 from dispatch.switchboard import Switchboard
 from schedules import plans, policy, views
 from schedules.plans import SHANGHAI
 
-from .appkeys import BUS, DB, SETTINGS, SWITCHBOARD
+from . import live
+from .appkeys import BUS, CONFERENCE, DB, SETTINGS, SWITCHBOARD
 from .auth import bearer_token, read_json, scope_of
 from .render import render
 
@@ -29,8 +32,10 @@ async def switchboard_ctx(app: web.Application) -> AsyncIterator[None]:
     """The switchboard, after the database; calls a dead process left open are
     interrupted first. Verified attendance marks the call's rota slot held."""
     db, bus = app[DB], app[BUS]
-    board = Switchboard(db, bus, app[SETTINGS].session_key())
+    settings = app[SETTINGS]
+    board = Switchboard(db, bus, settings.session_key())
     await board.recover()
+    conference = Conference(board, ice_settings(settings), settings.data_path)
     pending: set[asyncio.Task[bool]] = set()  # strong references until each write is done
 
     def follow(event: Event) -> None:
@@ -41,8 +46,10 @@ async def switchboard_ctx(app: web.Application) -> AsyncIterator[None]:
 
     unsubscribe = bus.subscribe(follow)
     app[SWITCHBOARD] = board
+    app[CONFERENCE] = conference
     yield
     unsubscribe()
+    await conference.close()
     board.close()
 
 
@@ -155,8 +162,95 @@ async def end_call(request: web.Request) -> web.Response:
             raise NotAuthorised("only the calling side ends a call")
 
     await request.app[DB].read(check)
-    recorded = await request.app[SWITCHBOARD].end(call_id, f"ended by {scope.username}")
-    return web.json_response({"events": [e.as_dict() for e in recorded]})
+    await request.app[CONFERENCE].end(call_id, f"ended by {scope.username}")
+    return web.json_response({"ended": call_id})
+
+
+# --- media: SDP, floor, snapshots, leaving -------------------------------------------------
+
+
+def _participant(request: web.Request, call_id: int) -> str:
+    """Who is joining: the join token's centre, else the account's own centre."""
+    centre = _viewer_centre(request, call_id)
+    if centre is not None:
+        return centre
+    scope = scope_of(request)
+    if scope.centre_code is None:
+        raise NotAuthorised("an admin account belongs to no centre and cannot join calls")
+    return scope.centre_code
+
+
+async def sdp_offer(request: web.Request) -> web.Response:
+    """POST {"type": "offer", "sdp"} → {"type": "answer", "sdp"} (complete, no trickle)."""
+    call_id = _call_id(request)
+    centre = _participant(request, call_id)
+    body = await read_json(request)
+    if body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
+        raise InvalidInput("sdp", 'send {"type": "offer", "sdp": "v=0…"}')
+    answer = await request.app[CONFERENCE].join(call_id, centre, body["sdp"])
+    return web.json_response({"type": "answer", "sdp": answer})
+
+
+async def leave(request: web.Request) -> web.Response:
+    call_id = _call_id(request)
+    await request.app[CONFERENCE].leave(call_id, _participant(request, call_id))
+    return web.json_response({"left": call_id})
+
+
+async def _require_caller_side(request: web.Request, call_id: int) -> None:
+    scope = scope_of(request)
+
+    def check(s: Session) -> None:
+        call = calls.get_call(s, call_id)
+        if scope.centre_code != call.caller_code:
+            raise NotAuthorised("only the calling centre's operator does this")
+
+    await request.app[DB].read(check)
+
+
+async def floor(request: web.Request) -> web.Response:
+    """POST {"centre": code | null}: who every participant sees besides the operator."""
+    call_id = _call_id(request)
+    await _require_caller_side(request, call_id)
+    centre = (await read_json(request)).get("centre")
+    if centre is not None and not isinstance(centre, str):
+        raise InvalidInput("centre", "a centre code or null")
+    event = await request.app[CONFERENCE].give_floor(call_id, centre)
+    return web.json_response(event.as_dict())
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    call_id = _call_id(request)
+    await _require_caller_side(request, call_id)
+    centre = (await read_json(request)).get("centre")
+    if not isinstance(centre, str):
+        raise InvalidInput("centre", "required: whose picture to take")
+    event = await request.app[CONFERENCE].snapshot(call_id, centre)
+    return web.json_response(event.as_dict(), status=201)
+
+
+async def call_events(request: web.Request) -> web.WebSocketResponse:
+    """WebSocket of one call's events: the calling side sees all, an invitee its own."""
+    call_id = _call_id(request)
+    token_centre = _viewer_centre(request, call_id)
+
+    def check(s: Session) -> bool:
+        call = calls.get_call(s, call_id)
+        if token_centre is None:
+            calls.require_visible(s, scope_of(request), call_id)
+        return _is_caller_side(s, request, call, token_centre)
+
+    caller_side = await request.app[DB].read(check)
+    mine = token_centre or (None if caller_side else scope_of(request).centre_code)
+
+    def wanted(event: Event) -> bool:
+        return (
+            isinstance(event, Attendance)
+            and event.call_id == call_id
+            and (caller_side or event.centre in (mine, None))
+        )
+
+    return await live.stream(request, wanted, hello={"type": "hello", "call_id": call_id})
 
 
 # --- the console -------------------------------------------------------------------------
@@ -197,6 +291,11 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/v1/calls/{call_id}", get_call),
         web.post("/api/v1/calls/{call_id}/{verb:accept|decline}", answer),
         web.post("/api/v1/calls/{call_id}/end", end_call),
+        web.post("/api/v1/calls/{call_id}/sdp", sdp_offer),
+        web.post("/api/v1/calls/{call_id}/leave", leave),
+        web.post("/api/v1/calls/{call_id}/floor", floor),
+        web.post("/api/v1/calls/{call_id}/snapshot", snapshot),
+        web.get("/ws/calls/{call_id}", call_events),
     ]
 
 

@@ -1,13 +1,16 @@
-"""Live events to open pages over a WebSocket (`GET /ws/events`).
+"""Live events to open pages over WebSockets: `GET /ws/events` (the account's own
+centre: reminders, rings) and the per-call stream in web/calls.py.
 
-Invariant: a connection receives only events that name its account's own centre
-(`Event.centres`); the account comes from the session or token, as for every request.
+Invariant: a connection receives only the events its filter admits, and the filter is
+built from the session or token, as for every request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -22,12 +25,24 @@ QUEUE_LIMIT = 100  # a page that stops reading loses old events, never the serve
 
 async def events_socket(request: web.Request) -> web.WebSocketResponse:
     scope = scope_of(request)
+    code = scope.centre_code
+    return await stream(
+        request,
+        lambda event: code is not None and code in event.centres,
+        hello={"type": "hello", "centre": code},
+    )
+
+
+async def stream(
+    request: web.Request, wanted: Callable[[Event], bool], *, hello: dict[str, Any]
+) -> web.WebSocketResponse:
+    """Push every published event that `wanted` admits, until the page goes away."""
     ws = web.WebSocketResponse(heartbeat=25)
     await ws.prepare(request)
     queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_LIMIT)
 
     def deliver(event: Event) -> None:
-        if scope.centre_code is not None and scope.centre_code in event.centres:
+        if wanted(event):
             if queue.full():
                 queue.get_nowait()
             queue.put_nowait(event)
@@ -35,7 +50,7 @@ async def events_socket(request: web.Request) -> web.WebSocketResponse:
     unsubscribe = request.app[BUS].subscribe(deliver)
     sender = asyncio.create_task(_send(ws, queue))
     try:
-        await ws.send_json({"type": "hello", "centre": scope.centre_code})
+        await ws.send_json(hello)
         async for msg in ws:
             if msg.type == WSMsgType.TEXT and msg.data == "ping":
                 await ws.send_str("pong")

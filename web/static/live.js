@@ -1,5 +1,7 @@
 // Live events for the signed-in centre: reminders before a call, missed calls and
 // their make-ups. Reconnects with back-off; shows each event as a toast.
+import { api } from "/static/api.js";
+
 const zh = document.documentElement.lang.startsWith("zh");
 const KINDS = {
   district_meeting: ["区级视频调度会", "District dispatch meeting"],
@@ -24,7 +26,44 @@ function toast(text, href) {
   setTimeout(() => item.remove(), 60_000);
 }
 
+const KIND_CALL = { inspection: ["视频调度", "Video dispatch"], meeting: ["视频调度会", "Dispatch meeting"] };
+
+// The ring: accept opens the call page; decline or the deadline closes the panel.
+function ring(event) {
+  const box = document.getElementById("live");
+  if (!box || document.getElementById(`ring-${event.call_id}`)) return;
+  const panel = document.createElement("div");
+  panel.className = "toast ring";
+  panel.id = `ring-${event.call_id}`;
+  panel.setAttribute("role", "alertdialog");
+  const kind = say(KINDS[event.kind] || KIND_CALL[event.kind] || [event.kind, event.kind]);
+  const text = document.createElement("p");
+  text.textContent = `${event.caller_name} ${say(["来电", "is calling"])}：${kind}`;
+  const accept = document.createElement("button");
+  accept.textContent = say(["接听", "Accept"]);
+  accept.className = "accept";
+  const decline = document.createElement("button");
+  decline.textContent = say(["拒绝", "Decline"]);
+  decline.className = "decline";
+  const answer = async (verb) => {
+    accept.disabled = decline.disabled = true;
+    try {
+      await api("POST", `/api/v1/calls/${event.call_id}/${verb}`);
+      if (verb === "accept") location.href = `/calls/${event.call_id}`;
+    } catch (e) {
+      text.textContent = e.message;
+    }
+    setTimeout(() => panel.remove(), verb === "accept" ? 0 : 3000);
+  };
+  accept.onclick = () => answer("accept");
+  decline.onclick = () => answer("decline");
+  panel.append(text, accept, " ", decline);
+  box.append(panel);
+  setTimeout(() => panel.remove(), event.deadline_seconds * 1000);
+}
+
 function show(event) {
+  if (event.type === "call_ringing") return ring(event);
   const kind = say(KINDS[event.kind] || [event.kind, event.kind]);
   if (event.type === "slot_reminder") {
     toast(`${hhmm(event.start)} ${kind} ${say(["即将开始", "starts soon"])}`, `/rota/slots/${event.slot_id}`);

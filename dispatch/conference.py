@@ -1,0 +1,271 @@
+"""The live side of calls: one media room per open call, and the attendance its media
+proves — joined and left, live video, faces on duty, snapshots, verified attendance.
+
+Invariants:
+- Every fact goes through the switchboard, so it is written before it is published.
+- A connection that drops (silence) and returns within `rejoin_grace` seconds is the
+  same attendance: nothing is recorded. One that stays away is recorded as left at
+  the moment it went silent. A peer that hangs up or fails is recorded as left at
+  once (within the room's detection time, ~3 s). A browser that reloads joins again:
+  a new interval.
+- OpenCV runs on a worker thread, one sampled frame at a time per participant; a
+  frame that arrives while the previous one is still being checked is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlmodel import Session
+
+from media.checks import AttendanceClock, FrameChecker, FrameVerdict, to_bgr
+from media.ice import IceSettings, configure_host_addresses
+from media.room import (
+    FrameSampled,
+    PeerConnected,
+    PeerDisconnected,
+    PeerFailed,
+    Room,
+    RoomError,
+    RoomEvent,
+)
+from media.snapshots import Snapshot, save_snapshot
+
+from . import calls
+from .errors import Conflict, InvalidInput, NotAuthorised
+from .switchboard import Switchboard
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Presence:
+    """What the conference knows of one participant of one call."""
+
+    checker: FrameChecker = field(default_factory=FrameChecker)
+    clock: AttendanceClock = field(default_factory=AttendanceClock)
+    joined: bool = False
+    state: str = ""  # last video verdict: live / black / frozen
+    faces: int = 0
+    verified: bool = False
+    answer_snapshot: bool = False
+    checking: bool = False
+    last_frame: np.ndarray | None = None
+    gone: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class _Live:
+    call_id: int
+    caller: str
+    min_verified: int
+    room: Room
+    people: dict[str, _Presence] = field(default_factory=dict)
+
+
+class Conference:
+    def __init__(
+        self,
+        board: Switchboard,
+        ice: IceSettings,
+        data_dir: Path,
+        *,
+        rejoin_grace: float = 30.0,
+    ) -> None:
+        self.board, self.ice, self.data_dir = board, ice, data_dir
+        self.rejoin_grace = rejoin_grace
+        self._live: dict[int, _Live] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        configure_host_addresses(ice)
+
+    # -- joining and leaving -----------------------------------------------------------
+
+    async def join(self, call_id: int, centre: str, offer_sdp: str, *, whip: bool = False) -> str:
+        """Answer `centre`'s offer. The caller's centre joins as operator; an invited
+        centre must have accepted (a WHIP publisher's first offer accepts for it)."""
+        call, invite_state = await self.board.db.read(_call_and_invite, call_id, centre)
+        operator = centre == call.caller_code
+        if not operator:
+            if invite_state == calls.RANG and whip:
+                await self.board.answer(call_id, centre, accept=True)
+            elif invite_state != calls.ANSWERED:
+                raise Conflict(f"centre {centre} has not accepted call {call_id}")
+        live = await self._room(call)
+        try:
+            answer = await live.room.join(centre, offer_sdp, operator=operator, passive_dtls=whip)
+        except RoomError as exc:
+            raise InvalidInput("sdp", str(exc)) from None
+        live.people.setdefault(centre, _Presence())
+        return answer
+
+    async def leave(self, call_id: int, centre: str) -> None:
+        live = self._live.get(call_id)
+        if live is not None and centre in live.people:
+            await live.room.leave(centre)
+            await self._left(live, centre, "left the call", time.time())
+
+    async def give_floor(self, call_id: int, centre: str | None) -> calls.Attendance:
+        live = self._require(call_id)
+        if centre is not None and centre not in live.people:
+            raise InvalidInput("centre", f"{centre} is not in call {call_id}")
+        try:
+            live.room.give_floor(centre)
+        except RoomError as exc:
+            raise InvalidInput("centre", str(exc)) from None
+        return await self.board.record(call_id, calls.FLOOR, centre)
+
+    async def snapshot(self, call_id: int, centre: str, why: str = "requested") -> calls.Attendance:
+        live = self._require(call_id)
+        person = live.people.get(centre)
+        if person is None or person.last_frame is None:
+            raise Conflict(f"no video from {centre} yet")
+        return await self._snapshot(live, centre, person.last_frame, why)
+
+    async def end(self, call_id: int, reason: str) -> None:
+        live = self._live.pop(call_id, None)
+        if live is not None:
+            for person in live.people.values():
+                if person.gone is not None:
+                    person.gone.cancel()
+            await live.room.close()
+        await self.board.end(call_id, reason)
+
+    async def close(self) -> None:
+        for live in list(self._live.values()):
+            await live.room.close()
+        self._live.clear()
+
+    def present(self, call_id: int) -> tuple[str, ...]:
+        live = self._live.get(call_id)
+        return live.room.participants if live else ()
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _require(self, call_id: int) -> _Live:
+        live = self._live.get(call_id)
+        if live is None:
+            raise Conflict(f"call {call_id} has no media yet")
+        return live
+
+    async def _room(self, call: calls.Call) -> _Live:
+        call_id = call.id or 0
+        live = self._live.get(call_id)
+        if live is None:
+            room = Room(str(call_id), self.ice, on_event=self._on_event)
+            live = _Live(call_id, call.caller_code, call.min_verified_seconds, room)
+            self._live[call_id] = live
+        return live
+
+    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_event(self, event: RoomEvent) -> None:
+        live = self._live.get(int(event.room_id))
+        if live is None:
+            return
+        person = live.people.setdefault(event.participant, _Presence())
+        if isinstance(event, PeerConnected):
+            if person.gone is not None:  # back within the grace: the same attendance
+                person.gone.cancel()
+                person.gone = None
+                return
+            if not person.joined:
+                person.joined = True
+                self._spawn(self.board.record(live.call_id, calls.JOINED, event.participant))
+        elif isinstance(event, PeerDisconnected) and person.joined and person.gone is None:
+            loop = asyncio.get_running_loop()
+            person.gone = loop.call_later(
+                self.rejoin_grace, self._spawn_left, live, event.participant, event.reason, event.at
+            )
+        elif isinstance(event, PeerFailed) and person.joined:
+            if person.gone is not None:
+                person.gone.cancel()
+            self._spawn(self._left(live, event.participant, event.reason, event.at))
+        elif isinstance(event, FrameSampled) and not person.checking:
+            person.checking = True
+            self._spawn(self._check(live, event.participant, person, event))
+
+    def _spawn_left(self, live: _Live, centre: str, reason: str, at: float) -> None:
+        self._spawn(self._left(live, centre, reason, at))
+
+    async def _left(self, live: _Live, centre: str, reason: str, at: float) -> None:
+        person = live.people.get(centre)
+        if person is None or not person.joined:
+            return
+        person.joined, person.gone, person.state = False, None, ""
+        await self.board.record(live.call_id, calls.LEFT, centre, reason=reason,
+                                seconds_live=round(person.clock.seconds_live, 1),
+                                went_at=at)  # fmt: skip
+
+    async def _check(
+        self, live: _Live, centre: str, person: _Presence, event: FrameSampled
+    ) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+            bgr, verdict = await loop.run_in_executor(None, _check_frame, person.checker, event)
+            person.last_frame = bgr
+            person.clock.update(verdict.state, time.monotonic(), verdict.faces)
+            await self._verdict(live, centre, person, verdict)
+            if not person.answer_snapshot and verdict.state == "live":
+                person.answer_snapshot = True
+                await self._snapshot(live, centre, bgr, "answer")
+        except Exception:
+            log.exception("call %s centre %s: checking a frame failed", live.call_id, centre)
+        finally:
+            person.checking = False
+
+    async def _verdict(self, live: _Live, centre: str, person: _Presence, v: FrameVerdict) -> None:
+        call_id = live.call_id
+        if v.state != person.state:
+            was, person.state = person.state, v.state
+            if v.state == "live":
+                await self.board.record(call_id, calls.VIDEO_LIVE, centre)
+            elif was == "live" or not was:
+                await self.board.record(call_id, calls.VIDEO_LOST, centre, state=v.state)
+        if v.state == "live" and v.faces > person.faces:
+            person.faces = v.faces
+            await self.board.record(call_id, calls.FACES_SEEN, centre, faces=v.faces)
+        if (
+            not person.verified
+            and centre != live.caller
+            and person.clock.verified(live.min_verified)
+        ):
+            person.verified = True
+            await self.board.record(call_id, calls.VERIFIED, centre,
+                                    seconds_live=round(person.clock.seconds_live, 1),
+                                    max_faces=person.clock.max_faces)  # fmt: skip
+
+    async def _snapshot(
+        self, live: _Live, centre: str, bgr: np.ndarray, why: str
+    ) -> calls.Attendance:
+        folder = self.data_dir / "snapshots" / str(live.call_id)
+        name = f"{why}-{centre}-{int(time.time() * 1000)}.jpg"
+        loop = asyncio.get_running_loop()
+        shot: Snapshot = await loop.run_in_executor(None, save_snapshot, bgr, folder, name)
+        return await self.board.record(live.call_id, calls.SNAPSHOT, centre, why=why,
+                                       path=str(shot.path), sha256=shot.sha256,
+                                       width=shot.width, height=shot.height)  # fmt: skip
+
+
+def _check_frame(checker: FrameChecker, event: FrameSampled) -> tuple[np.ndarray, FrameVerdict]:
+    bgr = to_bgr(event.frame)
+    return bgr, checker.check(bgr, time.monotonic())
+
+
+def _call_and_invite(session: Session, call_id: int, centre: str) -> tuple[calls.Call, str | None]:
+    call = calls.get_call(session, call_id)
+    if call.state not in calls.OPEN_STATES:
+        raise Conflict(f"call {call_id} has {call.state}")
+    if centre == call.caller_code:
+        return call, None
+    invite = session.get(calls.Invitation, (call_id, centre))
+    if invite is None:
+        raise NotAuthorised(f"centre {centre} is not invited to call {call_id}")
+    return call, invite.state

@@ -1,0 +1,181 @@
+"""aiortc client peers standing in for browsers and publishers, for tests and benches.
+
+All media stays on 127.0.0.1 (LOOPBACK). A PatternTrack sends a 640x360 picture of
+its own colour with a moving white bar, so a viewer can tell whose video a decoded
+frame is (or that it is black); a FaceTrack sends a photo of a face that moves a
+little, which the checks see as live video with one face.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+from aiortc import AudioStreamTrack, MediaStreamTrack, RTCSessionDescription, VideoStreamTrack
+from aiortc.mediastreams import MediaStreamError
+from av import VideoFrame
+
+from media.ice import IceSettings, peer_connection
+from media.room import Room
+
+LOOPBACK = IceSettings(host_addresses=("127.0.0.1",))
+WIDTH, HEIGHT, FPS = 640, 360, 15
+BGR = {"blue": (200, 40, 40), "green": (40, 200, 40), "red": (40, 40, 200)}
+
+
+class PatternTrack(VideoStreamTrack):
+    """640x360 at 15 fps: a plain colour with a white bar moving across it."""
+
+    def __init__(self, colour: str) -> None:
+        super().__init__()
+        self._base = np.empty((HEIGHT, WIDTH, 3), np.uint8)
+        self._base[:] = BGR[colour]
+        self._index = -1
+        self._start = 0.0
+
+    async def recv(self) -> VideoFrame:
+        self._index += 1
+        if self._index == 0:
+            self._start = time.monotonic()
+        else:
+            await asyncio.sleep(self._start + self._index / FPS - time.monotonic())
+        picture = self._base.copy()
+        x = (self._index * 8) % (WIDTH - 40)
+        picture[:, x : x + 40] = 255
+        frame = VideoFrame.from_ndarray(picture, format="bgr24")
+        frame.pts = self._index * 90_000 // FPS
+        frame.time_base = Fraction(1, 90_000)
+        return frame
+
+
+def colour_of(frame: VideoFrame) -> str:
+    small = frame.reformat(width=64, height=36, format="bgr24").to_ndarray()
+    means = small.reshape(-1, 3).mean(axis=0)
+    if means.max() < 50:
+        return "black"
+    return ("blue", "green", "red")[int(means.argmax())]
+
+
+class Client:
+    """An aiortc peer standing in for a browser: what it offers and what it receives."""
+
+    def __init__(self, name: str, colour: str | None) -> None:
+        self.name = name
+        self.pc = peer_connection(LOOPBACK)
+        self.colour = colour
+        self.video: list[list[str]] = []  # per receiving video m-line: colours seen
+        self.audio: list[int] = []  # per receiving audio m-line: frames seen
+        self._readers: list[asyncio.Task[None]] = []
+
+    def offer_as_participant(self, camera: MediaStreamTrack | None = None) -> None:
+        """Camera and microphone sendrecv (slot 0: the operator), then the floor slot."""
+        assert self.colour or camera
+        self.pc.addTrack(camera or PatternTrack(self.colour or "blue"))
+        self.pc.addTrack(AudioStreamTrack())
+        self.pc.addTransceiver("video", direction="recvonly")
+        self.pc.addTransceiver("audio", direction="recvonly")
+
+    def offer_as_operator(self, slots: int) -> None:
+        assert self.colour
+        self.pc.addTransceiver(PatternTrack(self.colour), direction="sendonly")
+        self.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+        for _ in range(slots):
+            self.pc.addTransceiver("video", direction="recvonly")
+            self.pc.addTransceiver("audio", direction="recvonly")
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def join(self, room: Room, *, operator: bool = False, passive_dtls: bool = False) -> str:
+        answer = await room.join(
+            self.name, await self.offer(), operator=operator, passive_dtls=passive_dtls
+        )
+        await self.accept(answer)
+        return answer
+
+    async def accept(self, answer: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        for transceiver in self.pc.getTransceivers():
+            track = transceiver.receiver.track
+            if track is None or transceiver.currentDirection not in ("recvonly", "sendrecv"):
+                continue
+            if track.kind == "video":
+                self.video.append([])
+                self._readers.append(asyncio.create_task(self._read_video(track, self.video[-1])))
+            else:
+                self.audio.append(0)
+                reader = self._read_audio(track, len(self.audio) - 1)
+                self._readers.append(asyncio.create_task(reader))
+
+    async def _read_video(self, track: MediaStreamTrack, seen: list[str]) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, VideoFrame)
+                seen.append(colour_of(frame))
+        except MediaStreamError:
+            pass
+
+    async def _read_audio(self, track: MediaStreamTrack, index: int) -> None:
+        try:
+            while True:
+                await track.recv()
+                self.audio[index] += 1
+        except MediaStreamError:
+            pass
+
+    def cut_network(self, cut: bool) -> None:
+        """Drop (or stop dropping) everything this client sends: it looks vanished.
+
+        Private aioice 0.13 attributes; test only. The socket stays open, so the
+        server gets no ICMP "port unreachable" that would close ICE early.
+        """
+        for transceiver in self.pc.getTransceivers():
+            connection = transceiver.receiver.transport.transport._connection
+            for protocol in connection._protocols:
+                transport = protocol.transport
+                if cut:
+                    transport.sendto = lambda *args, **kwargs: None  # type: ignore[method-assign]
+                else:
+                    transport.__dict__.pop("sendto", None)
+
+    async def close(self) -> None:
+        await self.pc.close()
+        for reader in self._readers:
+            reader.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+
+
+FACE = Path(__file__).parent / "data" / "astronaut.png"
+
+
+class FaceTrack(VideoStreamTrack):
+    """640x480 at 10 fps: a face photo (scaled, aspect kept) drifting a pixel at a time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        photo = cv2.imread(str(FACE))
+        assert photo is not None, FACE
+        self._photo = cv2.resize(photo, (400, 400))
+        self._index = -1
+        self._start = 0.0
+
+    async def recv(self) -> VideoFrame:
+        self._index += 1
+        if self._index == 0:
+            self._start = time.monotonic()
+        else:
+            await asyncio.sleep(self._start + self._index / 10 - time.monotonic())
+        picture = np.full((480, 640, 3), 90, np.uint8)
+        x = 100 + (self._index % 40)
+        picture[40:440, x : x + 400] = self._photo
+        noise = np.random.default_rng(self._index).integers(0, 6, picture.shape, np.uint8)
+        frame = VideoFrame.from_ndarray(cv2.add(picture, noise), format="bgr24")
+        frame.pts = self._index * 9_000
+        frame.time_base = Fraction(1, 90_000)
+        return frame

@@ -1,0 +1,149 @@
+"""A call end to end with real aiortc peers over 127.0.0.1: the operator launches, two
+villages answer and join, the checks see live video and a face, attendance is
+verified, the floor and a snapshot are recorded, and a village that hangs up has left."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from dispatch import calls
+from dispatch.settings import Settings
+from schedules import policy
+from web.app import create_app
+from web.schema import open_database
+
+from conftest import Cast, bearer, make_token
+from peers import Client, FaceTrack
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def media_settings(demo_settings: Settings) -> Settings:
+    db = open_database(demo_settings.db_url)
+    with db.session() as s:
+        policy.set_policy(s, None, {"min_verified_seconds": 3}, "test")
+    db.close()
+    return demo_settings.with_(ice_hosts="127.0.0.1", scheduler=False)
+
+
+async def eventually(check, within: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+def kinds(settings: Settings, call_id: int) -> list[tuple[str | None, str]]:
+    db = open_database(settings.db_url)
+    with db.session() as s:
+        out = [(r.centre_code, r.kind) for r in calls.events(s, call_id)]
+    db.close()
+    return out
+
+
+def jpeg_sha256(path: str) -> str:
+    data = Path(path).read_bytes()
+    assert data[:2] == b"\xff\xd8", "not a JPEG"
+    return hashlib.sha256(data).hexdigest()
+
+
+async def join(client: TestClient, peer: Client, call_id: int, headers: dict[str, str]) -> None:
+    resp = await client.post(f"/api/v1/calls/{call_id}/sdp", headers=headers,
+                             json={"type": "offer", "sdp": await peer.offer()})  # fmt: skip
+    assert resp.status == 200, await resp.text()
+    await peer.accept((await resp.json())["sdp"])
+
+
+async def test_a_meeting_with_two_villages(
+    aiohttp_client: Any, media_settings: Settings, cast: Cast
+) -> None:
+    client: TestClient = await aiohttp_client(create_app(media_settings))
+    town = bearer(make_token(media_settings, cast.town_a))
+    resp = await client.post("/api/v1/calls", headers=town, json={
+        "callees": [cast.village_a1, cast.village_a2], "kind": "meeting"})  # fmt: skip
+    launched = await resp.json()
+    call_id = launched["call"]["id"]
+    token = {i["centre"]: bearer(i["join_token"]) for i in launched["invites"]}
+    peers: list[Client] = []
+    try:
+        operator = Client("op", "blue")
+        operator.offer_as_operator(slots=2)
+        peers.append(operator)
+        await join(client, operator, call_id, town)
+        for code in (cast.village_a1, cast.village_a2):
+            assert (await client.post(f"/api/v1/calls/{call_id}/accept",
+                                      headers=token[code])).status == 200  # fmt: skip
+            village = Client(code, None)
+            village.offer_as_participant(FaceTrack())
+            peers.append(village)
+            await join(client, village, call_id, token[code])
+
+        await eventually(lambda: all(len(v) > 10 for v in operator.video))  # sees both
+        await eventually(lambda: peers[1].video and len(peers[1].video[0]) > 10)  # sees operator
+        both = {(cast.village_a1, "verified"), (cast.village_a2, "verified")}
+        await eventually(lambda: both <= set(kinds(media_settings, call_id)))
+        got = kinds(media_settings, call_id)
+        for code in (cast.village_a1, cast.village_a2):
+            for kind in ("answered", "joined", "video_live", "faces_seen", "snapshot", "verified"):
+                assert (code, kind) in got, (code, kind)
+
+        resp = await client.post(f"/api/v1/calls/{call_id}/floor", headers=town,
+                                 json={"centre": cast.village_a1})  # fmt: skip
+        assert resp.status == 200
+        resp = await client.post(f"/api/v1/calls/{call_id}/snapshot", headers=town,
+                                 json={"centre": cast.village_a2})  # fmt: skip
+        assert resp.status == 201
+        shot = (await resp.json())["data"]
+        assert jpeg_sha256(shot["path"]) == shot["sha256"]
+        assert Path(shot["path"]).is_relative_to(Path(media_settings.data_dir))
+        # A village may not take the floor or snapshots.
+        resp = await client.post(f"/api/v1/calls/{call_id}/floor", headers=token[cast.village_a2],
+                                 json={"centre": cast.village_a2})  # fmt: skip
+        assert resp.status in (401, 403)
+
+        await peers[2].close()  # village 2 hangs up
+        await eventually(lambda: (cast.village_a2, "left") in kinds(media_settings, call_id),
+                         within=5)  # fmt: skip
+        resp = await client.post(f"/api/v1/calls/{call_id}/end", headers=town)
+        assert resp.status == 200
+        assert kinds(media_settings, call_id)[-1] == (None, "ended")
+    finally:
+        for peer in peers:
+            await peer.close()
+
+
+async def test_bad_offers_and_foreign_tokens(
+    aiohttp_client: Any, media_settings: Settings, cast: Cast
+) -> None:
+    client: TestClient = await aiohttp_client(create_app(media_settings))
+    town = bearer(make_token(media_settings, cast.town_a))
+    resp = await client.post("/api/v1/calls", headers=town, json={"callees": [cast.village_a1]})
+    first = await resp.json()
+    resp = await client.post("/api/v1/calls", headers=town, json={"callees": [cast.village_a2]})
+    second = await resp.json()
+    a1 = bearer(first["invites"][0]["join_token"])
+    await client.post(f"/api/v1/calls/{first['call']['id']}/accept", headers=a1)
+    url = f"/api/v1/calls/{first['call']['id']}/sdp"
+    for body in ({"type": "offer", "sdp": "v=0 garbage"}, {"type": "answer", "sdp": "x"}, {}):
+        resp = await client.post(url, headers=a1, json=body)
+        assert resp.status == 400, body
+        assert (await resp.json())["field"] == "sdp"
+    # A token for this call used on the other call, and the other village's token here.
+    resp = await client.post(f"/api/v1/calls/{second['call']['id']}/sdp", headers=a1,
+                             json={"type": "offer", "sdp": "v=0"})  # fmt: skip
+    assert resp.status == 403
+    a2 = bearer(second["invites"][0]["join_token"])
+    resp = await client.post(url, headers=a2, json={"type": "offer", "sdp": "v=0"})
+    assert resp.status == 403
+    # Not yet accepted: no media.
+    resp = await client.post(f"/api/v1/calls/{second['call']['id']}/sdp", headers=a2,
+                             json={"type": "offer", "sdp": "v=0"})  # fmt: skip
+    assert resp.status == 409
+    assert (await client.get("/healthz")).status == 200  # the server stays up
