@@ -140,6 +140,10 @@ class Conference:
             await live.room.close()
         self._live.clear()
 
+    def operator_slots(self, call_id: int) -> dict[str, int]:
+        live = self._live.get(call_id)
+        return live.room.operator_slots() if live else {}
+
     def present(self, call_id: int) -> tuple[str, ...]:
         live = self._live.get(call_id)
         return live.room.participants if live else ()

@@ -435,6 +435,10 @@ class Room:
     def floor(self) -> str | None:
         return self._floor
 
+    def operator_slots(self) -> dict[str, int]:
+        """Which of the operator's receiving slots shows each participant (by first join)."""
+        return dict(self._slot_of)
+
     async def join(
         self, participant: str, offer_sdp: str, *, operator: bool, passive_dtls: bool = False
     ) -> str:
