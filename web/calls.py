@@ -284,9 +284,40 @@ def _open_calls(s: Session, scope: Scope) -> list[dict[str, Any]]:
     return [calls.summary(s, c) for c in s.exec(stmt)]
 
 
+async def media_map(request: web.Request) -> web.Response:
+    """GET: which of the operator's receiving slots shows which centre, and who is on."""
+    call_id = _call_id(request)
+    await _require_caller_side(request, call_id)
+    conference = request.app[CONFERENCE]
+    return web.json_response({"slots": conference.operator_slots(call_id),
+                              "present": list(conference.present(call_id))})  # fmt: skip
+
+
+async def call_page(request: web.Request) -> web.Response:
+    """The call: the operator's live grid, or a centre's own view of the call."""
+    scope = scope_of(request)
+    call_id = _call_id(request)
+
+    def run(s: Session) -> dict[str, Any]:
+        call = calls.require_visible(s, scope, call_id)
+        operator = scope.centre_code == call.caller_code
+        invites = calls.invitations(s, call_id)
+        if not operator:
+            invites = [i for i in invites if i.centre_code == scope.centre_code]
+        codes = [call.caller_code, *(i.centre_code for i in invites)]
+        names = {c: centres.get(s, c).name for c in codes}
+        return {"call": call, "operator": operator, "invites": invites, "names": names,
+                "slot_count": len(calls.invitations(s, call_id))}  # fmt: skip
+
+    ctx = await request.app[DB].read(run)
+    return render(request, "call.html", **ctx)
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/console", console),
+        web.get("/calls/{call_id}", call_page),
+        web.get("/api/v1/calls/{call_id}/media", media_map),
         web.post("/api/v1/calls", launch),
         web.get("/api/v1/calls/{call_id}", get_call),
         web.post("/api/v1/calls/{call_id}/{verb:accept|decline}", answer),
