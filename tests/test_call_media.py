@@ -147,3 +147,47 @@ async def test_bad_offers_and_foreign_tokens(
                              json={"type": "offer", "sdp": "v=0"})  # fmt: skip
     assert resp.status == 409
     assert (await client.get("/healthz")).status == 200  # the server stays up
+
+
+async def test_a_whip_publisher_joins_as_its_tokens_centre(
+    aiohttp_client: Any, media_settings: Settings, cast: Cast
+) -> None:
+    from aiortc import AudioStreamTrack
+
+    from peers import PatternTrack
+
+    client: TestClient = await aiohttp_client(create_app(media_settings))
+    town = bearer(make_token(media_settings, cast.town_a))
+    resp = await client.post("/api/v1/calls", headers=town, json={"callees": [cast.village_a1]})
+    launched = await resp.json()
+    call_id = launched["call"]["id"]
+    token = launched["invites"][0]["join_token"]
+    operator, camera = Client("op", "blue"), Client("cam", None)
+    try:
+        operator.offer_as_operator(slots=1)
+        await join(client, operator, call_id, town)
+        camera.pc.addTransceiver(PatternTrack("green"), direction="sendonly")
+        camera.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+        offer = await camera.offer()
+        sdp = {"Content-Type": "application/sdp"}
+        resp = await client.post(f"/whip/{call_id}", data=offer, headers={**sdp})
+        assert resp.status == 401
+        other = bearer(make_token(media_settings, cast.town_a))
+        resp = await client.post(f"/whip/{call_id}", data=offer, headers={**sdp, **other})
+        assert resp.status == 401  # an account token is not a join token
+        resp = await client.post(f"/whip/{call_id}", data=offer, headers={**sdp, **bearer(token)})
+        assert resp.status == 201 and resp.content_type == "application/sdp"
+        location = resp.headers["Location"]
+        assert location == f"/whip/{call_id}/{cast.village_a1}" and resp.headers["ETag"]
+        answer = await resp.text()
+        assert "a=setup:passive" in answer
+        await camera.accept(answer)
+        await eventually(lambda: operator.video and operator.video[0].count("green") > 10)
+        assert (await client.patch(location, headers=bearer(token))).status == 405
+        assert (await client.delete(location, headers=bearer(token))).status == 200
+        await eventually(lambda: (cast.village_a1, "left") in kinds(media_settings, call_id), 5)
+        got = kinds(media_settings, call_id)
+        assert (cast.village_a1, "answered") in got and (cast.village_a1, "joined") in got
+    finally:
+        await operator.close()
+        await camera.close()

@@ -36,7 +36,10 @@ STATUS: list[tuple[type[DispatchError], int, str]] = [
 
 
 def wants_json(request: web.Request) -> bool:
-    return request.path.startswith(("/api/", "/ws/", "/calendar/")) or request.path == "/healthz"
+    return (
+        request.path.startswith(("/api/", "/ws/", "/calendar/", "/whip/"))
+        or request.path == "/healthz"
+    )
 
 
 def status_of(exc: DispatchError) -> tuple[int, str]:
