@@ -102,3 +102,32 @@ async def test_launch_from_a_rota_slot(
     assert call["answer_deadline_seconds"] == 60
     resp = await client.post("/api/v1/calls", json={"slot_id": other.id}, headers=town)
     assert resp.status == 403
+
+
+async def test_a_join_link_opens_the_call_page_without_a_login(
+    client: TestClient, cast: Cast, demo_settings: Settings
+) -> None:
+    town = bearer(make_token(demo_settings, cast.town_a))
+    launched = await (await client.post("/api/v1/calls", headers=town,
+                                        json={"callees": [cast.village_a1]})).json()  # fmt: skip
+    call_id, token = launched["call"]["id"], launched["invites"][0]["join_token"]
+    other = await (await client.post("/api/v1/calls", headers=town,
+                                     json={"callees": [cast.village_a2]})).json()  # fmt: skip
+    resp = await client.get(f"/calls/{call_id}?token={token}")
+    assert resp.status == 200
+    html = await resp.text()
+    assert f'data-me="{cast.village_a1}"' in html and 'data-role="centre"' in html
+    assert 'id="accept"' in html
+    resp = await client.get(f"/calls/{other['call']['id']}?token={token}")
+    assert resp.status == 403
+    resp = await client.get(f"/calls/{call_id}", allow_redirects=False)
+    assert resp.status == 302  # no link, no login: log in first
+    ws = await client.ws_connect(f"/ws/calls/{call_id}?token={token}")
+    assert (await ws.receive_json())["call_id"] == call_id
+    await client.post(f"/api/v1/calls/{call_id}/accept", headers=bearer(token))
+    event = await ws.receive_json()
+    assert event["kind"] == "answered" and event["centre"] == cast.village_a1
+    await ws.close()
+    # The token in a query string opens nothing else.
+    resp = await client.get(f"/api/v1/calls/{call_id}?token={token}")
+    assert resp.status == 401

@@ -28,6 +28,7 @@ from .sessions import get_session
 log = logging.getLogger(__name__)
 
 JOIN_TOKEN_PREFIX = "jt1."
+JOIN_PAGES = re.compile(r"^/(ws/)?calls/\d+$")
 JOIN_PATHS = re.compile(r"^/(api/v1/calls/\d+(/[a-z]+)?|whip/\d+(/[a-z0-9-]+)?)$")
 PUBLIC_PATHS = frozenset({"/login", "/healthz", "/api/v1/auth/token"})
 PUBLIC_PREFIXES = ("/static/", "/calendar/")  # feeds carry their own token
@@ -43,6 +44,18 @@ def bearer_token(request: web.Request) -> str | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
+    return None
+
+
+def join_token(request: web.Request) -> str | None:
+    """A join token sent as the bearer, or — on a call's page and its event socket, which
+    a browser opens from a link — as `?token=`."""
+    token = bearer_token(request)
+    if token is not None and token.startswith(JOIN_TOKEN_PREFIX):
+        return token
+    query = request.query.get("token", "")
+    if JOIN_PAGES.match(request.path) and query.startswith(JOIN_TOKEN_PREFIX):
+        return query
     return None
 
 
@@ -70,11 +83,11 @@ async def _check_csrf(request: web.Request, expected: str) -> None:
 async def auth_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
     db = request.app[DB]
     token = bearer_token(request)
-    if token is not None and token.startswith(JOIN_TOKEN_PREFIX):
+    if join_token(request) is not None:
         # A join token admits one centre to one call: only the call's own endpoints
-        # take it, and they check it against the call (web/calls.py). Anywhere else
-        # it counts for nothing.
-        if JOIN_PATHS.match(request.path):
+        # and pages take it, and they check it against the call (web/calls.py).
+        # Anywhere else it counts for nothing.
+        if JOIN_PATHS.match(request.path) or JOIN_PAGES.match(request.path):
             request[VIA] = "join"
             return await handler(request)
         token = None

@@ -24,7 +24,7 @@ from schedules.plans import SHANGHAI
 
 from . import live
 from .appkeys import BUS, CONFERENCE, DB, SETTINGS, SWITCHBOARD
-from .auth import bearer_token, read_json, scope_of
+from .auth import join_token, read_json, scope_of
 from .render import render
 
 
@@ -58,17 +58,6 @@ def _call_id(request: web.Request) -> int:
         return int(request.match_info["call_id"])
     except ValueError:
         raise InvalidInput("call_id", "must be a number") from None
-
-
-def callee_of(request: web.Request, call_id: int) -> str:
-    """The invited centre acting: the join token's, else the logged-in account's."""
-    token = bearer_token(request)
-    if token is not None and token.startswith(calls.TOKEN_PREFIX + "."):
-        return request.app[SWITCHBOARD].centre_for_token(token, call_id)
-    scope = scope_of(request)
-    if scope.centre_code is None:
-        raise NotAuthorised("an admin account belongs to no centre and cannot answer calls")
-    return scope.centre_code
 
 
 async def launch(request: web.Request) -> web.Response:
@@ -130,10 +119,9 @@ async def get_call(request: web.Request) -> web.Response:
 
 
 def _viewer_centre(request: web.Request, call_id: int) -> str | None:
-    token = bearer_token(request)
-    if token is not None and token.startswith(calls.TOKEN_PREFIX + "."):
-        return request.app[SWITCHBOARD].centre_for_token(token, call_id)
-    return None
+    """The centre a join token admits to this call, if the request carries one."""
+    token = join_token(request)
+    return None if token is None else request.app[SWITCHBOARD].centre_for_token(token, call_id)
 
 
 def _is_caller_side(
@@ -146,7 +134,7 @@ def _is_caller_side(
 
 async def answer(request: web.Request) -> web.Response:
     call_id = _call_id(request)
-    centre = callee_of(request, call_id)
+    centre = _participant(request, call_id)
     accept = request.match_info["verb"] == "accept"
     recorded = await request.app[SWITCHBOARD].answer(call_id, centre, accept=accept)
     return web.json_response({"events": [e.as_dict() for e in recorded]})
@@ -170,7 +158,7 @@ async def end_call(request: web.Request) -> web.Response:
 
 
 def _participant(request: web.Request, call_id: int) -> str:
-    """Who is joining: the join token's centre, else the account's own centre."""
+    """The centre acting in the call: the join token's, else the account's own."""
     centre = _viewer_centre(request, call_id)
     if centre is not None:
         return centre
@@ -295,19 +283,24 @@ async def media_map(request: web.Request) -> web.Response:
 
 async def call_page(request: web.Request) -> web.Response:
     """The call: the operator's live grid, or a centre's own view of the call."""
-    scope = scope_of(request)
     call_id = _call_id(request)
+    me = _participant(request, call_id)
+    token = join_token(request)
 
     def run(s: Session) -> dict[str, Any]:
-        call = calls.require_visible(s, scope, call_id)
-        operator = scope.centre_code == call.caller_code
+        call = calls.get_call(s, call_id)
+        if token is None:
+            calls.require_visible(s, scope_of(request), call_id)
+        elif s.get(calls.Invitation, (call_id, me)) is None:
+            raise NotAuthorised(f"centre {me} is not invited to call {call_id}")
+        operator = token is None and me == call.caller_code
         invites = calls.invitations(s, call_id)
         if not operator:
-            invites = [i for i in invites if i.centre_code == scope.centre_code]
+            invites = [i for i in invites if i.centre_code == me]
         codes = [call.caller_code, *(i.centre_code for i in invites)]
         names = {c: centres.get(s, c).name for c in codes}
         return {"call": call, "operator": operator, "invites": invites, "names": names,
-                "slot_count": len(calls.invitations(s, call_id))}  # fmt: skip
+                "slot_count": len(calls.invitations(s, call_id)), "me": me}  # fmt: skip
 
     ctx = await request.app[DB].read(run)
     return render(request, "call.html", **ctx)

@@ -1,6 +1,6 @@
 // A call in the browser: the operator's live grid or a centre's own view.
 // Protocol: web/PROTOCOL.md. No build step; plain ES module.
-import { api } from "/static/api.js";
+import { api, joinToken } from "/static/api.js";
 
 const root = document.getElementById("call");
 const callId = root.dataset.call;
@@ -159,7 +159,8 @@ function onEvent(event) {
 }
 
 function listen() {
-  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/calls/${callId}`);
+  const query = joinToken ? `?token=${encodeURIComponent(joinToken)}` : "";
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/calls/${callId}${query}`);
   ws.onmessage = (msg) => { try { onEvent(JSON.parse(msg.data)); } catch { /* hello */ } };
   ws.onclose = () => { if (!state.ended) setTimeout(listen, 2000); };
 }
