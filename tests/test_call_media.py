@@ -191,3 +191,36 @@ async def test_a_whip_publisher_joins_as_its_tokens_centre(
     finally:
         await operator.close()
         await camera.close()
+
+
+async def test_network_faults(aiohttp_client: Any, media_settings: Settings, cast: Cast) -> None:
+    """A drop that comes back within the grace is the same attendance; a reload rejoins."""
+    client: TestClient = await aiohttp_client(create_app(media_settings))
+    town = bearer(make_token(media_settings, cast.town_a))
+    launched = await (await client.post("/api/v1/calls", headers=town,
+                                        json={"callees": [cast.village_a1]})).json()  # fmt: skip
+    call_id = launched["call"]["id"]
+    token = bearer(launched["invites"][0]["join_token"])
+    await client.post(f"/api/v1/calls/{call_id}/accept", headers=token)
+    village, reloaded = Client(cast.village_a1, "green"), Client(cast.village_a1, "red")
+    try:
+        village.offer_as_participant()
+        await join(client, village, call_id, token)
+        joined = (cast.village_a1, "joined")
+        await eventually(lambda: joined in kinds(media_settings, call_id))
+        village.cut_network(True)  # silent for 4.5 s: the room notices after ~3 s
+        await asyncio.sleep(4.5)
+        village.cut_network(False)
+        await asyncio.sleep(2)
+        assert (cast.village_a1, "left") not in kinds(media_settings, call_id)
+        assert kinds(media_settings, call_id).count(joined) == 1  # the same attendance
+        # The page reloads: a new connection of the same centre replaces the old one.
+        reloaded.offer_as_participant()
+        await join(client, reloaded, call_id, token)
+        await village.close()
+        await eventually(lambda: reloaded.video and len(reloaded.video[0]) > 5)
+        await asyncio.sleep(1)
+        assert (cast.village_a1, "left") not in kinds(media_settings, call_id)
+    finally:
+        await village.close()
+        await reloaded.close()
