@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from playwright.async_api import BrowserContext, async_playwright
+from playwright.async_api import BrowserContext, Page, async_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -37,3 +37,12 @@ async def chromium(profile: Path, locale: str = "zh-CN") -> AsyncIterator[Browse
             yield context
         finally:
             await context.close()
+
+
+async def log_in(page: Page, base: str, username: str, password: str, then: str = "/") -> None:
+    """Log in through the form; `then` is where the site should land afterwards."""
+    await page.goto(f"{base}/login?next={then}")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}{then}")

@@ -27,22 +27,34 @@ WIDTH, HEIGHT, FPS = 640, 360, 15
 BGR = {"blue": (200, 40, 40), "green": (40, 200, 40), "red": (40, 40, 200)}
 
 
-class PatternTrack(VideoStreamTrack):
-    """640x360 at 15 fps: a plain colour with a white bar moving across it."""
+class PacedTrack(VideoStreamTrack):
+    """A video track that sends frame n at start + n / fps (no drift, no burst)."""
 
-    def __init__(self, colour: str) -> None:
+    def __init__(self, fps: int) -> None:
         super().__init__()
-        self._base = np.empty((HEIGHT, WIDTH, 3), np.uint8)
-        self._base[:] = BGR[colour]
+        self._fps = fps
         self._index = -1
         self._start = 0.0
 
-    async def recv(self) -> VideoFrame:
+    async def _next(self) -> int:
         self._index += 1
         if self._index == 0:
             self._start = time.monotonic()
         else:
-            await asyncio.sleep(self._start + self._index / FPS - time.monotonic())
+            await asyncio.sleep(self._start + self._index / self._fps - time.monotonic())
+        return self._index
+
+
+class PatternTrack(PacedTrack):
+    """640x360 at 15 fps: a plain colour with a white bar moving across it."""
+
+    def __init__(self, colour: str) -> None:
+        super().__init__(FPS)
+        self._base = np.empty((HEIGHT, WIDTH, 3), np.uint8)
+        self._base[:] = BGR[colour]
+
+    async def recv(self) -> VideoFrame:
+        await self._next()
         picture = self._base.copy()
         x = (self._index * 8) % (WIDTH - 40)
         picture[:, x : x + 40] = 255
@@ -154,23 +166,17 @@ class Client:
 FACE = Path(__file__).parent / "data" / "astronaut.png"
 
 
-class FaceTrack(VideoStreamTrack):
+class FaceTrack(PacedTrack):
     """640x480 at 10 fps: a face photo (scaled, aspect kept) drifting a pixel at a time."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(10)
         photo = cv2.imread(str(FACE))
         assert photo is not None, FACE
         self._photo = cv2.resize(photo, (400, 400))
-        self._index = -1
-        self._start = 0.0
 
     async def recv(self) -> VideoFrame:
-        self._index += 1
-        if self._index == 0:
-            self._start = time.monotonic()
-        else:
-            await asyncio.sleep(self._start + self._index / 10 - time.monotonic())
+        await self._next()
         picture = np.full((480, 640, 3), 90, np.uint8)
         x = 100 + (self._index % 40)
         picture[40:440, x : x + 400] = self._photo

@@ -16,7 +16,7 @@ from schedules import policy
 from web.app import create_app
 from web.schema import open_database
 
-from browser import chromium
+from browser import chromium, log_in
 from conftest import Cast
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
@@ -29,14 +29,6 @@ FRAMES = """() => window.dispatchPeer.getStats().then((stats) => {
   });
   return { decoded, sent };
 })"""
-
-
-async def login(page: Any, base: str, username: str, password: str) -> None:
-    await page.goto(f"{base}/login")
-    await page.fill("input[name=username]", username)
-    await page.fill("input[name=password]", password)
-    await page.click("button[type=submit]")
-    await page.wait_for_url(f"{base}/")
 
 
 async def test_launch_ring_accept_and_verified_video(
@@ -56,9 +48,9 @@ async def test_launch_ring_accept_and_verified_video(
         chromium(tmp_path / "town") as town_ctx,
     ):
         village = await village_ctx.new_page()
-        await login(village, base, cast.village_a1, "village-demo-2026")
+        await log_in(village, base, cast.village_a1, "village-demo-2026")
         town = await town_ctx.new_page()
-        await login(town, base, cast.town_a, "town-demo-2026")
+        await log_in(town, base, cast.town_a, "town-demo-2026")
 
         await town.goto(f"{base}/console")
         await town.locator(f'button.launch[data-slot="{slot_id}"]').click()

@@ -14,7 +14,7 @@ from schedules.workdays import IsoWeek
 from web.app import create_app
 from web.schema import open_database
 
-from browser import chromium
+from browser import chromium, log_in
 from conftest import Cast, bearer, make_token
 
 
@@ -64,11 +64,7 @@ async def test_village_page_shows_its_next_call_and_the_reminder(
     base = f"http://127.0.0.1:{server.port}"
     async with chromium(tmp_path / "profile") as browser:
         page = await browser.new_page()
-        await page.goto(f"{base}/login")
-        await page.fill("input[name=username]", cast.village_a1)
-        await page.fill("input[name=password]", "village-demo-2026")
-        await page.click("button[type=submit]")
-        await page.wait_for_url(f"{base}/")
+        await log_in(page, base, cast.village_a1, "village-demo-2026")
         calls = page.get_by_test_id("next-calls")
         assert "镇级视频巡查" in await calls.inner_text()
         toast = page.locator("#live .toast")
@@ -87,11 +83,7 @@ async def test_district_operator_builds_and_reads_the_week(
     base = f"http://127.0.0.1:{server.port}"
     async with chromium(tmp_path / "profile") as browser:
         page = await browser.new_page()
-        await page.goto(f"{base}/login?next=/rota?week=2026-W41")
-        await page.fill("input[name=username]", cast.district)
-        await page.fill("input[name=password]", "district-demo-2026")
-        await page.click("button[type=submit]")
-        await page.wait_for_url(f"{base}/rota?week=2026-W41")
+        await log_in(page, base, cast.district, "district-demo-2026", "/rota?week=2026-W41")
         await page.get_by_test_id("not-built").locator("button").click()
         week = page.get_by_test_id("week")
         await week.wait_for()
