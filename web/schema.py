@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dispatch import accounts, calls, centres  # noqa: F401
 from dispatch.db import Database
+from logs import issues  # noqa: F401
 from schedules import plans, policy, workdays  # noqa: F401
 
 

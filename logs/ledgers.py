@@ -1,0 +1,427 @@
+"""Dispute screening (矛盾纠纷排查): the ledgers a town keeps from its half-monthly
+screening meeting with its villages (每半月开展一次矛盾纠纷排查和分析调度工作).
+
+- The screening ledger (排查台账): every dispute about the town or its villages raised in
+  the period, whatever became of it.
+- The tracking ledger (重点关注持续跟踪的矛盾纠纷台账): the disputes still unresolved
+  that need following: every major one, and general ones open for more than 15 days or
+  past their deadline, with their tracking notes.
+
+Invariants:
+- A ledger is a read of the issue ledger (`logs.issues`): nothing here writes, and a
+  ledger row is a pure function of one issue, its history and the day it is drawn up.
+- Rows are dicts whose keys are exactly the ledger's columns, in column order; the XLSX
+  and CSV writers keep that order and every text value stays text (a 12-digit code or a
+  date never becomes a number).
+- The days of a period are Asia/Shanghai days, both ends included.
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import io
+import unicodedata
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from openpyxl import Workbook
+from openpyxl.styles import Alignment, Font
+from openpyxl.utils import get_column_letter
+from sqlmodel import Session, col, select
+
+from dispatch import centres
+from dispatch.accounts import Account, Scope
+from dispatch.centres import Centre, Level
+from dispatch.errors import InvalidInput
+from schedules.plans import SHANGHAI
+
+from .issues import (
+    ACTION_ZH,
+    ASSIGNED,
+    COMMENTED,
+    ESCALATED,
+    REOPENED,
+    RESOLVED,
+    RESOLVED_ACTION,
+    STARTED,
+    UNRESOLVED,
+    Category,
+    Issue,
+    IssueChange,
+    Severity,
+    parse_day,
+)
+
+SCREENING_COLUMNS: tuple[str, ...] = (
+    "序号",
+    "排查日期",
+    "所属村(社区)",
+    "纠纷类别",
+    "当事人",
+    "纠纷简要情况",
+    "风险等级",
+    "化解措施/处理情况",
+    "责任单位",
+    "化解时限",
+    "状态",
+    "备注",
+)
+TRACKING_COLUMNS: tuple[str, ...] = (*SCREENING_COLUMNS[:-1], "关注原因", "跟踪记录", "备注")
+SCREENING_SHEET = "排查台账"
+TRACKING_SHEET = "重点跟踪台账"
+TRACK_AFTER_DAYS = 15  # a general dispute open longer than this is tracked
+# Actions whose note says how the handling stands (化解措施/处理情况).
+PROGRESS_ACTIONS = (STARTED, ASSIGNED, COMMENTED, ESCALATED, REOPENED, RESOLVED_ACTION)
+CHUNK = 900  # keys per IN (...) query; SQLite allows 999 bound variables by default
+FORMATS = ("xlsx", "csv")
+
+Row = dict[str, Any]
+
+
+def half_month(day: date) -> tuple[date, date]:
+    """The screening period holding `day`: the 1st–15th or the 16th–end of the month."""
+    if day.day <= 15:
+        return day.replace(day=1), day.replace(day=15)
+    last = calendar.monthrange(day.year, day.month)[1]
+    return day.replace(day=16), day.replace(day=last)
+
+
+# --- the ledgers --------------------------------------------------------------------------
+
+
+def screening_ledger(
+    session: Session,
+    scope: Scope,
+    town_code: str,
+    period_start: date | str,
+    period_end: date | str,
+) -> list[Row]:
+    """排查台账: the disputes about the town or its villages raised in the period."""
+    town = _town_in_scope(session, scope, town_code)
+    start, end = _period(period_start, period_end)
+    low, high = centres.below_range(town.path)
+    stmt = (
+        select(Issue)
+        .join(Centre, col(Issue.centre_code) == col(Centre.code))
+        .where(
+            Centre.path >= low,
+            Centre.path < high,
+            Issue.category == Category.dispute.value,
+            Issue.created_at >= _day_start(start),
+            Issue.created_at < _day_start(end + timedelta(days=1)),
+        )
+        .order_by(col(Issue.created_at), col(Issue.id))
+    )
+    found = list(session.exec(stmt))
+    ctx = _Context.load(session, found)
+    return [
+        dict(zip(SCREENING_COLUMNS, ctx.common(n, issue), strict=True))
+        for n, issue in enumerate(found, 1)
+    ]
+
+
+def tracking_ledger(session: Session, scope: Scope, town_code: str, today: date | str) -> list[Row]:
+    """重点关注持续跟踪台账: unresolved disputes about the town or its villages that are
+    major, open more than 15 days, or past their deadline, oldest first."""
+    town = _town_in_scope(session, scope, town_code)
+    day = parse_day(today, "today")
+    if day is None:
+        raise InvalidInput("today", "must be a day as YYYY-MM-DD")
+    low, high = centres.below_range(town.path)
+    stmt = (
+        select(Issue)
+        .join(Centre, col(Issue.centre_code) == col(Centre.code))
+        .where(
+            Centre.path >= low,
+            Centre.path < high,
+            Issue.category == Category.dispute.value,
+            col(Issue.state).in_(UNRESOLVED),
+            Issue.created_at < _day_start(day + timedelta(days=1)),
+        )
+        .order_by(col(Issue.created_at), col(Issue.id))
+    )
+    tracked = [(i, r) for i in session.exec(stmt) if (r := _tracking_reasons(i, day))]
+    ctx = _Context.load(session, [i for i, _ in tracked])
+    rows = []
+    for n, (issue, reasons) in enumerate(tracked, 1):
+        *head, remark = ctx.common(n, issue)
+        values = [*head, "; ".join(reasons), ctx.tracking_notes(issue), remark]
+        rows.append(dict(zip(TRACKING_COLUMNS, values, strict=True)))
+    return rows
+
+
+def _tracking_reasons(issue: Issue, today: date) -> list[str]:
+    """Why the dispute is tracked; empty when it is not."""
+    reasons = []
+    if issue.severity == Severity.major:
+        reasons.append("重大矛盾纠纷")
+    age = (today - issue.raised_on).days
+    if age > TRACK_AFTER_DAYS:
+        reasons.append(f"超过{TRACK_AFTER_DAYS}天未化解(已{age}天)")
+    if issue.overdue(today) and issue.deadline is not None:
+        reasons.append(f"已逾期(时限{issue.deadline.isoformat()})")
+    return reasons
+
+
+def _town_in_scope(session: Session, scope: Scope, town_code: str) -> Centre:
+    town = centres.get_at_level(session, town_code, Level.town, "town")
+    return scope.require(town)
+
+
+def _period(period_start: date | str, period_end: date | str) -> tuple[date, date]:
+    start = parse_day(period_start, "period_start")
+    end = parse_day(period_end, "period_end")
+    if start is None:
+        raise InvalidInput("period_start", "must be a day as YYYY-MM-DD")
+    if end is None:
+        raise InvalidInput("period_end", "must be a day as YYYY-MM-DD")
+    if end < start:
+        raise InvalidInput("period_end", f"{end.isoformat()} is before {start.isoformat()}")
+    return start, end
+
+
+def _day_start(day: date) -> datetime:
+    """Midnight at the start of an Asia/Shanghai day (compared with UTC timestamps)."""
+    return datetime.combine(day, time(0), SHANGHAI)
+
+
+class _Context:
+    """Names and histories of a set of issues, read in bulk (not once per row)."""
+
+    def __init__(
+        self, names: dict[str, str], people: dict[str, str], changes: dict[int, list[IssueChange]]
+    ) -> None:
+        self.names = names
+        self.people = people
+        self.changes = changes
+
+    @classmethod
+    def load(cls, session: Session, found: Sequence[Issue]) -> _Context:
+        ids = [i.id or 0 for i in found]
+        changes: dict[int, list[IssueChange]] = {i: [] for i in ids}
+        for chunk in _chunks(ids):
+            stmt = select(IssueChange).where(col(IssueChange.issue_id).in_(chunk))
+            for ch in session.exec(stmt.order_by(col(IssueChange.id))):
+                changes[ch.issue_id].append(ch)
+        codes = {c for i in found for c in (i.centre_code, i.holder_code, i.assignee_code) if c}
+        codes |= {c for chs in changes.values() for ch in chs
+                  for c in (ch.from_holder, ch.to_holder, ch.to_assignee) if c}  # fmt: skip
+        names: dict[str, str] = {}
+        for chunk in _chunks(codes):
+            for code, name in session.exec(
+                select(Centre.code, Centre.name).where(col(Centre.code).in_(chunk))
+            ):
+                names[code] = name
+        users = {ch.by for chs in changes.values() for ch in chs}
+        people: dict[str, str] = {}
+        for chunk in _chunks(users):
+            for username, display in session.exec(
+                select(Account.username, Account.display_name).where(
+                    col(Account.username).in_(chunk)
+                )
+            ):
+                people[username] = display or username
+        return cls(names, people, changes)
+
+    def name(self, code: str | None) -> str:
+        return self.names.get(code, code) if code else ""
+
+    def common(self, n: int, issue: Issue) -> list[Any]:
+        """The screening ledger's columns for one issue (备注 last)."""
+        return [
+            n,
+            issue.raised_on.isoformat(),
+            self.name(issue.centre_code),
+            issue.subcategory or Category(issue.category).zh,
+            issue.parties,
+            issue.description,
+            Severity(issue.severity).zh,
+            self.handling(issue),
+            self.name(issue.assignee_code or issue.holder_code),
+            issue.deadline.isoformat() if issue.deadline else "",
+            issue.status_zh,
+            self.remark(issue),
+        ]
+
+    def handling(self, issue: Issue) -> str:
+        """The resolution note when resolved, else the latest note on its handling."""
+        for ch in reversed(self.changes.get(issue.id or 0, [])):
+            if ch.action in PROGRESS_ACTIONS and ch.note:
+                if issue.state == RESOLVED and ch.action != RESOLVED_ACTION:
+                    continue
+                return ch.note
+        return ""
+
+    def remark(self, issue: Issue) -> str:
+        parts = [f"问题编号{issue.id}"]
+        if issue.escalated:
+            parts.append(f"已上报{self.name(issue.holder_code)}")
+        if issue.raised_in_call is not None:
+            parts.append(f"调度会话{issue.raised_in_call}登记")
+        return "; ".join(parts)
+
+    def tracking_notes(self, issue: Issue) -> str:
+        """跟踪记录: one line per change, oldest first."""
+        lines = []
+        for ch in self.changes.get(issue.id or 0, []):
+            when = ch.at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+            what = ACTION_ZH[ch.action]
+            if ch.action == ESCALATED:
+                what += f"{self.name(ch.from_holder)}→{self.name(ch.to_holder)}"
+            elif ch.action == ASSIGNED:
+                what += self.name(ch.to_assignee) or "(撤销)"
+            line = f"{when} {what}({self.people.get(ch.by, ch.by)})"
+            lines.append(f"{line}: {ch.note}" if ch.note else line)
+        return "\n".join(lines)
+
+
+def _chunks(items: Iterable[Any], size: int = CHUNK) -> Iterable[list[Any]]:
+    batch = sorted(set(items))
+    for i in range(0, len(batch), size):
+        yield batch[i : i + size]
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+def _columns(rows: Sequence[Row], columns: Sequence[str] | None) -> list[str]:
+    if columns is None:
+        if not rows:
+            raise ValueError("an empty ledger needs its columns")
+        columns = list(rows[0])
+    for n, row in enumerate(rows, 1):
+        if list(row) != list(columns):
+            raise ValueError(f"row {n} has the keys {list(row)}, not the columns {columns}")
+    return list(columns)
+
+
+def ledger_csv(rows: Sequence[Row], columns: Sequence[str] | None = None) -> bytes:
+    """UTF-8 with a BOM (so Excel set to GBK reads it), CRLF line ends."""
+    names = _columns(rows, columns)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(names)
+    writer.writerows([("" if v is None else v) for v in row.values()] for row in rows)
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+
+
+def ledger_xlsx(
+    rows: Sequence[Row],
+    title: str,
+    *,
+    columns: Sequence[str] | None = None,
+    sheet: str = "台账",
+) -> bytes:
+    """One sheet: the title merged across row 1, the bold header in row 2, then the rows.
+    Strings are written as text cells ("@"), numbers as numbers, empty values as empty
+    cells; the sheet prints landscape, one page wide, repeating the header."""
+    names = _columns(rows, columns)
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None  # a new workbook always has its first sheet
+    ws.title = _sheet_name(sheet)
+    width = len(names)
+
+    head = ws.cell(row=1, column=1)
+    _set(head, title)
+    head.font = Font(bold=True, size=14)
+    head.alignment = Alignment(horizontal="center", vertical="center")
+    if width > 1:
+        ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=width)
+    ws.row_dimensions[1].height = 28
+
+    bold = Font(bold=True)
+    centred = Alignment(horizontal="center", vertical="center", wrap_text=True)
+    for c, name in enumerate(names, 1):
+        cell = ws.cell(row=2, column=c)
+        _set(cell, name)
+        cell.font, cell.alignment = bold, centred
+
+    wrap = Alignment(vertical="top", wrap_text=True)
+    for r, row in enumerate(rows, 3):
+        for c, value in enumerate(row.values(), 1):
+            cell = ws.cell(row=r, column=c)
+            _set(cell, value)
+            cell.alignment = wrap
+
+    for c, name in enumerate(names, 1):
+        longest = max([_display_width(name)] + [_display_width(row[name]) for row in rows])
+        ws.column_dimensions[get_column_letter(c)].width = min(max(longest + 2, 6), 48)
+    ws.freeze_panes = "A3"
+    ws.print_title_rows = "2:2"
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True  # type: ignore[union-attr]
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def _set(cell: Any, value: Any) -> None:
+    """Strings stay strings: the text format keeps Excel from turning codes and dates into
+    numbers on editing, and "=..." is not written as a formula (openpyxl would)."""
+    if value is None or value == "":
+        return
+    cell.value = value
+    if isinstance(value, str):
+        cell.data_type = "s"
+        cell.number_format = "@"
+
+
+def _sheet_name(name: str) -> str:
+    """Excel's rules: at most 31 characters, none of []:*?/\\ , not empty."""
+    cleaned = "".join(ch for ch in name if ch not in "[]:*?/\\").strip("'").strip()
+    return cleaned[:31] or "台账"
+
+
+def _display_width(value: Any) -> int:
+    """Columns the longest line takes: CJK characters count two."""
+    if value is None:
+        return 0
+    lines = str(value).split("\n")
+    return max(
+        sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line) for line in lines
+    )
+
+
+# --- the files the pages and the CLI hand out ------------------------------------------------
+
+
+def screening_file(
+    session: Session,
+    scope: Scope,
+    town_code: str,
+    period_start: date | str,
+    period_end: date | str,
+    fmt: str,
+) -> bytes:
+    """The screening ledger as XLSX or CSV, titled with the town and the period."""
+    _check_format(fmt)
+    rows = screening_ledger(session, scope, town_code, period_start, period_end)
+    if fmt == "csv":
+        return ledger_csv(rows, SCREENING_COLUMNS)
+    town = centres.get(session, town_code.strip())
+    start, end = _period(period_start, period_end)
+    title = f"{town.name}矛盾纠纷排查台账({start.isoformat()}至{end.isoformat()})"
+    return ledger_xlsx(rows, title, columns=SCREENING_COLUMNS, sheet=SCREENING_SHEET)
+
+
+def tracking_file(
+    session: Session, scope: Scope, town_code: str, today: date | str, fmt: str
+) -> bytes:
+    """The tracking ledger as XLSX or CSV, titled with the town and the day."""
+    _check_format(fmt)
+    rows = tracking_ledger(session, scope, town_code, today)
+    if fmt == "csv":
+        return ledger_csv(rows, TRACKING_COLUMNS)
+    town = centres.get(session, town_code.strip())
+    title = f"{town.name}重点关注持续跟踪矛盾纠纷台账(截至{parse_day(today, 'today')})"
+    return ledger_xlsx(rows, title, columns=TRACKING_COLUMNS, sheet=TRACKING_SHEET)
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise InvalidInput("format", f"unknown ledger format {fmt!r}: use xlsx or csv")
