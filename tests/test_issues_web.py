@@ -96,3 +96,23 @@ async def test_bad_input_and_pages(client: TestClient, cast: Cast, demo_settings
     ]
     resp = await client.get(f"/api/v1/ledgers/tracking?town={cast.town_b}", headers=town)
     assert resp.status == 403
+
+
+async def test_an_issue_raised_in_a_call_reaches_the_call_socket(
+    client: TestClient, cast: Cast, demo_settings: Settings
+) -> None:
+    town = bearer(make_token(demo_settings, cast.town_a))
+    call = await (await client.post("/api/v1/calls", headers=town,
+                                    json={"callees": [cast.village_a1]})).json()  # fmt: skip
+    call_id = call["call"]["id"]
+    ws = await client.ws_connect(f"/ws/calls/{call_id}", headers=town)
+    await ws.receive_json()
+    village = bearer(make_token(demo_settings, cast.village_a1))
+    await client.post("/api/v1/issues", headers=village, json={
+        "centre": cast.village_a1, "category": "lead", "severity": "general",
+        "description": "可疑人员", "call_id": call_id})  # fmt: skip
+    event = await asyncio.wait_for(ws.receive_json(), 5)
+    assert event["type"] == "issue_raised" and event["call_id"] == call_id
+    await ws.close()
+    html = await (await client.get(f"/issues?call={call_id}", headers=village)).text()
+    assert f'name="call_id" value="{call_id}"' in html

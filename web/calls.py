@@ -19,6 +19,7 @@ from dispatch.errors import InvalidInput, NotAuthorised
 from dispatch.events import Event
 from dispatch.settings import ice_settings
 from dispatch.switchboard import Switchboard
+from logs.issues import IssueRaised
 from schedules import plans, policy, views
 from schedules.plans import SHANGHAI
 
@@ -232,11 +233,11 @@ async def call_events(request: web.Request) -> web.WebSocketResponse:
     mine = token_centre or (None if caller_side else scope_of(request).centre_code)
 
     def wanted(event: Event) -> bool:
-        return (
-            isinstance(event, Attendance)
-            and event.call_id == call_id
-            and (caller_side or event.centre in (mine, None))
-        )
+        if isinstance(event, Attendance):
+            return event.call_id == call_id and (caller_side or event.centre in (mine, None))
+        if isinstance(event, IssueRaised):  # an issue raised in this call
+            return event.call_id == call_id and (caller_side or event.centre == mine)
+        return False
 
     return await live.stream(request, wanted, hello={"type": "hello", "call_id": call_id})
 

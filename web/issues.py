@@ -174,7 +174,13 @@ async def board_page(request: web.Request) -> web.Response:
 
     ctx = await request.app[DB].read(run)
     return render(request, "issues.html", today=today,
-                  request_state=request.query.get("state", ""), **ctx)  # fmt: skip
+                  request_state=request.query.get("state", ""), call_id=_call_param(request),
+                  **ctx)  # fmt: skip
+
+
+def _call_param(request: web.Request) -> int | None:
+    raw = request.query.get("call", "")
+    return int(raw) if raw.isdigit() else None
 
 
 async def issue_page(request: web.Request) -> web.Response:

@@ -54,7 +54,13 @@ for folder in (ROOT, ROOT / "tests"):  # run as a script: make `dispatch` and `p
 
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
-from aiortc import MediaStreamTrack, RTCPeerConnection  # noqa: E402
+from aiortc import (  # noqa: E402
+    AudioStreamTrack,
+    MediaStreamTrack,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+)
 from aiortc.mediastreams import MediaStreamError  # noqa: E402
 from av import VideoFrame  # noqa: E402
 from sqlmodel import select  # noqa: E402
@@ -69,7 +75,7 @@ from peers import FPS, LOOPBACK, Client, PatternTrack  # noqa: E402
 
 REPEATS = 10
 WINDOW = 10.0  # seconds of a capacity meeting that are counted
-SIZES = (2, 4, 8, 12, 16, 24, 32)  # villages per meeting, tried in this order
+SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24)  # villages per meeting, tried in this order
 CAPACITY_BUDGET = 180.0  # seconds for part (b): no new size starts beyond it
 READY_TIMEOUT = 20.0  # seconds for every stream of a meeting to show its first frame
 PASS = 0.90
@@ -148,8 +154,6 @@ class Peer(Client):
             self.connected_at = now()
 
     def offer_as_operator(self, slots: int) -> None:
-        from aiortc import AudioStreamTrack
-
         self.pc.addTransceiver(self.camera, direction="sendonly")
         self.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
         for _ in range(slots):
@@ -480,6 +484,64 @@ def box_busy() -> tuple[float, float]:
     return sum(values) - idle, sum(values)
 
 
+def udp_rcvbuf_errors() -> int:
+    """Datagrams the kernel dropped, machine-wide, because a socket's buffer was full."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    head, values = [x for x in lines if x[0] == "Udp:"][:2]
+    return int(values[head.index("RcvbufErrors")])
+
+
+@dataclass
+class Leg:
+    """RTP video packets of one direction of one hop, summed over its streams."""
+
+    streams: int = 0
+    packets: int = 0  # sent (upstream legs) or received (downstream legs)
+    lost: int = 0  # as the receiving end counts them
+
+    def __sub__(self, other: Leg) -> Leg:
+        return Leg(self.streams, self.packets - other.packets, self.lost - other.lost)
+
+    def __add__(self, other: Leg) -> Leg:
+        return Leg(self.streams + other.streams, self.packets + other.packets,
+                   self.lost + other.lost)  # fmt: skip
+
+    def loss(self) -> float:
+        total = self.packets + self.lost
+        return self.lost / total if total > 0 else 0.0
+
+
+async def rtp_leg(side: RTCRtpSender | RTCRtpReceiver) -> Leg:
+    """One stream: packets a sender sent (lost: the far end's RTCP reports), or packets
+    a receiver received (lost: counted from the sequence numbers)."""
+    leg = Leg(streams=1)
+    for stats in (await side.getStats()).values():
+        if stats.type == "outbound-rtp":
+            leg.packets += stats.packetsSent
+        elif stats.type == "remote-inbound-rtp":
+            leg.lost += stats.packetsLost
+        elif stats.type == "inbound-rtp":
+            leg.packets += stats.packetsReceived
+            leg.lost += stats.packetsLost
+    return leg
+
+
+async def meeting_legs(op: Peer, villages: list[Peer]) -> dict[str, Leg]:
+    """RTP video so far on each hop: village→server, server→operator, and back. A
+    client's first video m-line is its camera (a village also receives the operator on
+    it); the operator's other video m-lines are its slots."""
+    op_video = [t for t in op.pc.getTransceivers() if t.kind == "video"]
+    legs = {"v→s": Leg(), "s→op": Leg(), "op→s": await rtp_leg(op_video[0].sender),
+            "s→v": Leg()}  # fmt: skip
+    for transceiver in op_video[1:]:
+        legs["s→op"] += await rtp_leg(transceiver.receiver)
+    for peer in villages:
+        camera = next(t for t in peer.pc.getTransceivers() if t.kind == "video")
+        legs["v→s"] += await rtp_leg(camera.sender)
+        legs["s→v"] += await rtp_leg(camera.receiver)
+    return legs
+
+
 @dataclass
 class Meeting:
     n: int
@@ -499,6 +561,8 @@ class Meeting:
     healthz: list[float] = field(default_factory=list)
     loop_lag: list[float] = field(default_factory=list)
     took: float = 0.0
+    legs: dict[str, Leg] = field(default_factory=dict)  # RTP video over the window
+    udp_drops: int = 0  # kernel receive-buffer drops over the window, machine-wide
 
     @property
     def op_pct(self) -> float:
@@ -565,10 +629,14 @@ async def meeting(
         samplers = [asyncio.ensure_future(sample_while(stop, healthz, result.healthz, 0.5)),
                     asyncio.ensure_future(sample_while(stop, tick, lag, 0.0))]  # fmt: skip
         sent0 = {code: p.sent() for code, p in peers.items()}
+        legs0, drops0 = await meeting_legs(op, list(peers.values())), udp_rcvbuf_errors()
         cpu0, own0, box0, w0 = server.cpu(), own_cpu(), box_busy(), now()
         await asyncio.sleep(WINDOW)
         cpu1, own1, box1, w1 = server.cpu(), own_cpu(), box_busy(), now()
         sent1 = {code: p.sent() for code, p in peers.items()}
+        legs1, drops1 = await meeting_legs(op, list(peers.values())), udp_rcvbuf_errors()
+        result.legs = {leg: legs1[leg] - legs0[leg] for leg in legs1}
+        result.udp_drops = drops1 - drops0
         stop.set()
         await asyncio.gather(*samplers)
         result.loop_lag = lag
@@ -658,6 +726,23 @@ def print_b(results: list[Meeting], took: float) -> None:
     )
 
 
+def print_legs(results: list[Meeting]) -> None:
+    print("\n  RTP video by hop over the same windows: packets per second per stream, and % lost "
+          "as the receiving end counts them (server-side losses are the server's RTCP "
+          "reports); udp drops: datagrams the kernel dropped machine-wide for a full socket "
+          "buffer")  # fmt: skip
+    names = {"v→s": "village→server", "s→op": "server→operator", "op→s": "operator→server",
+             "s→v": "server→village"}  # fmt: skip
+    print(f"  {'N':>3}" + "".join(f"{names[k]:>20}" for k in names) + f"{'udp drops':>11}")
+    for m in results:
+        cells = []
+        for key in names:
+            leg = m.legs.get(key, Leg())
+            rate = leg.packets / max(1, leg.streams) / m.window if m.window else 0.0
+            cells.append(f"{rate:.0f}/s {leg.loss() * 100:.1f}%")
+        print(f"  {m.n:>3}" + "".join(f"{c:>20}" for c in cells) + f"{m.udp_drops:>11}")
+
+
 def summary(results: list[Meeting]) -> None:
     passed = [m for m in results if m.passed]
     failed = next((m for m in results if not m.passed), None)
@@ -720,6 +805,7 @@ async def run() -> None:
         capacity, took_b = await part_b(template, folder)
     print_a(latency, took_a)
     print_b(capacity, took_b)
+    print_legs(capacity)
     summary(capacity)
     print(f"\nbench took {now() - started:.0f} s")
 

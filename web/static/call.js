@@ -134,6 +134,10 @@ function tile(centre) {
 }
 
 function onEvent(event) {
+  if (event.type === "issue_raised") {
+    log(`${event.centre} ${say(["登记问题", "issue raised"])} #${event.issue_id}`);
+    return;
+  }
   if (event.type !== "attendance") return;
   const t = tile(event.centre);
   const label = TEXT[event.kind] ? say(TEXT[event.kind]) : event.kind;

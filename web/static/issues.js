@@ -8,6 +8,7 @@ if (raise) {
     e.preventDefault();
     const body = Object.fromEntries(new FormData(raise));
     if (!body.deadline) delete body.deadline;
+    if (body.call_id) body.call_id = Number(body.call_id);
     try {
       const issue = await api("POST", "/api/v1/issues", body);
       location.href = `/issues/${issue.id}`;
