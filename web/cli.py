@@ -18,7 +18,7 @@ from dispatch.db import Database
 from dispatch.errors import DispatchError, ImportRejected, InvalidInput
 from dispatch.settings import DEFAULT_DB, Settings
 
-from . import cli_schedules
+from . import cli_logs, cli_schedules
 from .schema import open_database
 
 EXIT_USAGE = 2
@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.set_defaults(run=cmd_users_add)
     cli_schedules.register(sub, common)
+    cli_logs.register(sub, common)
     return parser
 
 

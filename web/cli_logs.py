@@ -1,0 +1,121 @@
+"""`dispatch journal show|verify|export`: the journal commands of the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from dispatch import calls, centres
+from dispatch.errors import InvalidInput
+from dispatch.settings import Settings
+from logs import exports, journal, ledgers, seal
+from schedules.plans import SHANGHAI
+from schedules.workdays import IsoWeek
+
+from .schema import open_database
+
+EXIT_BROKEN = 1  # verify found a problem (2 stays for usage errors)
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    j = sub.add_parser("journal", parents=[common], help="dispatch journals (调度日志)")
+    jsub = j.add_subparsers(dest="journal_command", required=True)
+    show = jsub.add_parser("show", parents=[common], help="one call's journal as JSON")
+    show.add_argument("call_id", type=int)
+    show.set_defaults(run=cmd_show)
+    verify = jsub.add_parser("verify", parents=[common],
+                             help="check every sealed journal's hash chain")  # fmt: skip
+    verify.add_argument("--district", metavar="CODE")
+    verify.add_argument(
+        "--head", action="append", default=[], metavar="CODE:SEQ:SHA256",
+        help="a chain head published earlier, which must still be there",
+    )  # fmt: skip
+    verify.set_defaults(run=cmd_verify)
+    export = jsub.add_parser("export", parents=[common], help="a week's journals as a file")
+    export.add_argument("--week", required=True, help="ISO week, e.g. 2026-W47")
+    export.add_argument("--format", choices=["pdf", "xlsx", "csv"], required=True)
+    export.add_argument("-o", "--output", type=Path, required=True)
+    export.add_argument("--under", metavar="CODE", help="only calls of this centre's subtree")
+    export.set_defaults(run=cmd_export)
+
+
+def _with_db(settings: Settings, fn: Any) -> Any:
+    db = open_database(settings.db_url)
+    try:
+        with db.session() as s:
+            return fn(s)
+    finally:
+        db.close()
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    data = _with_db(settings, lambda s: journal.load_journal(s, args.call_id).as_dict())
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _heads(items: list[str]) -> dict[str, tuple[int, str]]:
+    heads = {}
+    for item in items:
+        parts = item.split(":")
+        if len(parts) != 3 or not parts[1].isdigit() or len(parts[2]) != 64:
+            raise InvalidInput("--head", f"write CODE:SEQ:SHA256, got {item!r}")
+        heads[parts[0]] = (int(parts[1]), parts[2])
+    return heads
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    published = _heads(args.head)
+
+    def run(s: Session) -> seal.VerifyReport:
+        district = None
+        if args.district:
+            level = centres.Level.district
+            district = centres.get_at_level(s, args.district, level, "--district").code
+        return seal.verify_chain(s, district, published=published or None)
+
+    report = _with_db(settings, run)
+    print("\n".join(report.lines()))
+    return 0 if report.ok else EXIT_BROKEN
+
+
+def week_journals(s: Session, week: IsoWeek, under: str | None) -> list[journal.Journal]:
+    """Every journal of calls launched in the week (Asia/Shanghai), optionally in a subtree."""
+    start = datetime.combine(week.monday, time(), SHANGHAI)
+    stmt = select(calls.Call).where(
+        calls.Call.created_at >= start, calls.Call.created_at < start + timedelta(days=7)
+    )
+    found = []
+    path = centres.get(s, centres.parse_code(under, "--under")).path if under else None
+    for call in s.exec(stmt.order_by(col(calls.Call.id))):
+        if path is None or centres.get(s, call.caller_code).path.startswith(path):
+            found.append(journal.load_journal(s, call.id or 0))
+    return found
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    week = IsoWeek.parse(args.week)
+    found = _with_db(settings, lambda s: week_journals(s, week, args.under))
+    if args.format == "pdf":
+        from .printing import render_pdf  # WeasyPrint loads only when a PDF is asked for
+
+        data = render_pdf("journal_print.html", journals=found, shanghai=SHANGHAI)
+    else:
+        rows = exports.journal_rows(found)
+        title = f"调度日志 {week}"
+        if args.format == "xlsx":
+            data = ledgers.ledger_xlsx(rows, title, columns=exports.COLUMNS, sheet="调度日志")
+        else:
+            data = ledgers.ledger_csv(rows, exports.COLUMNS)
+    try:
+        args.output.write_bytes(data)
+    except OSError as exc:
+        raise InvalidInput("-o", f"cannot write {args.output}: {exc.strerror}") from None
+    print(f"{len(found)} journal(s) of {week} written to {args.output}", file=sys.stderr)
+    return 0

@@ -1,0 +1,205 @@
+"""The dispatch journal (调度日志) in the web: list with filters, detail with snapshots,
+notes, sign-off (which seals it), amendments; printable page and PDF."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from sqlmodel import Session
+
+from dispatch import calls, centres
+from dispatch.accounts import Role, Scope
+from dispatch.errors import InvalidInput, NotAuthorised, NotFound
+from logs import issues, journal, seal
+from logs.journal import Journal
+from schedules.plans import SHANGHAI
+from schedules.workdays import IsoWeek
+
+from .appkeys import ACCOUNT, DB
+from .auth import read_json, scope_of
+from .printing import render_pdf
+from .render import render
+
+
+def _call_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["call_id"])
+    except ValueError:
+        raise InvalidInput("call_id", "must be a number") from None
+
+
+def journal_for(s: Session, scope: Scope, call_id: int) -> Journal:
+    """The journal as `scope` may read it: the calling side sees every centre; an invited
+    centre only its own record and events (not the other villages')."""
+    call = calls.require_visible(s, scope, call_id)
+    whole = journal.load_journal(s, call_id)
+    if scope.covers(centres.get(s, call.caller_code)):
+        return whole
+    mine = scope.centre_code
+    return replace(
+        whole,
+        centres=tuple(c for c in whole.centres if c.centre == mine),
+        events=tuple(e for e in whole.events if e.get("centre") in (mine, None)),
+    )
+
+
+def _flag(request: web.Request, name: str) -> bool | None:
+    raw = request.query.get(name)
+    return None if raw in (None, "") else raw in ("1", "true", "yes")
+
+
+def _filters(request: web.Request) -> dict[str, Any]:
+    week = request.query.get("week")
+    return {
+        "week": IsoWeek.parse(week) if week else None,
+        "centre": request.query.get("centre") or None,
+        "interrupted": _flag(request, "interrupted"),
+        "unsigned": _flag(request, "unsigned"),
+    }
+
+
+def _list(s: Session, scope: Scope, filters: dict[str, Any]) -> list[journal.JournalSummary]:
+    if filters["centre"]:
+        scope.require(centres.get(s, centres.parse_code(filters["centre"], "centre")))
+    return journal.list_journals(s, scope.root_path, **filters)
+
+
+async def api_list(request: web.Request) -> web.Response:
+    scope = scope_of(request)
+    rows = await request.app[DB].read(_list, scope, _filters(request))
+    return web.json_response({"journals": [r.as_dict() for r in rows]})
+
+
+async def api_get(request: web.Request) -> web.Response:
+    scope = scope_of(request)
+    found = await request.app[DB].read(journal_for, scope, _call_id(request))
+    return web.json_response(found.as_dict())
+
+
+def _require_signer(s: Session, scope: Scope, call_id: int) -> calls.Call:
+    call = calls.get_call(s, call_id)
+    if scope.centre_code != call.caller_code or scope.role is Role.village:
+        raise NotAuthorised("only the calling centre's operator keeps and signs its journal")
+    return call
+
+
+async def api_notes(request: web.Request) -> web.Response:
+    scope, call_id = scope_of(request), _call_id(request)
+    body = await read_json(request)
+    agenda, notes = body.get("agenda", ""), body.get("notes", "")
+    for name, value in (("agenda", agenda), ("notes", notes)):
+        if not isinstance(value, str) or len(value) > 20_000:
+            raise InvalidInput(name, "text of at most 20,000 characters")
+    who = request[ACCOUNT].username
+
+    def run(s: Session) -> None:
+        _require_signer(s, scope, call_id)
+        journal.set_notes(s, call_id, agenda, notes, who)
+
+    await request.app[DB].write(run)
+    return web.json_response({"saved": call_id})
+
+
+async def api_sign(request: web.Request) -> web.Response:
+    scope, call_id = scope_of(request), _call_id(request)
+    who = request[ACCOUNT].username
+
+    def run(s: Session) -> dict[str, Any]:
+        _require_signer(s, scope, call_id)
+        entry = seal.sign_off(s, call_id, who)
+        return {"call_id": call_id, "seq": entry.seq, "sha256": entry.sha256,
+                "prev_sha256": entry.prev_sha256}  # fmt: skip
+
+    return web.json_response(await request.app[DB].write(run), status=201)
+
+
+async def api_amend(request: web.Request) -> web.Response:
+    scope, call_id = scope_of(request), _call_id(request)
+    body = await read_json(request)
+    reason, text = body.get("reason", ""), body.get("text", "")
+    if not isinstance(reason, str) or not isinstance(text, str) or not text.strip():
+        raise InvalidInput("text" if isinstance(reason, str) else "reason", "required text")
+    who = request[ACCOUNT].username
+
+    def run(s: Session) -> dict[str, Any]:
+        _require_signer(s, scope, call_id)
+        a = seal.amend(s, call_id, who, reason, text)
+        return {"n": a.n, "sha256": a.sha256, "prev_sha256": a.prev_sha256}
+
+    return web.json_response(await request.app[DB].write(run), status=201)
+
+
+async def snapshot_file(request: web.Request) -> web.StreamResponse:
+    """A snapshot JPEG of a call, for whoever may read that centre's record."""
+    scope, call_id = scope_of(request), _call_id(request)
+    try:
+        event_id = int(request.match_info["event_id"])
+    except ValueError:
+        raise InvalidInput("event_id", "must be a number") from None
+
+    def run(s: Session) -> Path:
+        found = journal_for(s, scope, call_id)
+        for event in found.events:
+            if event["id"] == event_id and event["kind"] == calls.SNAPSHOT:
+                return Path(event["data"]["path"])
+        raise NotFound("snapshot", str(event_id))
+
+    path = await request.app[DB].read(run)
+    if not await asyncio.to_thread(path.is_file):
+        raise NotFound("snapshot file", path.name)
+    return web.FileResponse(path, headers={"Content-Type": "image/jpeg"})
+
+
+# --- pages -------------------------------------------------------------------------------
+
+
+async def list_page(request: web.Request) -> web.Response:
+    scope = scope_of(request)
+    filters = _filters(request)
+    rows = await request.app[DB].read(_list, scope, filters)
+    names = await request.app[DB].read(_names, {r.caller for r in rows})
+    return render(request, "journals.html", rows=rows, names=names, q=request.query)
+
+
+def _names(s: Session, codes: set[str]) -> dict[str, str]:
+    return {c: centres.get(s, c).name for c in codes}
+
+
+def _detail(s: Session, scope: Scope, call_id: int) -> dict[str, Any]:
+    found = journal_for(s, scope, call_id)
+    call = calls.get_call(s, call_id)
+    signer = scope.centre_code == call.caller_code and scope.role is not Role.village
+    return {"j": found, "raised": issues.raised_in(s, scope, call_id), "may_sign": signer}
+
+
+async def detail_page(request: web.Request) -> web.Response:
+    scope = scope_of(request)
+    ctx = await request.app[DB].read(_detail, scope, _call_id(request))
+    return render(request, "journal.html", shanghai=SHANGHAI, **ctx)
+
+
+async def detail_pdf(request: web.Request) -> web.Response:
+    scope, call_id = scope_of(request), _call_id(request)
+    ctx = await request.app[DB].read(_detail, scope, call_id)
+    data = await asyncio.to_thread(render_pdf, "journal_print.html", shanghai=SHANGHAI,
+                                   journals=[ctx["j"]])  # fmt: skip
+    return web.Response(body=data, content_type="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="journal-{call_id}.pdf"'})  # fmt: skip
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/journals", list_page),
+        web.get("/journals/{call_id}", detail_page),
+        web.get("/journals/{call_id}/pdf", detail_pdf),
+        web.get("/api/v1/journals", api_list),
+        web.get("/api/v1/journals/{call_id}", api_get),
+        web.post("/api/v1/journals/{call_id}/notes", api_notes),
+        web.post("/api/v1/journals/{call_id}/sign", api_sign),
+        web.post("/api/v1/journals/{call_id}/amend", api_amend),
+        web.get("/api/v1/calls/{call_id}/snapshots/{event_id}", snapshot_file),
+    ]
