@@ -86,6 +86,18 @@ async def test_journal_scope_sign_and_amend(
         p.extract_text() for p in pypdf.PdfReader(io.BytesIO(await pdf.read())).pages
     )
     assert "调度日志" in text_of_pdf and "沿江社区报告宅基地纠纷" in text_of_pdf
+    assert any("WenQuanYi" in f or "Noto" in f for f in pdf_fonts(await pdf.read())), (
+        "no CJK font embedded: Chinese would print as boxes (make test installs one)"
+    )
+
+
+def pdf_fonts(data: bytes) -> set[str]:
+    """Base names of the fonts a PDF embeds."""
+    names = set()
+    for page in pypdf.PdfReader(io.BytesIO(data)).pages:
+        for font in page["/Resources"]["/Font"].values():
+            names.add(str(font.get_object()["/BaseFont"]))
+    return names
 
 
 async def test_cli_verify_catches_an_edited_sealed_journal(
