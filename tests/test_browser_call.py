@@ -82,6 +82,13 @@ async def test_launch_ring_accept_and_verified_video(
         await town.get_by_role("button", name="结束调度").click()
         await village.get_by_test_id("call-state").filter(has_text="调度已结束").wait_for()
 
+        # The journal shows the village's answer time, its stay and its verified video.
+        await town.goto(f"{base}/journals/{call_id}")
+        row = town.locator("table.attendance tbody tr").first
+        text = await row.inner_text()
+        assert "已接听" in text and "秒" in text and "已核验" in text
+        assert "–" in text  # a joined–left interval
+
     db = open_database(settings.db_url)
     with db.session() as s:
         got = [(r.centre_code, r.kind) for r in calls.events(s, call_id)]
