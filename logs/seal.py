@@ -439,3 +439,16 @@ def _amendment_problems(
             out.append(Problem(district, seq, f"{where}: sha256 does not match its text"))
         prev, expected = a.sha256, a.n + 1
     return out
+
+
+def chain_head(session: Session, district: str) -> ChainHead | None:
+    """The newest sealed journal of a district: what to publish outside the system."""
+    stmt = (
+        select(JournalEntry)
+        .where(JournalEntry.district_code == district, col(JournalEntry.sealed).is_(True))
+        .order_by(col(JournalEntry.seq).desc())
+    )
+    entry = session.exec(stmt).first()
+    if entry is None or entry.seq is None or entry.sha256 is None:
+        return None
+    return ChainHead(entry.seq, entry.sha256)

@@ -176,6 +176,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "issues.did.commented": ("记录", "commented"),
     "issues.did.edited": ("更正", "edited"),
     "nav.journals": ("调度日志", "Journals"),
+    "journal.head": (
+        "日志链头（请在本系统之外留存）",
+        "Chain head (keep a copy outside the system)",
+    ),
     "journal.list": ("调度日志", "Dispatch journals"),
     "journal.title": ("调度日志", "Dispatch journal"),
     "journal.week": ("周", "Week"),

@@ -162,7 +162,10 @@ async def list_page(request: web.Request) -> web.Response:
     filters = _filters(request)
     rows = await request.app[DB].read(_list, scope, filters)
     names = await request.app[DB].read(_names, {r.caller for r in rows})
-    return render(request, "journals.html", rows=rows, names=names, q=request.query)
+    head = None
+    if scope.root_path is not None:
+        head = await request.app[DB].read(seal.chain_head, scope.root_path.split("/")[0])
+    return render(request, "journals.html", rows=rows, names=names, q=request.query, head=head)
 
 
 def _names(s: Session, codes: set[str]) -> dict[str, str]:
