@@ -15,7 +15,7 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"
 def test_every_key_in_the_templates_is_translated() -> None:
     used: set[str] = set()
     for path in TEMPLATES.glob("*.html"):
-        used |= set(re.findall(r"t\('([a-z_.-]+)'\)", path.read_text(encoding="utf-8")))
+        used |= set(re.findall(r"\bt\('([a-z_.-]+)'\)", path.read_text(encoding="utf-8")))
     # Keys built from values: roles, levels and classes.
     dynamic = {k for k in MESSAGES if k.startswith(("role.", "level.", "class."))}
     assert used, "no keys found: the pattern is stale"
