@@ -26,7 +26,8 @@ silence on audio, as a browser sends camera and microphone.
     of the right colour — on the operator's slot of each village, and on each village's
     slot of the operator — against 15 fps × the window. N rises through SIZES until a
     meeting delivers < 90% in either direction (all streams of that direction together)
-    or the time budget is spent. Latency under load is read from the picture:
+    or the time budget is spent (a size that fails while other processes took more than
+    a quarter of a core is run once more). Latency under load is read from the picture:
     PatternTrack's white bar gives the frame index mod 75 (5 s), so latency = decode
     time − the frame's scheduled capture time (valid below 5 s). A second table gives the
     RTP video counters of each hop (from the clients' getStats) and the kernel's UDP
@@ -84,6 +85,7 @@ SIZES = (1, 2, 3, 4, 5, 6, 8, 12, 16, 24)  # villages per meeting, tried in this
 CAPACITY_BUDGET = 180.0  # seconds for part (b): no new size starts beyond it
 READY_TIMEOUT = 20.0  # seconds for every stream of a meeting to show its first frame
 PASS = 0.90
+OTHERS_LIMIT = 0.25  # cores other processes may use before a failed size is rerun
 OPERATOR, VILLAGE = "blue", "green"
 BAR_PERIOD = 75  # PatternTrack's bar: x = (index * 8) % 600, so index mod 75 = x / 8
 PYTHON = Path(sys.executable)
@@ -384,7 +386,7 @@ async def part_a(template: Path, folder: Path) -> tuple[dict[str, list[float]], 
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     results: dict[str, list[float]] = {}
-    started = now()
+    started, box0, own0 = now(), box_busy(), own_cpu()[0]
     try:
         async with aiohttp.ClientSession() as http:
             api = Api(http, f"http://127.0.0.1:{port}")
@@ -397,13 +399,17 @@ async def part_a(template: Path, folder: Path) -> tuple[dict[str, list[float]], 
                     results.setdefault(key, []).append(value)
     finally:
         await runner.cleanup()
-    return results, now() - started
+    box1, own1, took = box_busy(), own_cpu()[0], now() - started
+    box = (box1[0] - box0[0]) / max(1, box1[1] - box0[1]) * (os.cpu_count() or 1)
+    results["others"] = [max(0.0, box - (own1 - own0) / took)]
+    return results, took
 
 
 def print_a(results: dict[str, list[float]], took: float) -> None:
     connected, frame = median(results["bare_connected"]), median(results["bare_frame"])
     print(f"\n(a) call set-up on 127.0.0.1, {REPEATS} runs each after 1 warm-up, "
-          f"server in this process ({took:.0f} s)")  # fmt: skip
+          f"server in this process ({took:.0f} s; other processes used "
+          f"{results['others'][0]:.0%} of a core meanwhile)")  # fmt: skip
     head = f"  {'measure':<58}{'median ms':>10}{'p90 ms':>8}{'× bare conn':>12}{'× bare frame':>13}"
     print(head)
     rows = [
@@ -679,6 +685,14 @@ class Meeting:
         return not self.error and self.op_pct >= PASS and self.vil_pct >= PASS
 
     @property
+    def others(self) -> float:
+        """Cores other processes on the machine used during the window."""
+        if not self.window:
+            return 0.0
+        ours = (self.server_cpu + self.client_cpu + self.op_cpu) / self.window
+        return max(0.0, self.box * (os.cpu_count() or 1) - ours)
+
+    @property
     def clean(self) -> bool:
         """Passed, and 95% of frames decoded within 200 ms both ways."""
         worst = max(pct(self.lat_operator, 95), pct(self.lat_villages, 95))
@@ -789,11 +803,17 @@ async def part_b(template: Path, folder: Path) -> tuple[list[Meeting], float]:
                     guess = last.took * max(1.0, n / last.n)
                     if not last.passed or now() - started + guess > CAPACITY_BUDGET:
                         break
-                try:
-                    last = await meeting(api, server, district, cast.villages[:n])
-                except Exception as exc:  # a size that cannot even be set up fails
-                    last = Meeting(n, error=f"{type(exc).__name__}: {exc}"[:300])
-                    print(f"  N={n}: {last.error}", flush=True)
+                for attempt in (1, 2):
+                    try:
+                        last = await meeting(api, server, district, cast.villages[:n])
+                    except Exception as exc:  # a size that cannot even be set up fails
+                        last = Meeting(n, error=f"{type(exc).__name__}: {exc}"[:300])
+                        print(f"  N={n}: {last.error}", flush=True)
+                    if last.passed or last.others < OTHERS_LIMIT or attempt == 2:
+                        break
+                    print(f"  N={n}   failed while other processes used {last.others:.0%} of "
+                          f"a core: once more", flush=True)  # fmt: skip
+                    await asyncio.sleep(3)
                 results.append(last)
                 print(f"  N={n:<3} {'pass' if last.passed else 'FAIL'}  operator gets "
                       f"{last.op_pct:.0%}, villages get {last.vil_pct:.0%}  "
@@ -816,8 +836,7 @@ def print_b(results: list[Meeting], took: float) -> None:
           f"{'healthz p90':>12}{'lag p90':>8}{'ready s':>8}  verdict")  # fmt: skip
     for m in results:
         w = m.window or 1.0
-        server, others = m.server_cpu / w * 100, 0.0
-        others = max(0.0, m.box * cores * 100 - (m.server_cpu + m.client_cpu + m.op_cpu) / w * 100)
+        server, others = m.server_cpu / w * 100, m.others * 100
         lat_op = f"{pct(m.lat_operator, 50) * 1000:.0f}/{pct(m.lat_operator, 95) * 1000:.0f}"
         lat_vil = f"{pct(m.lat_villages, 50) * 1000:.0f}/{pct(m.lat_villages, 95) * 1000:.0f}"
         op = f"{m.op_pct * 100:.0f} ({min(m.to_operator, default=0) * 100:.0f})"
@@ -843,6 +862,13 @@ def print_b(results: list[Meeting], took: float) -> None:
         "event-loop lag; ready s: launch → every stream showing its first frame (includes "
         "starting the operator's process, ≈1.5 s)."
     )
+
+
+def warn_others(results: list[Meeting]) -> None:
+    busy = [m for m in results if m.others >= OTHERS_LIMIT]
+    if busy:
+        sizes = ", ".join(f"N={m.n} ({m.others:.0%})" for m in busy)
+        print(f"  WARNING: other processes used CPU during {sizes}: those rows understate.")
 
 
 def print_legs(results: list[Meeting]) -> None:
@@ -952,6 +978,7 @@ async def run() -> None:
     print_a(latency, took_a)
     print_b(capacity, took_b)
     print_legs(capacity)
+    warn_others(capacity)
     summary(capacity)
     print(f"\nbench took {now() - started:.0f} s")
 
