@@ -16,11 +16,13 @@ from dispatch.errors import InvalidInput
 from . import plans, policy, rota, workdays
 from .workdays import IsoWeek
 
+MAX_SEED = 2**31 - 1
+
 
 def default_seed(district_code: str, week: IsoWeek) -> int:
     """Deterministic per district and week, so a rebuild draws the same spot checks."""
     digest = hashlib.sha256(f"{district_code}:{week}".encode()).digest()
-    return int.from_bytes(digest[:4], "big")
+    return int.from_bytes(digest[:4], "big") & MAX_SEED  # fits a signed 32-bit column
 
 
 def district_towns(session: Session, district_code: str) -> list[rota.TownInput]:
@@ -50,6 +52,8 @@ def build_week(
     """Build and store one district's week. Pass `cal` to share one calendar (and its
     per-year cache) across many districts."""
     district = centres.get_at_level(session, district_code, centres.Level.district, "district")
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise InvalidInput("seed", f"must be from 0 to {MAX_SEED}")
     cal = cal or workdays.load_calendar(session)
     days = cal.workdays(week)
     notes = [

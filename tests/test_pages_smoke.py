@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import TestClient
 
-from conftest import Cast, bearer, make_token
 from dispatch.settings import Settings
+
+from conftest import Cast, bearer, make_token
 
 PAGES = ["/", "/centers", "/rota", "/rota?week=2026-W41", "/console", "/journals",
          "/journals?unsigned=1&week=2026-W48", "/issues", "/admin/policy"]  # fmt: skip

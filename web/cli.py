@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do nothing (exit 0) when the database already holds centres",
     )
     load.set_defaults(run=cmd_demo_load)
+    cli_logs.register_demo(demo_sub, common)
 
     cen = sub.add_parser("centers", aliases=["centres"], parents=[common], help="centres")
     cen_sub = cen.add_subparsers(dest="centres_command", required=True, parser_class=_Parser)

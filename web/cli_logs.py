@@ -15,12 +15,41 @@ from dispatch import calls, centres
 from dispatch.errors import InvalidInput
 from dispatch.settings import Settings
 from logs import exports, journal, ledgers, seal
+from logs.history import generate_history
 from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
 from .schema import open_database
 
 EXIT_BROKEN = 1  # verify found a problem (2 stays for usage errors)
+
+
+def register_demo(demo_sub: Any, common: argparse.ArgumentParser) -> None:
+    """`dispatch demo history`: a year (or N weeks) of realistic calls and issues."""
+    helptext = "fill past weeks with calls, attendance and issues"
+    history = demo_sub.add_parser("history", parents=[common], help=helptext)
+    history.add_argument("--weeks", type=int, default=52)
+    history.add_argument("--end-week", help="the last week to fill (default: last week)")
+    history.add_argument("--seed", type=int, default=2026)
+    history.add_argument("--district", action="append", metavar="CODE",
+                         help="only these districts (default: all)")  # fmt: skip
+    history.set_defaults(run=cmd_history)
+
+
+def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    if not 1 <= args.weeks <= 260:
+        raise InvalidInput("--weeks", "from 1 to 260")
+    end = (IsoWeek.parse(args.end_week) if args.end_week
+           else IsoWeek.containing(datetime.now(SHANGHAI).date()).previous())  # fmt: skip
+
+    def run(s: Session) -> Any:
+        return generate_history(s, weeks=args.weeks, end_week=end, seed=args.seed,
+                                districts=args.district, commit=True,
+                                progress=lambda line: print(line, file=sys.stderr))  # fmt: skip
+
+    summary = _with_db(settings, run)
+    print(f"history: {summary}")
+    return 0
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
