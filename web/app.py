@@ -12,7 +12,7 @@ from dispatch.events import EventBus
 from dispatch.settings import Settings
 from schedules.jobs import WeekScheduler
 
-from . import admin, api, auth, calls, issues, journals, live, pages, rota, whip
+from . import admin, api, auth, calls, issues, journals, live, pages, reports, rota, whip
 from .appkeys import BUS, DB, SCHEDULER, SETTINGS, TEMPLATES, THROTTLE
 from .errors import error_middleware
 from .render import make_templates
@@ -98,6 +98,7 @@ def create_app(settings: Settings) -> web.Application:
             *whip.routes(),
             *issues.routes(),
             *journals.routes(),
+            *reports.routes(),
             web.static("/static", STATIC_DIR),
         ]
     )

@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.set_defaults(run=cmd_users_add)
     cli_schedules.register(sub, common)
     cli_logs.register(sub, common)
+    cli_logs.register_reports(sub, common)
     return parser
 
 

@@ -52,6 +52,37 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def register_reports(sub: Any, common: argparse.ArgumentParser) -> None:
+    report = sub.add_parser("report", parents=[common], help="coverage and analysis reports")
+    rsub = report.add_subparsers(dest="report_command", required=True)
+    weekly = rsub.add_parser("weekly", parents=[common], help="weekly coverage compliance")
+    weekly.add_argument("--week", help="ISO week, e.g. 2026-W47 (default: last week)")
+    weekly.add_argument("--district", metavar="CODE")
+    weekly.add_argument("--format", choices=["html", "csv", "xlsx", "pdf", "json"], default="json")
+    weekly.add_argument("-o", "--output", type=Path, help="default: standard output (not pdf/xlsx)")
+    weekly.set_defaults(run=cmd_report_weekly)
+
+
+def cmd_report_weekly(args: argparse.Namespace, settings: Settings) -> int:
+    from .reports import build, last_week, weekly_bytes  # loads WeasyPrint: only when asked
+
+    week = IsoWeek.parse(args.week) if args.week else last_week()
+    if args.output is None and args.format in ("pdf", "xlsx"):
+        raise InvalidInput("-o", f"a {args.format} file needs -o FILE")
+    report = _with_db(settings, lambda s: build(s, None, week, args.district))
+    data = weekly_bytes(report, args.format)
+    if args.output is None:
+        sys.stdout.write(data.decode("utf-8-sig"))
+        return 0
+    try:
+        args.output.write_bytes(data)
+    except OSError as exc:
+        raise InvalidInput("-o", f"cannot write {args.output}: {exc.strerror}") from None
+    print(f"weekly report {report.week} of {report.district_name} written to {args.output}",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     j = sub.add_parser("journal", parents=[common], help="dispatch journals (调度日志)")
     jsub = j.add_subparsers(dest="journal_command", required=True)

@@ -1,0 +1,44 @@
+"""The weekly coverage report as rows for CSV and XLSX: one row per required pair, with
+the columns a supervisor reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import ledgers
+from .coverage import WeeklyReport
+
+REASON_ZH = {
+    "no_answer": "无人接听", "declined": "拒绝", "no_video": "视频不足",
+    "not_scheduled": "未排班", "never_launched": "未发起",
+}  # fmt: skip
+COLUMNS = (
+    "周", "镇(街道)", "发起单位", "被调度单位", "类型", "结果", "未完成原因", "按时接听",
+    "接听用时(秒)", "有效视频(秒)", "补调度", "尝试次数",
+)  # fmt: skip
+
+
+def pair_rows(report: WeeklyReport, names: dict[str, str]) -> list[dict[str, Any]]:
+    rows = []
+    yes_no = {None: "", True: "是", False: "否"}
+    for p in report.pairs:
+        rows.append({
+            "周": report.week, "镇(街道)": names.get(p.town, p.town), "发起单位": p.caller_name,
+            "被调度单位": p.callee_name, "类型": "区级调度" if p.kind == "district" else "镇级巡查",
+            "结果": "已覆盖" if p.status == "covered" else "未覆盖",
+            "未完成原因": REASON_ZH.get(p.reason or "", ""),
+            "按时接听": yes_no[p.answered_on_time],
+            "接听用时(秒)": "" if p.seconds_to_answer is None else p.seconds_to_answer,
+            "有效视频(秒)": round(p.seconds_verified), "补调度": "是" if p.makeup_used else "",
+            "尝试次数": p.calls,
+        })  # fmt: skip
+    return rows
+
+
+def weekly_file(report: WeeklyReport, fmt: str) -> bytes:
+    names = {t.code: t.name for t in report.towns}
+    rows = pair_rows(report, names)
+    if fmt == "csv":
+        return ledgers.ledger_csv(rows, COLUMNS)
+    title = f"{report.view_name} {report.week} 视频调度覆盖情况"
+    return ledgers.ledger_xlsx(rows, title, columns=COLUMNS, sheet="覆盖情况")

@@ -1,0 +1,80 @@
+"""The weekly coverage report over HTTP and the CLI: scope, exempt weeks, every format
+re-read (XLSX with openpyxl, PDF text), on a generated history."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import openpyxl
+import pypdf
+import pytest
+from aiohttp.test_utils import TestClient
+
+from dispatch.settings import Settings
+from logs.history import generate_history
+from schedules import workdays
+from schedules.workdays import IsoWeek
+from web.cli import main
+from web.schema import open_database
+
+from conftest import Cast, bearer, make_token
+
+WEEK = IsoWeek(2026, 46)
+
+
+@pytest.fixture
+def history(demo_settings: Settings) -> Settings:
+    db = open_database(demo_settings.db_url)
+    with db.session() as s:
+        for day in IsoWeek(2026, 45).days():  # an exempt week before it
+            workdays.set_override(s, day, False, "test", "test")
+    with db.session() as s:
+        generate_history(s, weeks=2, end_week=WEEK)
+    db.close()
+    return demo_settings
+
+
+async def test_weekly_report_scope_and_formats(
+    client: TestClient, cast: Cast, history: Settings
+) -> None:
+    district = bearer(make_token(history, cast.district))
+    town = bearer(make_token(history, cast.town_a))
+    full = await (await client.get(f"/api/v1/reports/weekly?week={WEEK}", headers=district)).json()
+    assert full["exempt"] is False and full["required"] > 500
+    assert 0 < full["coverage_pct"] <= 100
+    assert len(full["towns"]) >= 18
+    mine = await (await client.get(f"/api/v1/reports/weekly?week={WEEK}", headers=town)).json()
+    assert [t["code"] for t in mine["towns"]] == [cast.town_a]
+    codes = {p["callee"] for p in mine["pairs"]} | {p["caller"] for p in mine["pairs"]}
+    assert cast.town_b not in codes and cast.village_b1 not in codes
+    exempt = await (
+        await client.get("/api/v1/reports/weekly?week=2026-W45", headers=district)
+    ).json()
+    assert exempt["exempt"] is True and exempt["coverage_pct"] is None
+
+    resp = await client.get(f"/api/v1/reports/weekly?week={WEEK}&format=xlsx", headers=town)
+    sheet = openpyxl.load_workbook(io.BytesIO(await resp.read())).active
+    assert sheet is not None
+    values = [c.value for row in sheet.iter_rows() for c in row]
+    assert "被调度单位" in values and "区级调度" in values
+    resp = await client.get(f"/api/v1/reports/weekly?week={WEEK}&format=pdf", headers=district)
+    text = pypdf.PdfReader(io.BytesIO(await resp.read())).pages[0].extract_text()
+    assert "视频调度周覆盖情况" in text and "覆盖率" in text
+    html = await (await client.get(f"/reports/weekly?week={WEEK}", headers=district)).text()
+    assert "各镇（街道）排名" in html
+    resp = await client.get("/api/v1/reports/weekly?week=2026-W99", headers=district)
+    assert resp.status == 400 and (await resp.json())["field"] == "week"
+    resp = await client.get(f"/api/v1/reports/weekly?week={WEEK}&format=doc", headers=district)
+    assert resp.status == 400
+
+
+def test_cli_weekly_report(history: Settings, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    cli = ["--db", history.db_url, "report", "weekly", "--week", str(WEEK)]
+    assert main([*cli, "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["week"] == str(WEEK) and report["covered"] <= report["required"]
+    out = tmp_path / "w.pdf"
+    assert main([*cli, "--format", "pdf", "-o", str(out)]) == 0
+    assert "覆盖率" in pypdf.PdfReader(str(out)).pages[0].extract_text()
+    assert main([*cli, "--format", "xlsx"]) == 2  # a binary file needs -o

@@ -1,0 +1,84 @@
+"""Reports in the web: the weekly coverage compliance report as a page (prints), JSON,
+CSV, XLSX and PDF — each scoped: a town operator gets only its own town's figures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+
+from aiohttp import web
+from sqlmodel import Session
+
+from dispatch.accounts import Scope
+from dispatch.errors import InvalidInput
+from logs import coverage, report_files
+from schedules import views
+from schedules.planner import resolve_district
+from schedules.plans import SHANGHAI
+from schedules.workdays import IsoWeek
+
+from .appkeys import DB
+from .auth import scope_of
+from .printing import render_html, render_pdf
+from .render import render
+
+FORMATS = {
+    "json": "application/json",
+    "csv": "text/csv",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "pdf": "application/pdf",
+    "html": "text/html",
+}
+
+
+def last_week() -> IsoWeek:
+    return IsoWeek.containing(datetime.now(SHANGHAI).date()).previous()
+
+
+def build(
+    session: Session, scope: Scope | None, week: IsoWeek, district: str | None
+) -> coverage.WeeklyReport:
+    """The report for the scope's district (an admin names one, or there is only one)."""
+    if scope is None:
+        return coverage.weekly_report(session, resolve_district(session, district), week)
+    code = views.district_of_scope(session, scope, district)
+    return coverage.weekly_report(session, code, week, scope=scope)
+
+
+def weekly_bytes(report: coverage.WeeklyReport, fmt: str) -> bytes:
+    """The report in one of FORMATS (blocking for PDF: run it off the loop)."""
+    if fmt == "json":
+        return json.dumps(report.as_dict(), ensure_ascii=False, indent=2).encode()
+    if fmt in ("csv", "xlsx"):
+        return report_files.weekly_file(report, fmt)
+    if fmt == "html":
+        return render_html("weekly_print.html", r=report, standalone=True).encode()
+    return render_pdf("weekly_print.html", r=report, standalone=True)
+
+
+async def weekly(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/reports/weekly?week=2026-W47&district=CODE&format=json|csv|xlsx|pdf|html
+    and the page /reports/weekly (format html inside the site's frame)."""
+    scope = scope_of(request)
+    raw = request.query.get("week")
+    week = IsoWeek.parse(raw) if raw else last_week()
+    fmt = request.query.get("format", "json" if request.path.startswith("/api/") else "page")
+    if fmt not in FORMATS and fmt != "page":
+        raise InvalidInput("format", f"one of {', '.join(FORMATS)}")
+    report = await request.app[DB].read(build, scope, week, request.query.get("district"))
+    if fmt == "page":
+        return render(request, "weekly.html", r=report, week=week, standalone=False)
+    if fmt == "json":
+        return web.json_response(report.as_dict())
+    data = await asyncio.to_thread(weekly_bytes, report, fmt)
+    name = f"weekly-{report.view}-{report.week}.{fmt}"
+    disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+    return web.Response(body=data, content_type=FORMATS[fmt], headers=disposition)
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/reports/weekly", weekly),
+        web.get("/api/v1/reports/weekly", weekly),
+    ]
