@@ -100,6 +100,11 @@ class JobContext:
 _CONTEXTS: dict[str, JobContext] = {}
 
 
+def context(name: str) -> JobContext | None:
+    """The running scheduler named `name` (jobs of other layers find it here too)."""
+    return _context(name)
+
+
 def _context(name: str) -> JobContext | None:
     ctx = _CONTEXTS.get(name)
     if ctx is None:

@@ -78,3 +78,44 @@ def test_cli_weekly_report(history: Settings, tmp_path, capsys) -> None:  # type
     assert main([*cli, "--format", "pdf", "-o", str(out)]) == 0
     assert "覆盖率" in pypdf.PdfReader(str(out)).pages[0].extract_text()
     assert main([*cli, "--format", "xlsx"]) == 2  # a binary file needs -o
+
+
+async def test_reports_are_produced_once_and_kept(
+    aiohttp_client, cast: Cast, history: Settings
+) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from dispatch.events import EventBus
+    from logs import archive, coverage, report_jobs
+    from schedules.jobs import WeekScheduler
+
+    db = open_database(history.db_url)
+    ws = WeekScheduler(db, EventBus(), name="reports", close_delay=timedelta(0))
+    await ws.start()
+    report_jobs.install(ws)
+    job = ws.scheduler.get_job("weekly-reports")
+    assert job is not None and (job.next_run_time.weekday(), job.next_run_time.hour) == (0, 8)
+    week = report_jobs.last_week()
+    made = await report_jobs.catch_up(ws)
+    again = await report_jobs.catch_up(ws)  # a second start, or a second run: nothing new
+    await report_jobs.weekly_reports("reports")
+    ws.shutdown()
+    assert (made, again) in ((1, 0), (0, 0))  # 0: Monday before 08:00, not due yet
+    with db.session() as s:
+        stored = archive.find(s, "weekly", str(week), cast.district)
+        fresh = archive.canonical(coverage.weekly_report(s, cast.district, week).as_dict())
+    db.close()
+    assert stored is not None and stored.body == fresh  # produced again: the same bytes
+    from web.app import create_app
+
+    client = await aiohttp_client(create_app(history))  # its own start finds it produced
+    district = bearer(make_token(history, cast.district))
+    listed = await (await client.get("/api/v1/reports", headers=district)).json()
+    assert [r["label"] for r in listed["reports"]] == [str(week)]
+    resp = await client.get(f"/api/v1/reports/{stored.id}", headers=district)
+    assert await resp.text() == stored.body and resp.headers["X-Content-SHA256"] == stored.sha256
+    html = await (await client.get(f"/reports/{stored.id}", headers=district)).text()
+    assert "各镇（街道）排名" in html or "免于调度" in html
+    town = bearer(make_token(history, cast.town_a))
+    resp = await client.get(f"/reports/{stored.id}", headers=town, allow_redirects=False)
+    assert resp.status == 302  # a town reads the report cut to its own town

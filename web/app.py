@@ -10,6 +10,7 @@ from aiohttp import web
 
 from dispatch.events import EventBus
 from dispatch.settings import Settings
+from logs import report_jobs
 from schedules.jobs import WeekScheduler
 
 from . import admin, api, auth, calls, issues, journals, live, pages, reports, rota, whip
@@ -45,6 +46,8 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
         return
     scheduler = WeekScheduler(app[DB], app[BUS])
     await scheduler.start()
+    report_jobs.install(scheduler)
+    await report_jobs.catch_up(scheduler)
     app[SCHEDULER] = scheduler
     yield
     scheduler.shutdown()

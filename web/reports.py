@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from dispatch.accounts import Scope
 from dispatch.errors import InvalidInput
-from logs import coverage, report_files
+from logs import archive, coverage, report_files
 from schedules import views
 from schedules.planner import resolve_district
 from schedules.plans import SHANGHAI
@@ -77,8 +77,40 @@ async def weekly(request: web.Request) -> web.StreamResponse:
     return web.Response(body=data, content_type=FORMATS[fmt], headers=disposition)
 
 
+async def stored_list(request: web.Request) -> web.Response:
+    """The reports produced on time, newest first."""
+    scope = scope_of(request)
+    rows = await request.app[DB].read(archive.list_for, scope)
+    if request.path.startswith("/api/"):
+        return web.json_response({"reports": [r.summary() for r in rows]})
+    return render(request, "reports.html", rows=rows)
+
+
+async def stored_one(request: web.Request) -> web.Response:
+    """A stored weekly report, exactly as produced (JSON), or shown as the page.
+    A scope narrower than the district gets the live report cut to its scope instead."""
+    scope = scope_of(request)
+    try:
+        report_id = int(request.match_info["report_id"])
+    except ValueError:
+        raise InvalidInput("report_id", "must be a number") from None
+    row = await request.app[DB].read(archive.get, scope, report_id)
+    whole = scope.root_path is None or scope.root_path == row.district_code + "/"
+    if not whole:
+        raise web.HTTPFound(f"/reports/weekly?week={row.label}")
+    if request.path.startswith("/api/"):
+        return web.Response(text=row.body, content_type="application/json",
+                            headers={"X-Content-SHA256": row.sha256})  # fmt: skip
+    week = IsoWeek.parse(row.label)
+    return render(request, "weekly.html", r=json.loads(row.body), week=week, standalone=False)
+
+
 def routes() -> list[web.RouteDef]:
     return [
+        web.get("/reports", stored_list),
+        web.get("/reports/{report_id:\\d+}", stored_one),
+        web.get("/api/v1/reports", stored_list),
+        web.get("/api/v1/reports/{report_id:\\d+}", stored_one),
         web.get("/reports/weekly", weekly),
         web.get("/api/v1/reports/weekly", weekly),
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dispatch import accounts, calls, centres  # noqa: F401
 from dispatch.db import Database
-from logs import issues, journal, seal  # noqa: F401
+from logs import archive, issues, journal, seal  # noqa: F401
 from schedules import plans, policy, workdays  # noqa: F401
 
 
