@@ -70,17 +70,25 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from dispatch import centres
 from dispatch.accounts import Role, Scope
 from dispatch.centres import Centre, CentreClass, Level
 from dispatch.errors import InvalidInput, NotAuthorised
-from schedules.plans import SHANGHAI
+from schedules.plans import SHANGHAI, RotaWeek
 from schedules.workdays import IsoWeek
 
-from .coverage import CHUNK, COVERED, REASONS, WeeklyReport, coverage_pct, weekly_report
+from .coverage import (
+    CHUNK,
+    COVERED,
+    REASONS,
+    WeeklyReport,
+    coverage_pct,
+    week_bounds,
+    weekly_report,
+)
 from .issues import (
     ESCALATED,
     REOPENED,
@@ -605,7 +613,13 @@ class _Figures:
 def _figures(
     session: Session, district: Centre, period: Period, scope: Scope | None, area: _Area
 ) -> _Figures:
-    weekly = tuple(weekly_report(session, district.code, w, scope=scope) for w in period.weeks())
+    first = session.exec(
+        select(func.min(RotaWeek.week_start)).where(RotaWeek.district_code == district.code)
+    ).one()
+    weekly = tuple(
+        _not_counted(weekly_report(session, district.code, w, scope=scope), w, first)
+        for w in period.weeks()
+    )
     cells: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
     by_centre: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for i, report in enumerate(weekly):
@@ -615,6 +629,22 @@ def _figures(
                 tally[0] += hit
                 tally[1] += 1
     return _Figures(weekly, dict(cells), dict(by_centre), _issues(session, area, period))
+
+
+NOT_ENDED = "本周尚未结束，不计入"
+BEFORE_USE = "系统启用（首张排班表）之前，不计入"
+
+
+def _not_counted(report: WeeklyReport, week: IsoWeek, first_rota: date | None) -> WeeklyReport:
+    """A week that has not ended yet, or that lies before the district's first rota (the
+    system was not in use), is left out like an exempt week rather than counted as 0%."""
+    ended = week_bounds(week)[1] <= datetime.now(UTC)
+    before_use = not report.has_rota and (first_rota is None or week.monday < first_rota)
+    if report.exempt or (ended and not before_use):
+        return report
+    return replace(report, exempt=True, exempt_reason=NOT_ENDED if not ended else BEFORE_USE,
+                   required=None, covered=None, coverage_pct=None, missed_by_reason=None,
+                   makeups_used=None, towns=(), pairs=(), repeat_misses=())  # fmt: skip
 
 
 def _issues(session: Session, area: _Area, period: Period) -> _Issues:
@@ -918,7 +948,7 @@ def _with_narrative(report: PeriodReport, period: Period, prev: Period) -> Perio
             else:
                 text += f"，与{prev_word}持平"
         if report.exempt_weeks:
-            text += f"（{report.exempt_weeks}周免于调度，不计入覆盖率）"
+            text += f"（{report.exempt_weeks}周不计入覆盖率：无工作日、尚未结束或系统启用前）"
         parts.append(text + "。")
     issues = report.issues
     text = f"共登记问题{issues.raised}件"

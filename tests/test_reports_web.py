@@ -119,3 +119,25 @@ async def test_reports_are_produced_once_and_kept(
     town = bearer(make_token(history, cast.town_a))
     resp = await client.get(f"/reports/{stored.id}", headers=town, allow_redirects=False)
     assert resp.status == 302  # a town reads the report cut to its own town
+
+
+async def test_period_reports(client: TestClient, cast: Cast, history: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    district = bearer(make_token(history, cast.district))
+    town = bearer(make_token(history, cast.town_a))
+    monthly = await (await client.get("/api/v1/reports/monthly?month=2026-11",
+                                      headers=district)).json()  # fmt: skip
+    assert monthly["issue_number"] == "2026年第11期" and monthly["heat_map"]
+    url = f"/api/v1/reports/quarterly?quarter=2026-Q4&town={cast.town_a}"
+    quarter = await (await client.get(url, headers=town)).json()
+    assert quarter["view"] == cast.town_a
+    resp = await client.get(f"/api/v1/reports/quarterly?quarter=2026-Q4&town={cast.town_b}",
+                            headers=town)  # fmt: skip
+    assert resp.status == 403
+    resp = await client.get("/api/v1/reports/monthly?month=2026-13", headers=district)
+    assert resp.status == 400 and (await resp.json())["field"] == "month"
+    html = await (await client.get("/reports/half-year?half=2026-H2", headers=district)).text()
+    assert "研判分析报告" in html and "覆盖率热力图" in html
+    out = tmp_path / "m.pdf"
+    assert main(["--db", history.db_url, "report", "monthly", "--month", "2026-11",
+                 "--format", "pdf", "-o", str(out)]) == 0  # fmt: skip
+    assert "信息月报" in pypdf.PdfReader(str(out)).pages[0].extract_text()

@@ -61,6 +61,19 @@ def register_reports(sub: Any, common: argparse.ArgumentParser) -> None:
     weekly.add_argument("--format", choices=["html", "csv", "xlsx", "pdf", "json"], default="json")
     weekly.add_argument("-o", "--output", type=Path, help="default: standard output (not pdf/xlsx)")
     weekly.set_defaults(run=cmd_report_weekly)
+    for kind, flag, example in (("monthly", "--month", "2026-11"),
+                                ("quarterly", "--quarter", "2026-Q4"),
+                                ("half-year", "--half", "2026-H2")):  # fmt: skip
+        p = rsub.add_parser(
+            kind, parents=[common], help=f"the {kind} report, e.g. {flag} {example}"
+        )
+        p.add_argument(flag, dest="label", required=True, metavar=example)
+        p.add_argument("--district", metavar="CODE")
+        if kind == "quarterly":
+            p.add_argument("--town", metavar="CODE", help="the town the report is for")
+        p.add_argument("--format", choices=["html", "pdf", "json"], default="json")
+        p.add_argument("-o", "--output", type=Path, help="default: standard output (not pdf)")
+        p.set_defaults(run=cmd_report_period, kind=kind)
 
 
 def cmd_report_weekly(args: argparse.Namespace, settings: Settings) -> int:
@@ -80,6 +93,26 @@ def cmd_report_weekly(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidInput("-o", f"cannot write {args.output}: {exc.strerror}") from None
     print(f"weekly report {report.week} of {report.district_name} written to {args.output}",
           file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def cmd_report_period(args: argparse.Namespace, settings: Settings) -> int:
+    from .reports import build_period, period_bytes  # loads WeasyPrint: only when asked
+
+    if args.output is None and args.format == "pdf":
+        raise InvalidInput("-o", "a pdf file needs -o FILE")
+    town = getattr(args, "town", None)
+    report = _with_db(settings, lambda s: build_period(s, None, args.kind, args.label,
+                                                       args.district, town))  # fmt: skip
+    data = period_bytes(report, args.format)
+    if args.output is None:
+        sys.stdout.write(data.decode())
+        return 0
+    try:
+        args.output.write_bytes(data)
+    except OSError as exc:
+        raise InvalidInput("-o", f"cannot write {args.output}: {exc.strerror}") from None
+    print(f"{report.title} {report.label} written to {args.output}", file=sys.stderr)
     return 0
 
 

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from dispatch.accounts import Scope
 from dispatch.errors import InvalidInput
-from logs import archive, coverage, report_files
+from logs import archive, coverage, periods, report_files
 from schedules import views
 from schedules.planner import resolve_district
 from schedules.plans import SHANGHAI
@@ -77,6 +77,55 @@ async def weekly(request: web.Request) -> web.StreamResponse:
     return web.Response(body=data, content_type=FORMATS[fmt], headers=disposition)
 
 
+# report kind → (period kind for periods.parse_period, query parameter, example)
+PERIOD_PARAM = {"monthly": ("month", "month", "2026-11"),
+                "quarterly": ("quarter", "quarter", "2026-Q4"),
+                "half-year": ("half", "half", "2026-H2")}  # fmt: skip
+
+
+def build_period(
+    session: Session, scope: Scope | None, kind: str, label: str, district: str | None,
+    town: str | None,
+) -> periods.PeriodReport:  # fmt: skip
+    period = periods.parse_period(PERIOD_PARAM[kind][0], label)
+    if scope is None:
+        code = resolve_district(session, district)
+    else:
+        code = views.district_of_scope(session, scope, district)
+    return periods.period_report(session, code, period, town=town, scope=scope)
+
+
+def period_bytes(report: periods.PeriodReport, fmt: str) -> bytes:
+    if fmt == "json":
+        return json.dumps(report.as_dict(), ensure_ascii=False, indent=2).encode()
+    if fmt == "html":
+        return render_html("period_print.html", r=report).encode()
+    return render_pdf("period_print.html", r=report)
+
+
+async def period(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/reports/monthly?month=2026-11, …/quarterly?quarter=2026-Q4&town=CODE,
+    …/half-year?half=2026-H2 (&format=json|html|pdf), and the same under /reports/."""
+    scope = scope_of(request)
+    kind = request.match_info["kind"]
+    _kind, param, example = PERIOD_PARAM[kind]
+    label = request.query.get(param)
+    if not label:
+        raise InvalidInput(param, f"required, e.g. {example}")
+    fmt = request.query.get("format", "json" if request.path.startswith("/api/") else "page")
+    if fmt not in ("json", "html", "pdf", "page"):
+        raise InvalidInput("format", "json, html or pdf")
+    district, town = request.query.get("district"), request.query.get("town")
+    report = await request.app[DB].read(build_period, scope, kind, label, district, town)
+    if fmt == "page":
+        return render(request, "period.html", r=report, request_path=request.path_qs)
+    if fmt == "json":
+        return web.json_response(report.as_dict())
+    data = await asyncio.to_thread(period_bytes, report, fmt)
+    disposition = {"Content-Disposition": f'attachment; filename="{kind}-{report.period}.{fmt}"'}
+    return web.Response(body=data, content_type=FORMATS[fmt], headers=disposition)
+
+
 async def stored_list(request: web.Request) -> web.Response:
     """The reports produced on time, newest first."""
     scope = scope_of(request)
@@ -108,6 +157,8 @@ async def stored_one(request: web.Request) -> web.Response:
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/reports", stored_list),
+        web.get("/reports/{kind:monthly|quarterly|half-year}", period),
+        web.get("/api/v1/reports/{kind:monthly|quarterly|half-year}", period),
         web.get("/reports/{report_id:\\d+}", stored_one),
         web.get("/api/v1/reports", stored_list),
         web.get("/api/v1/reports/{report_id:\\d+}", stored_one),
