@@ -1,5 +1,8 @@
-"""Reports produced on time by the scheduler: every Monday 08:00 (Asia/Shanghai) the
-weekly coverage report of the week just ended, for every district.
+"""Reports produced on time by the scheduler (Asia/Shanghai): every Monday 08:00 the
+weekly coverage report of the week just ended, for every district; on the 1st at 08:30
+the monthly information report of the month just ended; on the 1st of January, April,
+July and October each town's quarterly analysis report; on the 1st of January and July
+the district's half-year analysis report.
 
 Exactly once: each run stores through `archive.store_*`, which keeps the first report
 of a period and ignores the rest; and on every start `catch_up` produces last week's
@@ -10,7 +13,7 @@ APScheduler does not run a killed job again).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import date, datetime
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlmodel import Session
@@ -19,7 +22,7 @@ from schedules import jobs, planner
 from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
-from . import archive
+from . import archive, periods
 
 log = logging.getLogger(__name__)
 BY = "scheduler"
@@ -27,10 +30,51 @@ BY = "scheduler"
 
 def install(scheduler: jobs.WeekScheduler) -> None:
     monday_8 = CronTrigger(day_of_week="mon", hour=8, timezone=SHANGHAI)
-    scheduler.scheduler.add_job(
-        "logs.report_jobs:weekly_reports", monday_8, id="weekly-reports",
-        kwargs={"context": scheduler.name}, replace_existing=True,
-    )  # fmt: skip
+    first_of_month = CronTrigger(day=1, hour=8, minute=30, timezone=SHANGHAI)
+    for job, trigger in (("weekly_reports", monday_8), ("period_reports", first_of_month)):
+        scheduler.scheduler.add_job(
+            f"logs.report_jobs:{job}", trigger, id=job.replace("_", "-"),
+            kwargs={"context": scheduler.name}, replace_existing=True,
+        )  # fmt: skip
+
+
+def due_periods(today: date) -> list[periods.Period]:
+    """The periods whose reports are due by `today`: the month just ended, and the quarter
+    and half-year just ended when the month starts one."""
+    month = periods.Period.of("month", today.year, today.month).previous()
+    due = [month]
+    if today.month in (1, 4, 7, 10):
+        due.append(periods.Period.of("quarter", today.year, (today.month - 1) // 3 + 1).previous())
+    if today.month in (1, 7):
+        due.append(periods.Period.of("half", today.year, (today.month - 1) // 6 + 1).previous())
+    return due
+
+
+KIND_OF = {"month": "monthly", "quarter": "quarterly", "half": "half-year"}
+
+
+def _produce_periods(session: Session, today: date) -> int:
+    made = 0
+    for period in due_periods(today):
+        kind = KIND_OF[period.kind]
+        for district in planner.districts(session):
+            towns = [t.code for t in planner.district_towns(session, district)]
+            for town in towns if kind == "quarterly" else [None]:
+                label = period.code if town is None else f"{period.code}@{town}"
+                if archive.find(session, kind, label, district) is not None:
+                    continue
+                report = periods.period_report(session, district, period, town=town)
+                archive.store(session, kind, label, district, report.as_dict(), BY)
+                made += 1
+    return made
+
+
+async def period_reports(context: str) -> None:
+    ctx = jobs.context(context)
+    if ctx is None:
+        return
+    made = await ctx.db.write(_produce_periods, datetime.now(SHANGHAI).date())
+    log.info("period reports: %d produced", made)
 
 
 def last_week() -> IsoWeek:
@@ -60,6 +104,8 @@ async def catch_up(scheduler: jobs.WeekScheduler) -> int:
     if now.weekday() == 0 and now.hour < 8:
         return 0  # not due yet
     made: int = await scheduler.db.write(_produce, last_week())
+    if now.day > 1 or now.hour >= 9:  # the 1st's period run is due at 08:30
+        made += await scheduler.db.write(_produce_periods, now.date())
     if made:
-        log.info("caught up %d weekly report(s) of %s", made, last_week())
+        log.info("caught up %d report(s)", made)
     return made

@@ -150,8 +150,11 @@ async def stored_one(request: web.Request) -> web.Response:
     if request.path.startswith("/api/"):
         return web.Response(text=row.body, content_type="application/json",
                             headers={"X-Content-SHA256": row.sha256})  # fmt: skip
+    data = json.loads(row.body)
+    if row.kind != "weekly":
+        return render(request, "period.html", r=data, request_path=f"/reports/{row.id}?")
     week = IsoWeek.parse(row.label)
-    return render(request, "weekly.html", r=json.loads(row.body), week=week, standalone=False)
+    return render(request, "weekly.html", r=data, week=week, standalone=False)
 
 
 def routes() -> list[web.RouteDef]:
