@@ -42,3 +42,20 @@ def weekly_file(report: WeeklyReport, fmt: str) -> bytes:
         return ledgers.ledger_csv(rows, COLUMNS)
     title = f"{report.view_name} {report.week} 视频调度覆盖情况"
     return ledgers.ledger_xlsx(rows, title, columns=COLUMNS, sheet="覆盖情况")
+
+
+def period_file(report: Any, fmt: str) -> bytes:
+    """A period report's heat map as a table: one row per town (or village), a column per
+    week, then the period's coverage — what a supervisor pastes into a briefing."""
+    weeks = [w.week for w in report.weeks]
+    columns = ("单位", *weeks, "应调度", "已覆盖", "覆盖率(%)")
+    rows = []
+    for row in report.heat_map:
+        cells = {w: ("" if c is None else c) for w, c in zip(weeks, row.cells, strict=True)}
+        pct = "" if row.coverage_pct is None else row.coverage_pct
+        rows.append({"单位": row.name, **cells, "应调度": row.required, "已覆盖": row.covered,
+                     "覆盖率(%)": pct})  # fmt: skip
+    if fmt == "csv":
+        return ledgers.ledger_csv(rows, columns)
+    title = f"{report.view_name} {report.title} {report.label}"
+    return ledgers.ledger_xlsx(rows, title, columns=columns, sheet="覆盖率")

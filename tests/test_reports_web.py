@@ -152,3 +152,8 @@ async def test_period_reports(client: TestClient, cast: Cast, history: Settings,
     assert main(["--db", history.db_url, "report", "monthly", "--month", "2026-11",
                  "--format", "pdf", "-o", str(out)]) == 0  # fmt: skip
     assert "信息月报" in pypdf.PdfReader(str(out)).pages[0].extract_text()
+    resp = await client.get("/api/v1/reports/monthly?month=2026-11&format=xlsx", headers=district)
+    sheet = openpyxl.load_workbook(io.BytesIO(await resp.read())).active
+    assert sheet is not None
+    values = [c.value for row in sheet.iter_rows() for c in row]
+    assert "单位" in values and "2026-W46" in values

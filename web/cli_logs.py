@@ -71,8 +71,8 @@ def register_reports(sub: Any, common: argparse.ArgumentParser) -> None:
         p.add_argument("--district", metavar="CODE")
         if kind == "quarterly":
             p.add_argument("--town", metavar="CODE", help="the town the report is for")
-        p.add_argument("--format", choices=["html", "pdf", "json"], default="json")
-        p.add_argument("-o", "--output", type=Path, help="default: standard output (not pdf)")
+        p.add_argument("--format", choices=["html", "csv", "xlsx", "pdf", "json"], default="json")
+        p.add_argument("-o", "--output", type=Path, help="default: standard output (not pdf/xlsx)")
         p.set_defaults(run=cmd_report_period, kind=kind)
 
 
@@ -99,14 +99,14 @@ def cmd_report_weekly(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_report_period(args: argparse.Namespace, settings: Settings) -> int:
     from .reports import build_period, period_bytes  # loads WeasyPrint: only when asked
 
-    if args.output is None and args.format == "pdf":
-        raise InvalidInput("-o", "a pdf file needs -o FILE")
+    if args.output is None and args.format in ("pdf", "xlsx"):
+        raise InvalidInput("-o", f"a {args.format} file needs -o FILE")
     town = getattr(args, "town", None)
     report = _with_db(settings, lambda s: build_period(s, None, args.kind, args.label,
                                                        args.district, town))  # fmt: skip
     data = period_bytes(report, args.format)
     if args.output is None:
-        sys.stdout.write(data.decode())
+        sys.stdout.write(data.decode("utf-8-sig"))
         return 0
     try:
         args.output.write_bytes(data)

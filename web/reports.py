@@ -100,6 +100,8 @@ def period_bytes(report: periods.PeriodReport, fmt: str) -> bytes:
         return json.dumps(report.as_dict(), ensure_ascii=False, indent=2).encode()
     if fmt == "html":
         return render_html("period_print.html", r=report).encode()
+    if fmt in ("csv", "xlsx"):
+        return report_files.period_file(report, fmt)
     return render_pdf("period_print.html", r=report)
 
 
@@ -113,8 +115,8 @@ async def period(request: web.Request) -> web.StreamResponse:
     if not label:
         raise InvalidInput(param, f"required, e.g. {example}")
     fmt = request.query.get("format", "json" if request.path.startswith("/api/") else "page")
-    if fmt not in ("json", "html", "pdf", "page"):
-        raise InvalidInput("format", "json, html or pdf")
+    if fmt not in FORMATS and fmt != "page":
+        raise InvalidInput("format", f"one of {', '.join(FORMATS)}")
     district, town = request.query.get("district"), request.query.get("town")
     report = await request.app[DB].read(build_period, scope, kind, label, district, town)
     if fmt == "page":

@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
 from sqlalchemy import text  # noqa: E402
 
 from dispatch import demo  # noqa: E402
-from logs import coverage  # noqa: E402
+from logs import coverage, periods  # noqa: E402
 from logs.history import generate_history  # noqa: E402
 from schedules import planner  # noqa: E402
 from schedules.workdays import IsoWeek  # noqa: E402
@@ -72,22 +72,27 @@ def bench(scale: str, weeks: int, folder: Path) -> None:
         district = planner.districts(s)[0]
     with db.engine.connect() as conn:
         rows = conn.execute(text("SELECT count(*) FROM attendance_event")).scalar_one()
-    reports, scans, floors = [], [], []
+    reports, scans, floors, months = [], [], [], []
+    month = periods.parse_month("2026-11")
     for _ in range(REPEATS):
         with db.session() as s:
             reports.append(timed(lambda s=s: coverage.weekly_report(s, district, END)))
+        with db.session() as s:
+            months.append(timed(lambda s=s: periods.period_report(s, district, month)))
         with db.engine.connect() as conn:
             scans.append(timed(lambda conn=conn: conn.execute(
                 text("SELECT sum(length(kind)) FROM attendance_event")).scalar_one()))  # fmt: skip
         floors.append(timed(lambda: week_floor(db, district)))
     db.close()
-    r, sc, fl = (statistics.median(x) for x in (reports, scans, floors))
+    r, sc, fl, mo = (statistics.median(x) for x in (reports, scans, floors, months))
     print(f"\n{scale}: {summary.districts} district(s), {weeks} week(s) of history "
           f"({summary.calls} calls, {rows} event rows, generated in {made:.0f} s)")  # fmt: skip
     print(f"  {'part':<52}{'seconds':>9}{'× scan':>8}{'× week floor':>14}")
     print(
         f"  {'weekly report, one district, ' + str(END):<52}{r:>9.3f}{r / sc:>8.2f}{r / fl:>14.2f}"
     )
+    print(f"  {'monthly report 2026-11 (and October, compared)':<52}{mo:>9.3f}{mo / sc:>8.2f}"
+          f"{mo / fl:>14.2f}")  # fmt: skip
     print(f"  {'bare scan of attendance_event (every row)':<52}{sc:>9.3f}{1:>8.2f}{sc / fl:>14.2f}")
     print(
         f"  {'floor: that week of that district, plain SQL':<52}{fl:>9.3f}{fl / sc:>8.2f}{1:>14.2f}"
