@@ -80,31 +80,28 @@ def cmd_report_weekly(args: argparse.Namespace, settings: Settings) -> int:
     from .reports import build, last_week, weekly_bytes  # loads WeasyPrint: only when asked
 
     week = IsoWeek.parse(args.week) if args.week else last_week()
-    if args.output is None and args.format in ("pdf", "xlsx"):
-        raise InvalidInput("-o", f"a {args.format} file needs -o FILE")
+    _check_output(args)
     report = _with_db(settings, lambda s: build(s, None, week, args.district))
-    data = weekly_bytes(report, args.format)
-    if args.output is None:
-        sys.stdout.write(data.decode("utf-8-sig"))
-        return 0
-    try:
-        args.output.write_bytes(data)
-    except OSError as exc:
-        raise InvalidInput("-o", f"cannot write {args.output}: {exc.strerror}") from None
-    print(f"weekly report {report.week} of {report.district_name} written to {args.output}",
-          file=sys.stderr)  # fmt: skip
-    return 0
+    return _write(args, weekly_bytes(report, args.format), f"weekly report {report.week}")
 
 
 def cmd_report_period(args: argparse.Namespace, settings: Settings) -> int:
     from .reports import build_period, period_bytes  # loads WeasyPrint: only when asked
 
-    if args.output is None and args.format in ("pdf", "xlsx"):
-        raise InvalidInput("-o", f"a {args.format} file needs -o FILE")
+    _check_output(args)
     town = getattr(args, "town", None)
     report = _with_db(settings, lambda s: build_period(s, None, args.kind, args.label,
                                                        args.district, town))  # fmt: skip
-    data = period_bytes(report, args.format)
+    return _write(args, period_bytes(report, args.format), f"{report.title} {report.label}")
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    if args.output is None and args.format in ("pdf", "xlsx"):
+        raise InvalidInput("-o", f"a {args.format} file needs -o FILE")
+
+
+def _write(args: argparse.Namespace, data: bytes, what: str) -> int:
+    """To -o FILE (a message on stderr), or text to standard output."""
     if args.output is None:
         sys.stdout.write(data.decode("utf-8-sig"))
         return 0
@@ -112,7 +109,7 @@ def cmd_report_period(args: argparse.Namespace, settings: Settings) -> int:
         args.output.write_bytes(data)
     except OSError as exc:
         raise InvalidInput("-o", f"cannot write {args.output}: {exc.strerror}") from None
-    print(f"{report.title} {report.label} written to {args.output}", file=sys.stderr)
+    print(f"{what} written to {args.output}", file=sys.stderr)
     return 0
 
 
