@@ -14,7 +14,7 @@ from logs import report_jobs
 from schedules.jobs import WeekScheduler
 
 from . import admin, api, auth, calls, issues, journals, live, pages, reports, rota, whip
-from .appkeys import BUS, DB, SCHEDULER, SETTINGS, TEMPLATES, THROTTLE
+from .appkeys import BUS, DB, SCHEDULER, SECRET, SETTINGS, TEMPLATES, THROTTLE
 from .errors import error_middleware
 from .render import make_templates
 from .schema import open_database
@@ -63,12 +63,13 @@ async def security_headers(request: web.Request, handler):  # type: ignore[no-un
 
 
 def create_app(settings: Settings) -> web.Application:
+    secret = settings.session_key()  # read (or created) once, not per request
     app = web.Application(
         middlewares=[
             security_headers,
             error_middleware,
             session_middleware(
-                settings.session_key(),
+                secret,
                 cookie_name=SESSION_COOKIE,
                 max_age=settings.session_max_age,
                 secure=settings.cookie_secure,
@@ -78,6 +79,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=20 * 1024 * 1024,
     )
     app[SETTINGS] = settings
+    app[SECRET] = secret
     app[TEMPLATES] = make_templates()
     app[THROTTLE] = LoginThrottle()
     app[BUS] = EventBus()

@@ -20,6 +20,7 @@ DB = web.AppKey("db", Database)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
 BUS = web.AppKey("bus", EventBus)
+SECRET = web.AppKey("secret", bytes)  # the session key, read once at start-up
 SCHEDULER = web.AppKey("scheduler", WeekScheduler)
 SWITCHBOARD = web.AppKey("switchboard", Switchboard)
 CONFERENCE = web.AppKey("conference", Conference)

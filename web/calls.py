@@ -24,7 +24,7 @@ from schedules import plans, policy, views
 from schedules.plans import SHANGHAI
 
 from . import live
-from .appkeys import BUS, CONFERENCE, DB, SETTINGS, SWITCHBOARD
+from .appkeys import BUS, CONFERENCE, DB, SECRET, SETTINGS, SWITCHBOARD
 from .auth import join_token, read_json, scope_of
 from .render import render
 
@@ -34,7 +34,7 @@ async def switchboard_ctx(app: web.Application) -> AsyncIterator[None]:
     interrupted first. Verified attendance marks the call's rota slot held."""
     db, bus = app[DB], app[BUS]
     settings = app[SETTINGS]
-    board = Switchboard(db, bus, settings.session_key())
+    board = Switchboard(db, bus, app[SECRET])
     await board.recover()
     conference = Conference(board, ice_settings(settings), settings.data_path)
     pending: set[asyncio.Task[bool]] = set()  # strong references until each write is done

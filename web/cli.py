@@ -19,7 +19,7 @@ from dispatch.errors import DispatchError, ImportRejected, InvalidInput
 from dispatch.settings import DEFAULT_DB, Settings
 
 from . import cli_logs, cli_schedules
-from .schema import open_database
+from .schema import in_session, open_database
 
 EXIT_USAGE = 2
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -146,10 +146,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     settings = settings.with_(**{k: v for k, v in (("host", args.host), ("port", args.port)) if v})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    db = _open_db(settings)
-    with db.session() as s:
-        creds = demo.demo_credentials(s) if centres.roots(s) else []
-    db.close()
+    creds = in_session(settings.db_url,
+                       lambda s: demo.demo_credentials(s) if centres.roots(s) else [])  # fmt: skip
     shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host
     url = f"http://{shown}:{settings.port}/login"
 
@@ -190,12 +188,7 @@ def cmd_centres_import(args: argparse.Namespace, settings: Settings) -> int:
         data = args.file.read_bytes()
     except OSError as exc:
         raise InvalidInput("file", f"cannot read {args.file}: {exc.strerror}") from None
-    db = _open_db(settings)
-    try:
-        with db.session() as s:
-            result = centre_files.import_centres(s, data, fmt)
-    finally:
-        db.close()
+    result = in_session(settings.db_url, lambda s: centre_files.import_centres(s, data, fmt))
     print(
         f"imported {args.file}: {result.created} created, {result.updated} updated, "
         f"{result.unchanged} unchanged"
@@ -210,13 +203,10 @@ def _under_path(session: Session, under: str | None) -> str | None:
 
 def cmd_centres_export(args: argparse.Namespace, settings: Settings) -> int:
     fmt = _file_format(args.file, args.format)
-    db = _open_db(settings)
-    try:
-        with db.session() as s:
-            path = _under_path(s, args.under)
-            data = centre_files.export_centres(s, path, fmt)
-    finally:
-        db.close()
+    def export(s: Session) -> bytes:
+        return centre_files.export_centres(s, _under_path(s, args.under), fmt)
+
+    data = in_session(settings.db_url, export)
     try:
         args.file.write_bytes(data)
     except OSError as exc:
@@ -226,14 +216,9 @@ def cmd_centres_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_centres_list(args: argparse.Namespace, settings: Settings) -> int:
-    db = _open_db(settings)
-    try:
-        with db.session() as s:
-            path = _under_path(s, args.under)
-            level = centres.parse_level(args.level) if args.level else None
-            rows, _ = centres.search(s, path, level=level, limit=10**9)
-    finally:
-        db.close()
+    level = centres.parse_level(args.level) if args.level else None
+    rows, _ = in_session(settings.db_url, lambda s: centres.search(
+        s, _under_path(s, args.under), level=level, limit=10**9))  # fmt: skip
     for c in rows:
         if args.json:
             print(json.dumps(c.as_dict(), ensure_ascii=False))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from logs.history import generate_history
 from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
-from .schema import open_database
+from .schema import in_session
 
 EXIT_BROKEN = 1  # verify found a problem (2 stays for usage errors)
 
@@ -135,13 +136,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     export.set_defaults(run=cmd_export)
 
 
-def _with_db(settings: Settings, fn: Any) -> Any:
-    db = open_database(settings.db_url)
-    try:
-        with db.session() as s:
-            return fn(s)
-    finally:
-        db.close()
+def _with_db(settings: Settings, fn: Callable[[Session], Any]) -> Any:
+    return in_session(settings.db_url, fn)
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:

@@ -12,14 +12,13 @@ from typing import Any
 from sqlmodel import Session
 
 from dispatch import centres
-from dispatch.db import Database
 from dispatch.errors import InvalidInput, NotFound
 from dispatch.settings import Settings
 from schedules import ics, planner, plans, policy, rota, workdays
 from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
-from .schema import open_database
+from .schema import in_session
 
 WEEKDAYS_ZH = "一二三四五六日"
 
@@ -106,12 +105,7 @@ def _who() -> str:
 
 
 def _with_db(settings: Settings, fn: Callable[[Session], Any]) -> Any:
-    db: Database = open_database(settings.db_url)
-    try:
-        with db.session() as s:
-            return fn(s)
-    finally:
-        db.close()
+    return in_session(settings.db_url, fn)
 
 
 def _district(session: Session, code: str | None) -> str:

@@ -19,7 +19,7 @@ from schedules.jobs import WeekScheduler
 from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
-from .appkeys import ACCOUNT, DB, SCHEDULER, SETTINGS
+from .appkeys import ACCOUNT, DB, SCHEDULER, SECRET, SETTINGS
 from .auth import read_json, redirect, scope_of
 from .render import render
 
@@ -174,7 +174,7 @@ def feed_token(secret: bytes, code: str) -> str:
 
 def _feed_url(request: web.Request, code: str) -> str:
     settings = request.app[SETTINGS]
-    token = feed_token(settings.session_key(), code)
+    token = feed_token(request.app[SECRET], code)
     return f"{settings.public_url.rstrip('/')}/calendar/{code}.ics?token={token}"
 
 
@@ -182,7 +182,7 @@ async def calendar_feed(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     code = centres.parse_code(request.match_info["code"])
     given = request.query.get("token", "")
-    if not hmac.compare_digest(given, feed_token(settings.session_key(), code)):
+    if not hmac.compare_digest(given, feed_token(request.app[SECRET], code)):
         raise NotAuthorised("the feed token is missing or wrong for this centre")
     now = datetime.now(UTC)
 
