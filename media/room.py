@@ -2,13 +2,22 @@
 
 Routing. The operator receives every participant's video and audio. Every other
 participant receives the operator's and those of whoever holds the floor (点名发言).
-Frames are decoded once per received track and re-encoded by each viewer's sender
-(aiortc's ``MediaRelay``, one relay subscription per viewer slot).
+Nothing is decoded or encoded per viewer: each received track is a ``Feed`` whose
+whole encoded frames go, unchanged, to every viewer slot showing it
+(``media.forwarding``; the invariants on key frames and timestamps are stated there).
+Video is decoded once per publisher, in aiortc's receiver thread, only for the
+OpenCV samples (``media.ingest``).
+
+One codec per room. Every video m-line is answered with the room's codec (VP8 by
+default, H.264 by policy) and its RTX, so any frame can go to any viewer. A
+publisher that only sends (WHIP, ``sendonly``) and offers another codec is answered
+in its own codec and transcoded once at ingest, in the receiver's thread. A
+``sendrecv`` or ``recvonly`` video m-line without the room's codec is refused.
 
 Slots. Tracks must be in the SDP at join time, so a server peer only ever sends on
 the m-lines the client offered to receive on (``recvonly`` or ``sendrecv``). Those
 m-lines are that peer's *slots*, numbered per kind in m-line order, and each carries
-a ``_SlotTrack`` whose source the room swaps:
+a ``Slot`` whose source the room attaches:
 
 - a participant's slot 0 shows the operator, slot 1 the floor holder (a browser
   offers camera and microphone ``sendrecv``, then one ``recvonly`` video and audio);
@@ -17,11 +26,13 @@ a ``_SlotTrack`` whose source the room swaps:
   there are invited centres; participants beyond that are not shown (logged).
 - a WHIP publisher offers ``sendonly``: no slots, it is only received.
 
-A video slot without a source sends a black 640x360 frame once a second, so a viewer
-never keeps showing the last frame of someone who lost the floor or left; an audio
-slot without a source sends nothing. Frames are restamped once, where they enter the
-room, onto the room's clock, so a slot's timestamps stay monotonic when its source
-changes (a slot drops the odd frame that would step back).
+Key frames. Attaching a source to a video slot (a join, a floor change) asks the
+source for a key frame, and so does a viewer's PLI or FIR: an RTCP PLI to the
+publisher (rate-limited per publisher), or the ingest transcoder's next frame.
+
+Audio level. Browsers put the RFC 6464 level in each audio packet's header; the
+room keeps the last one per participant (``audio_levels``), read from the packet
+before aiortc drops the header. Nothing computes levels from samples.
 
 Presence. ``PeerConnected`` when aiortc reports ``connected``. aiortc has no
 ``disconnected`` state, and consent freshness (aioice: a check every ~5 s, closed
@@ -40,8 +51,7 @@ An offer must BUNDLE all its m-lines (browsers, GStreamer and OBS do): the serve
 peers use max-bundle, one transport for everything (see ``media.ice``).
 
 Events are delivered synchronously on the event loop; ``on_event`` must return
-quickly (hand frames to a thread for OpenCV) and treat ``FrameSampled.frame`` as
-read-only, since viewers' encoders read the same frame.
+quickly. ``FrameSampled.frame`` is a decoded picture nobody else holds.
 """
 
 from __future__ import annotations
@@ -49,41 +59,34 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
-import numpy as np
 from aiortc import (
     MediaStreamTrack,
     RTCPeerConnection,
+    RTCRtpReceiver,
     RTCSessionDescription,
     RTCTransportStats,
     sdp,
 )
-from aiortc.contrib.media import MediaRelay
-from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame, VideoFrame
-from av.frame import Frame
-from av.packet import Packet
+from aiortc.rtp import RtpPacket
+from av import VideoFrame
 
+from media import codecs
+from media.forwarding import Feed, Slot
 from media.ice import IceSettings, peer_connection
+from media.ingest import Ingest, tap
 
 logger = logging.getLogger(__name__)
 
 OPERATOR_SLOT = 0  # a participant's slots: the operator, then the floor holder
 FLOOR_SLOT = 1
 RECEIVING = ("recvonly", "sendrecv")  # offer directions in which the client receives
-VIDEO_CLOCK = 90_000
-BLACK_SIZE = (640, 360)
-IDLE_FRAME_INTERVAL = 1.0  # seconds between black frames of a slot without a source
-AUDIO_BACKLOG = 10  # audio frames (20 ms each) a slot holds for a late sender
-RESYNC_AFTER = 0.2  # seconds a source's timeline may drift from the room's clock
 WATCH_INTERVAL = 0.5
+SPEAKING_WITHIN = 1.0  # seconds an audio level stays current
 
 
 # --- events and errors -----------------------------------------------------------------
@@ -137,7 +140,7 @@ class RoomClosedError(RoomError):
     """The room was closed."""
 
 
-# --- tracks -----------------------------------------------------------------------------
+# --- tasks ------------------------------------------------------------------------------
 
 
 def _start(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
@@ -152,203 +155,6 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         logger.error("%s failed", task.get_name(), exc_info=task.exception())
 
 
-class _InboundTrack(MediaStreamTrack):
-    """A received track as the relay reads it: restamped, and endable.
-
-    ``stop()`` ends a pending ``recv()`` even if aiortc never started the receiver
-    (whose track then never ends by itself), so the relay's reader always finishes.
-    """
-
-    def __init__(self, remote: MediaStreamTrack, epoch: float) -> None:
-        super().__init__()
-        self.kind = remote.kind
-        self._remote = remote
-        self._epoch = epoch
-        self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._offset: int | None = None
-
-    async def recv(self) -> Frame | Packet[Any]:
-        if self._ended.done():
-            raise MediaStreamError
-        getter = asyncio.ensure_future(self._remote.recv())
-        try:
-            await asyncio.wait((getter, self._ended), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not getter.done():
-                getter.cancel()
-        if not getter.done() or getter.cancelled():
-            raise MediaStreamError
-        frame = getter.result()  # MediaStreamError when the receiver stopped
-        if isinstance(frame, Frame):
-            self._restamp(frame)
-        return frame
-
-    def _restamp(self, frame: Frame) -> None:
-        # Keeps the source's own spacing; re-anchors to the room clock after a gap.
-        rate = frame.sample_rate if isinstance(frame, AudioFrame) else VIDEO_CLOCK
-        wall = round((time.monotonic() - self._epoch) * rate)
-        src = wall
-        if frame.pts is not None and frame.time_base is not None:
-            src = round(frame.pts * frame.time_base * rate)
-        if self._offset is None or abs(src + self._offset - wall) > rate * RESYNC_AFTER:
-            self._offset = wall - src
-        frame.pts = src + self._offset
-        frame.time_base = Fraction(1, rate)
-
-    def stop(self) -> None:
-        super().stop()
-        if not self._ended.done():
-            self._ended.set_result(None)
-
-
-class _Feed:
-    """One track received from a participant, relayed to any number of viewer slots.
-
-    A monitor subscription always reads it, so aiortc's receive queue never grows
-    when nobody views it; the monitor also reports the first frame and samples video.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        track: MediaStreamTrack,
-        relay: MediaRelay,
-        epoch: float,
-        on_first: Callable[[], None],
-        on_sample: Callable[[VideoFrame], None] | None,
-        sample_interval: float,
-    ) -> None:
-        self.name = name  # "room R peer P#n kind": for log lines and task names
-        self.kind = track.kind
-        self._source = _InboundTrack(track, epoch)
-        self._relay = relay
-        self._on_first = on_first
-        self._on_sample = on_sample
-        self._sample_interval = sample_interval
-        monitor = relay.subscribe(self._source, buffered=False)
-        self._monitor = _start(self._run_monitor(monitor), f"{name} monitor")
-
-    @property
-    def ended(self) -> bool:
-        return self._source.readyState == "ended"
-
-    def subscribe(self) -> MediaStreamTrack:
-        # Video: latest frame only. Audio: every frame; the slot's pump drains it.
-        return self._relay.subscribe(self._source, buffered=self.kind == "audio")
-
-    def end(self) -> None:
-        self._source.stop()
-        self._monitor.cancel()
-
-    async def _run_monitor(self, subscription: MediaStreamTrack) -> None:
-        last_sample = -math.inf
-        try:
-            frame = await subscription.recv()
-            self._on_first()
-            while True:
-                now = time.monotonic()
-                if self._on_sample and now - last_sample >= self._sample_interval:
-                    if isinstance(frame, VideoFrame):
-                        last_sample = now
-                        self._on_sample(frame)
-                frame = await subscription.recv()
-        except MediaStreamError:
-            pass
-        finally:
-            subscription.stop()
-
-
-_BLACK_YUV = np.full((BLACK_SIZE[1] * 3 // 2, BLACK_SIZE[0]), 128, np.uint8)
-_BLACK_YUV[: BLACK_SIZE[1]] = 16
-
-
-class _SlotTrack(MediaStreamTrack):
-    """What one viewer's sender sends on one m-line; the room swaps its feed.
-
-    Invariant: a pump task exists exactly while a feed is set and live; it owns the
-    relay subscription and stops it when it ends or is cancelled.
-    """
-
-    def __init__(self, name: str, kind: str, epoch: float) -> None:
-        super().__init__()
-        self.name = name  # "room R peer P#n kind slot i"
-        self.kind = kind
-        self._epoch = epoch
-        self._feed: _Feed | None = None
-        self._pump: asyncio.Task[None] | None = None
-        self._mailbox: deque[Frame] = deque(maxlen=1 if kind == "video" else AUDIO_BACKLOG)
-        self._wakeup = asyncio.Event()
-        self._last: Fraction | None = None  # timestamp of the last frame sent, seconds
-        self._next_black = -math.inf
-
-    def set_feed(self, feed: _Feed | None) -> None:
-        if feed is self._feed:
-            return
-        if self._pump is not None:
-            self._pump.cancel()
-            self._pump = None
-        self._feed = feed
-        self._mailbox.clear()
-        if feed is not None and not feed.ended and self.readyState == "live":
-            self._pump = _start(self._run_pump(feed.subscribe()), f"{self.name} <- {feed.name}")
-        self._wakeup.set()
-
-    async def _run_pump(self, subscription: MediaStreamTrack) -> None:
-        try:
-            while True:
-                frame = await subscription.recv()
-                if isinstance(frame, Frame):
-                    self._mailbox.append(frame)
-                    self._wakeup.set()
-        except MediaStreamError:
-            pass  # the feed ended: idle until the room routes another one here
-        finally:
-            subscription.stop()
-            self._wakeup.set()
-
-    async def recv(self) -> Frame:
-        while self.readyState == "live":
-            while self._mailbox:
-                frame = self._mailbox.popleft()
-                if frame.pts is not None and frame.time_base is not None:
-                    if self._advance(frame.pts * frame.time_base):
-                        return frame
-            self._wakeup.clear()
-            idle = self._pump is None or self._pump.done()
-            if self.kind == "video" and idle:
-                try:
-                    async with asyncio.timeout(max(0.0, self._next_black - time.monotonic())):
-                        await self._wakeup.wait()
-                except TimeoutError:
-                    return self._black()
-            else:
-                await self._wakeup.wait()
-        raise MediaStreamError
-
-    def _advance(self, at: Fraction) -> bool:
-        if self._last is not None and at <= self._last:
-            return False
-        self._last = at
-        return True
-
-    def _black(self) -> VideoFrame:
-        now = time.monotonic()
-        self._next_black = now + IDLE_FRAME_INTERVAL
-        frame = VideoFrame.from_ndarray(_BLACK_YUV, format="yuv420p")
-        pts = round((now - self._epoch) * VIDEO_CLOCK)
-        if self._last is not None:
-            pts = max(pts, math.floor(self._last * VIDEO_CLOCK) + 1)
-        frame.pts = pts
-        frame.time_base = Fraction(1, VIDEO_CLOCK)
-        self._advance(frame.pts * frame.time_base)
-        return frame
-
-    def stop(self) -> None:
-        super().stop()
-        self.set_feed(None)
-        self._wakeup.set()
-
-
 # --- peers ------------------------------------------------------------------------------
 
 
@@ -358,14 +164,14 @@ class _Peer:
     peer_id: str  # participant#n, n counting joins in this room: names log lines
     operator: bool
     pc: RTCPeerConnection
-    slots: dict[str, list[_SlotTrack]] = field(default_factory=lambda: {"audio": [], "video": []})
-    feeds: list[_Feed] = field(default_factory=list)
+    slots: dict[str, list[Slot]] = field(default_factory=lambda: {"audio": [], "video": []})
+    feeds: list[Feed] = field(default_factory=list)
     connected_once: bool = False
     present: bool = False  # the last presence event emitted for it was PeerConnected
     retired: bool = False  # the room let go of it: its callbacks are ignored
     watchdog: asyncio.Task[None] | None = None
 
-    def feed(self, kind: str) -> _Feed | None:
+    def feed(self, kind: str) -> Feed | None:
         """The participant's own camera or microphone: its first received track."""
         first = next((f for f in self.feeds if f.kind == kind), None)
         return first if first is not None and not first.ended else None
@@ -373,7 +179,7 @@ class _Peer:
     def show(self, index: int, source: _Peer | None) -> None:
         for kind, slots in self.slots.items():
             if index < len(slots):
-                slots[index].set_feed(source.feed(kind) if source else None)
+                slots[index].attach(source.feed(kind) if source else None)
 
 
 def _offer_directions(offer_sdp: str, passive_dtls: bool) -> dict[str, str]:
@@ -393,6 +199,35 @@ def _offer_directions(offer_sdp: str, passive_dtls: bool) -> dict[str, str]:
     return {m.rtp.muxId: m.direction or "" for m in media}
 
 
+async def _send_pli(receiver: RTCRtpReceiver) -> None:
+    """An RTCP PLI for the publisher's media SSRC (the newest one, RTX excluded).
+
+    Private aiortc 1.16: ``_send_rtcp_pli`` and the receiver's RTX map.
+    """
+    rtx: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+    sources = [s for s in receiver.getSynchronizationSources() if s.source not in rtx]
+    if sources:
+        newest = max(sources, key=lambda s: s.timestamp)
+        await receiver._send_rtcp_pli(newest.source)
+
+
+def _read_audio_levels(receiver: RTCRtpReceiver, feed: Feed) -> None:
+    """Keep each packet's RFC 6464 level on ``feed`` before aiortc handles the packet.
+
+    Private aiortc 1.16: the DTLS transport calls ``receiver._handle_rtp_packet``
+    through the instance, so an instance attribute wraps it.
+    """
+    handle = receiver._handle_rtp_packet
+
+    async def handle_with_level(packet: RtpPacket, arrival_time_ms: int) -> None:
+        level = packet.extensions.audio_level
+        if level is not None:
+            feed.level, feed.level_at = level[1], time.monotonic()
+        await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle_with_level  # type: ignore[method-assign]
+
+
 # --- the room ---------------------------------------------------------------------------
 
 
@@ -408,15 +243,16 @@ class Room:
         silence_timeout: float = 3.0,
         connect_timeout: float = 15.0,
         sample_interval: float = 1.0,
+        video_codec: str = codecs.VP8,
     ) -> None:
         self.room_id = room_id
+        self.video_codec = codecs.check_room_codec(video_codec)
         self._ice = ice
         self._on_event = on_event
         self._silence_timeout = silence_timeout
         self._connect_timeout = connect_timeout
         self._sample_interval = sample_interval
         self._epoch = time.monotonic()  # zero of every timestamp sent from this room
-        self._relay = MediaRelay()
         self._peers: dict[str, _Peer] = {}  # the current server peer of each participant
         self._operator: str | None = None
         self._slot_of: dict[str, int] = {}  # participant -> operator slot, by first join
@@ -438,6 +274,18 @@ class Room:
     def operator_slots(self) -> dict[str, int]:
         """Which of the operator's receiving slots shows each participant (by first join)."""
         return dict(self._slot_of)
+
+    def audio_levels(self) -> dict[str, int]:
+        """Participant -> the level of its microphone in -dBov (0 loudest, 127 silence),
+        as its client last reported it (RFC 6464) within ``SPEAKING_WITHIN`` seconds."""
+        now = time.monotonic()
+        levels: dict[str, int] = {}
+        for participant, peer in self._peers.items():
+            feed = peer.feed("audio")
+            if feed is not None and feed.level is not None:
+                if now - feed.level_at <= SPEAKING_WITHIN:
+                    levels[participant] = feed.level
+        return levels
 
     async def join(
         self, participant: str, offer_sdp: str, *, operator: bool, passive_dtls: bool = False
@@ -509,12 +357,23 @@ class Room:
         except Exception as exc:  # untrusted input: aiortc raises many kinds
             raise OfferError(f"cannot use the SDP offer: {type(exc).__name__} {exc}") from exc
         for transceiver in pc.getTransceivers():
-            if directions.get(transceiver.mid or "") in RECEIVING:
+            direction = directions.get(transceiver.mid or "")
+            if transceiver.kind == "video" and not codecs.prefer(transceiver, self.video_codec):
+                if direction in RECEIVING:  # it would have to decode what we forward
+                    raise OfferError(
+                        f"the video m-line {transceiver.mid} does not offer {self.video_codec}, "
+                        "the codec of this room"
+                    )
+                logger.info("room %s peer %s: publishes %s, transcoded once at ingest",
+                            self.room_id, peer.peer_id, codecs.negotiated(transceiver))  # fmt: skip
+            if direction in RECEIVING:
                 kind, index = transceiver.kind, len(peer.slots[transceiver.kind])
                 name = f"room {self.room_id} peer {peer.peer_id} {kind} slot {index}"
-                slot = _SlotTrack(name, kind, self._epoch)
+                slot = Slot(name, kind, self.video_codec, self._epoch)
                 peer.slots[transceiver.kind].append(slot)
                 transceiver.sender.replaceTrack(slot)
+                # A viewer's PLI/FIR asks the slot's source, not an encoder (there is none).
+                transceiver.sender._send_keyframe = slot.keyframe_wanted  # type: ignore[method-assign]
                 transceiver.direction = "sendrecv"  # answered as offer allows
         try:
             text = (await pc.createAnswer()).sdp
@@ -534,7 +393,11 @@ class Room:
         return pc.localDescription.sdp
 
     def _add_feed(self, peer: _Peer, track: MediaStreamTrack) -> None:
+        """A track the participant sends: called inside ``setRemoteDescription``,
+        before its receiver starts, so the receiver can still be tapped."""
+        receiver = next(t.receiver for t in peer.pc.getTransceivers() if t.receiver.track is track)
         primary = peer.feed(track.kind) is None
+        name = f"room {self.room_id} peer {peer.peer_id} {track.kind}"
 
         def first() -> None:
             logger.info("room %s peer %s: first %s frame", self.room_id, peer.peer_id, track.kind)
@@ -545,9 +408,25 @@ class Room:
             if self._current(peer):
                 self._emit(FrameSampled, peer, frame=frame)
 
-        sampler = sample if primary and track.kind == "video" else None
-        name = f"room {self.room_id} peer {peer.peer_id} {track.kind}"
-        feed = _Feed(name, track, self._relay, self._epoch, first, sampler, self._sample_interval)
+        def ask_keyframe() -> None:
+            if ingest.transcoding:
+                ingest.request_keyframe()
+            else:
+                self._spawn(_send_pli(receiver), peer, f"{track.kind} PLI")
+
+        feed = Feed(name, track.kind, self._epoch, ask_keyframe, first)
+        ingest = Ingest(
+            name,
+            track.kind,
+            room_codec=self.video_codec,
+            on_frame=feed.arrive,
+            on_end=feed.end,
+            on_sample=sample if primary and track.kind == "video" else None,
+            sample_interval=self._sample_interval,
+        )
+        tap(receiver, ingest)
+        if track.kind == "audio":
+            _read_audio_levels(receiver, feed)
         peer.feeds.append(feed)
 
     def _install(self, peer: _Peer) -> _Peer | None:

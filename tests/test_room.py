@@ -12,13 +12,21 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import aioice.ice
+import numpy as np
 import pytest
 from aiortc import (
     AudioStreamTrack,
     RTCPeerConnection,
+    RTCRtpSender,
 )
+from aiortc.codecs.opus import OpusEncoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rtp import RtpPacket
+from av import AudioFrame
 
 import media.room
+from media.codecs import CodecError, black_keyframe, is_keyframe
+from media.forwarding import KEYFRAME_RETRY
 from media.ice import (
     IceServer,
     IceSettings,
@@ -398,3 +406,194 @@ async def test_leave_closes_that_peer_only(
     await eventually(sees(op, 1, "green"))
     assert room.participants == ("op", "p2")
     await room.leave("nobody")  # a no-op
+
+
+# --- forwarding -------------------------------------------------------------------------
+
+
+class ToneTrack(AudioStreamTrack):
+    """A 440 Hz tone at about -6 dBov: its RFC 6464 level is far from silence (127)."""
+
+    async def recv(self) -> AudioFrame:
+        frame = await super().recv()
+        assert isinstance(frame, AudioFrame)
+        t = (frame.pts + np.arange(frame.samples)) / frame.sample_rate
+        tone = (np.sin(2 * np.pi * 440 * t) * 16_000).astype(np.int16)
+        data = np.repeat(tone, len(frame.layout.channels)).reshape(1, -1)
+        out = AudioFrame.from_ndarray(data, format="s16", layout=frame.layout.name)
+        out.sample_rate, out.pts, out.time_base = frame.sample_rate, frame.pts, frame.time_base
+        return out
+
+
+def record_rtp_timestamps(client: Client, mid_index: int) -> list[int]:
+    """RTP timestamps of every packet the client receives on its ``mid_index``-th m-line.
+
+    Private aiortc 1.16: the DTLS transport calls ``_handle_rtp_packet`` on the instance.
+    """
+    receiver = client.pc.getTransceivers()[mid_index].receiver
+    handle = receiver._handle_rtp_packet
+    seen: list[int] = []
+
+    async def recording(packet: RtpPacket, arrival_time_ms: int) -> None:
+        seen.append(packet.timestamp)
+        await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = recording  # type: ignore[method-assign]
+    return seen
+
+
+def encoders_used(monkeypatch: pytest.MonkeyPatch) -> set[int]:
+    """ids of every VP8/Opus encoder that encoded a frame (rather than only packed one)."""
+    used: set[int] = set()
+    for cls in (Vp8Encoder, OpusEncoder):
+        original = cls.encode
+
+        def encode(self, frame, force_keyframe=False, _original=original):  # type: ignore[no-untyped-def]
+            used.add(id(self))
+            return _original(self, frame, force_keyframe)
+
+        monkeypatch.setattr(cls, "encode", encode)
+    return used
+
+
+async def test_viewers_get_the_publishers_frames_without_any_encode_on_the_server(
+    room: Room,
+    clients: ClientFactory,
+    server_pcs: list[RTCPeerConnection],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    used = encoders_used(monkeypatch)
+    op, _, p2 = await meeting(room, clients)
+    room.give_floor("p1")
+    await eventually(sees(op, 0, "red"))
+    await eventually(sees(op, 1, "green"))
+    await eventually(sees(p2, 0, "blue"))
+    await eventually(sees(p2, 1, "red"))
+    await eventually(lambda: min(op.audio) > 10 and p2.audio[0] > 10 and p2.audio[1] > 10)
+    senders = [t.sender for pc in server_pcs for t in pc.getTransceivers()]
+    server_encoders = {id(s._RTCRtpSender__encoder) for s in senders}  # type: ignore[attr-defined]
+    assert len(server_encoders) > 1  # every slot's sender has packed frames
+    assert not used & server_encoders, "a server sender encoded a frame"
+    assert used  # the clients did encode: the probe works
+
+
+async def test_a_floor_change_brings_a_key_frame_within_a_second_and_timestamps_only_grow(
+    room: Room, clients: ClientFactory
+) -> None:
+    op, p1, p2 = clients("op", "blue"), clients("p1", "red"), clients("p2", "green")
+    op.offer_as_operator(slots=2)
+    p1.offer_as_participant()
+    p2.offer_as_participant()
+    observer = clients("p3", "blue")  # watches the floor slot
+    observer.offer_as_participant(camera=PatternTrack("blue"))
+    floor_slot = record_rtp_timestamps(observer, 2)  # camera, mic, then the floor slot
+    for client, operator in ((op, True), (p1, False), (p2, False), (observer, False)):
+        await client.join(room, operator=operator)
+    await eventually(sees(observer, 1, "black", frames=1))
+    for holder, colour in (("p1", "red"), ("p2", "green"), ("p1", "red")):
+        room.give_floor(holder)
+        took = await eventually(sees(observer, 1, colour, frames=1), within=1.0)
+        print(f"floor to {holder}: first frame after {took * 1000:.0f} ms")
+        await eventually(sees(observer, 1, colour, frames=10))
+    steps = [(b - a) % 2**32 for a, b in itertools.pairwise(floor_slot)]
+    assert len(steps) > 30
+    assert all(step < 2**31 for step in steps), "an RTP timestamp stepped back"
+
+
+async def test_a_viewers_picture_loss_reaches_the_publisher_collapsed(
+    room: Room, clients: ClientFactory
+) -> None:
+    op, p1 = clients("op", "blue"), clients("p1", "red")
+    op.offer_as_operator(slots=1)
+    p1.offer_as_participant()
+    asked: list[float] = []
+    camera = p1.pc.getTransceivers()[0].sender
+    send_keyframe = camera._send_keyframe
+
+    def counting() -> None:
+        asked.append(time.monotonic())
+        send_keyframe()
+
+    camera._send_keyframe = counting  # type: ignore[method-assign]
+    await op.join(room, operator=True)
+    await p1.join(room)
+    await eventually(sees(op, 0, "red"))
+    await asyncio.sleep(KEYFRAME_RETRY)
+    before = len(asked)
+    receiver = op.pc.getTransceivers()[2].receiver  # the operator's first viewing slot
+    ssrc = receiver.getSynchronizationSources()[0].source
+    for _ in range(20):  # a burst of PLIs from the viewer
+        await receiver._send_rtcp_pli(ssrc)
+    await eventually(lambda: len(asked) > before)
+    await asyncio.sleep(0.5)
+    assert 1 <= len(asked) - before <= 3, asked[before:]  # not 20
+
+
+async def test_a_publisher_in_another_codec_is_transcoded_once_at_ingest(
+    room: Room, clients: ClientFactory
+) -> None:
+    op, cam = clients("op", "blue"), clients("cam", "green")
+    op.offer_as_operator(slots=1)
+    video = cam.pc.addTransceiver(PatternTrack("green"), direction="sendonly")  # as OBS does
+    h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
+    video.setCodecPreferences(h264)
+    cam.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    operator_answer = await op.join(room, operator=True)
+    answer = await cam.join(room, passive_dtls=True)
+    assert "H264/90000" in answer and "VP8/90000" not in answer
+    assert "VP8/90000" in operator_answer and "H264/90000" not in operator_answer
+    await eventually(sees(op, 0, "green"), within=10)
+
+
+async def test_a_video_m_line_that_would_receive_another_codec_is_refused(room: Room) -> None:
+    p1 = Client("p1", "red")
+    p1.offer_as_participant()
+    h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
+    for transceiver in p1.pc.getTransceivers():
+        if transceiver.kind == "video":
+            transceiver.setCodecPreferences(h264)
+    with pytest.raises(OfferError, match="does not offer VP8"):
+        await room.join("p1", await p1.offer(), operator=False)
+    await p1.close()
+
+
+async def test_an_h264_room_forwards_h264(clients: ClientFactory, events: list[RoomEvent]) -> None:
+    room = Room("room-h264", LOOPBACK, on_event=events.append, video_codec="h264")
+    try:
+        op, p1 = clients("op", "blue"), clients("p1", "red")
+        op.offer_as_operator(slots=1)
+        p1.offer_as_participant()
+        answer = await op.join(room, operator=True)
+        assert "H264/90000" in answer and "VP8/90000" not in answer
+        await p1.join(room)
+        await eventually(sees(op, 0, "red"), within=10)
+        await eventually(sees(p1, 0, "blue"), within=10)
+    finally:
+        await room.close()
+    with pytest.raises(CodecError):
+        Room("room-x", LOOPBACK, on_event=events.append, video_codec="AV1")
+
+
+async def test_audio_levels_come_from_the_rtp_header_extension(
+    room: Room, clients: ClientFactory
+) -> None:
+    op, p1 = clients("op", "blue"), clients("p1", "red")
+    op.offer_as_operator(slots=1)
+    p1.pc.addTrack(PatternTrack("red"))
+    p1.pc.addTrack(ToneTrack())
+    p1.pc.addTransceiver("video", direction="recvonly")
+    p1.pc.addTransceiver("audio", direction="recvonly")
+    await op.join(room, operator=True)
+    await p1.join(room)
+    await eventually(lambda: "p1" in room.audio_levels() and "op" in room.audio_levels())
+    levels = room.audio_levels()
+    assert levels["op"] == 127  # aiortc's AudioStreamTrack sends silence
+    assert levels["p1"] < 20, levels  # the tone: a few dB below full scale
+
+
+def test_key_frames_are_told_apart_without_decoding() -> None:
+    assert is_keyframe("VP8", black_keyframe("VP8"))
+    assert not is_keyframe("VP8", b"\x31\x02\x00")  # inter frame: bit 0 set
+    assert is_keyframe("H264", black_keyframe("H264"))
+    assert not is_keyframe("H264", b"\x00\x00\x00\x01\x41\x9a")  # a non-IDR slice
+    assert is_keyframe("opus", b"\xfc")
