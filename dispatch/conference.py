@@ -76,8 +76,10 @@ class Conference:
         data_dir: Path,
         *,
         rejoin_grace: float = 30.0,
+        video_codec: str = "VP8",
     ) -> None:
         self.board, self.ice, self.data_dir = board, ice, data_dir
+        self.video_codec = video_codec
         self.rejoin_grace = rejoin_grace
         self._live: dict[int, _Live] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -160,7 +162,9 @@ class Conference:
         call_id = call.id or 0
         live = self._live.get(call_id)
         if live is None:
-            room = Room(str(call_id), self.ice, on_event=self._on_event)
+            room = Room(
+                str(call_id), self.ice, on_event=self._on_event, video_codec=self.video_codec
+            )
             live = _Live(call_id, call.caller_code, call.min_verified_seconds, room)
             self._live[call_id] = live
         return live

@@ -79,6 +79,12 @@ class Settings:
         "stun:stun.example.cn:3478 or turn:user:pass@turn.example.cn:3478. Empty: none "
         "(never a public fallback).",
     )
+    video_codec: str = _setting(  # type: ignore[assignment]
+        "VP8",
+        "DISPATCH_VIDEO_CODEC",
+        "Video codec every call forwards: VP8 or H264. A publisher that sends only another "
+        "codec (a WHIP encoder) is transcoded once when its video arrives.",
+    )
     default_lang: str = _setting(  # type: ignore[assignment]
         "zh", "DISPATCH_LANG", "Language when the browser states none: zh or en."
     )
@@ -145,6 +151,16 @@ def _coerce(kind: object, raw: str, name: str) -> object:
 def documented_settings() -> list[tuple[str, str, str, object]]:
     """(field, env var, help, default) for every setting, for the README and `--help`."""
     return [(f.name, f.metadata["env"], f.metadata["help"], f.default) for f in fields(Settings)]
+
+
+def video_codec(settings: Settings) -> str:
+    """The room codec, normalised; a codec the media layer cannot forward names the variable."""
+    from media.codecs import CodecError, check_room_codec
+
+    try:
+        return check_room_codec(settings.video_codec)
+    except CodecError as exc:
+        raise InvalidInput("DISPATCH_VIDEO_CODEC", str(exc)) from None
 
 
 def ice_settings(settings: Settings) -> Any:

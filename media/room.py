@@ -79,6 +79,8 @@ from media import codecs
 from media.forwarding import Feed, Slot
 from media.ice import IceSettings, peer_connection
 from media.ingest import Ingest, tap
+from media.ratecount import install as install_rate_counter
+from media.sockets import install as install_socket_draining
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +89,9 @@ FLOOR_SLOT = 1
 RECEIVING = ("recvonly", "sendrecv")  # offer directions in which the client receives
 WATCH_INTERVAL = 0.5
 SPEAKING_WITHIN = 1.0  # seconds an audio level stays current
+
+install_rate_counter()  # the server's REMB estimators: see media.ratecount
+install_socket_draining()  # every datagram waiting, per wake-up: see media.sockets
 
 
 # --- events and errors -----------------------------------------------------------------

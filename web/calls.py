@@ -17,7 +17,7 @@ from dispatch.calls import Attendance
 from dispatch.conference import Conference
 from dispatch.errors import InvalidInput, NotAuthorised
 from dispatch.events import Event
-from dispatch.settings import ice_settings
+from dispatch.settings import ice_settings, video_codec
 from dispatch.switchboard import Switchboard
 from logs.issues import IssueRaised
 from schedules import plans, policy, views
@@ -36,7 +36,9 @@ async def switchboard_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     board = Switchboard(db, bus, app[SECRET])
     await board.recover()
-    conference = Conference(board, ice_settings(settings), settings.data_path)
+    conference = Conference(
+        board, ice_settings(settings), settings.data_path, video_codec=video_codec(settings)
+    )
     pending: set[asyncio.Task[bool]] = set()  # strong references until each write is done
 
     def follow(event: Event) -> None:

@@ -1,0 +1,65 @@
+"""media.sockets: a datagram socket's waiting datagrams are read in one wake-up."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from media import sockets
+
+
+class Counting(asyncio.DatagramProtocol):
+    def __init__(self, close_after: int | None = None) -> None:
+        self.received: list[bytes] = []
+        self.close_after = close_after
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received.append(data)
+        if self.close_after is not None and len(self.received) == self.close_after:
+            assert self.transport is not None
+            self.transport.close()
+
+
+async def waiting(protocol: Counting, count: int) -> asyncio.DatagramTransport:
+    """A transport with ``count`` datagrams waiting in its socket, none read yet."""
+    assert sockets.install()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(lambda: protocol,
+                                                       local_addr=("127.0.0.1", 0))  # fmt: skip
+    port = transport.get_extra_info("sockname")[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for index in range(count):
+            sender.sendto(index.to_bytes(2, "big"), ("127.0.0.1", port))
+    return transport
+
+
+async def test_one_wake_up_delivers_every_waiting_datagram_in_order() -> None:
+    protocol = Counting()
+    transport = await waiting(protocol, 40)
+    transport._read_ready()  # type: ignore[attr-defined]  # one wake-up, by hand
+    assert [int.from_bytes(d, "big") for d in protocol.received] == list(range(40))
+    transport.close()
+
+
+async def test_draining_stops_when_the_transport_closes() -> None:
+    protocol = Counting(close_after=3)
+    transport = await waiting(protocol, 10)
+    transport._read_ready()  # type: ignore[attr-defined]
+    assert len(protocol.received) == 3
+
+
+async def test_a_wake_up_reads_at_most_drain_datagrams(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sockets, "DRAIN", 4)
+    protocol = Counting()
+    transport = await waiting(protocol, 10)
+    transport._read_ready()  # type: ignore[attr-defined]
+    assert len(protocol.received) == 4
+    await asyncio.sleep(0.05)  # the loop's own wake-ups take the rest
+    assert len(protocol.received) == 10
+    transport.close()
