@@ -8,6 +8,12 @@ Invariants:
   the moment it went silent. A peer that hangs up or fails is recorded as left at
   once (within the room's detection time, ~3 s). A browser that reloads joins again:
   a new interval.
+- A centre that joined from a page (it opened the call's event socket) gets no grace:
+  the page reconnects with a new peer of its own, so silence (~3 s) is recorded left
+  at once, and a page whose event sockets all closed and stayed closed for
+  `page_grace` seconds (a closed tab) is made to leave. A new offer that replaces the
+  centre's peer keeps the attendance. A page's beacon leaves with the leave token of
+  the connection it holds; a stale token (the connection was replaced) does nothing.
 - OpenCV runs on a worker thread, one sampled frame at a time per participant; a
   frame that arrives while the previous one is still being checked is skipped.
 """
@@ -15,8 +21,11 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +34,7 @@ from sqlmodel import Session
 
 from media.checks import AttendanceClock, FrameChecker, FrameVerdict, to_bgr
 from media.ice import IceSettings, configure_host_addresses
+from media.pool import RemoteRoom
 from media.room import (
     FrameSampled,
     PeerConnected,
@@ -42,6 +52,10 @@ from .switchboard import Switchboard
 
 log = logging.getLogger(__name__)
 
+# Makes a call's media room: media.room.Room (in this process) or a media worker
+# pool's room; both take (room_id, ice, on_event=…, video_codec=…).
+RoomFactory = Callable[..., Room | RemoteRoom]
+
 
 @dataclass
 class _Presence:
@@ -57,6 +71,8 @@ class _Presence:
     checking: bool = False
     last_frame: np.ndarray | None = None
     gone: asyncio.TimerHandle | None = None
+    leave_token: str = ""  # the current connection's; a page's beacon must show it
+    replacing: bool = False  # a new offer is replacing the peer: its drop is not a leave
 
 
 @dataclass
@@ -64,7 +80,7 @@ class _Live:
     call_id: int
     caller: str
     min_verified: int
-    room: Room
+    room: Room | RemoteRoom
     people: dict[str, _Presence] = field(default_factory=dict)
 
 
@@ -76,12 +92,17 @@ class Conference:
         data_dir: Path,
         *,
         rejoin_grace: float = 30.0,
+        page_grace: float = 2.5,
         video_codec: str = "VP8",
+        rooms: RoomFactory = Room,
     ) -> None:
         self.board, self.ice, self.data_dir = board, ice, data_dir
         self.video_codec = video_codec
-        self.rejoin_grace = rejoin_grace
+        self._rooms = rooms
+        self.rejoin_grace, self.page_grace = rejoin_grace, page_grace
         self._live: dict[int, _Live] = {}
+        self._pages: dict[tuple[int, str], int] = {}  # open call event sockets per centre
+        self._paged: set[tuple[int, str]] = set()  # centres that opened one in this call
         self._tasks: set[asyncio.Task[None]] = set()
         configure_host_addresses(ice)
 
@@ -98,18 +119,63 @@ class Conference:
             elif invite_state != calls.ANSWERED:
                 raise Conflict(f"centre {centre} has not accepted call {call_id}")
         live = await self._room(call)
+        person = live.people.setdefault(centre, _Presence())
+        person.replacing = True
         try:
             answer = await live.room.join(centre, offer_sdp, operator=operator, passive_dtls=whip)
         except RoomError as exc:
             raise InvalidInput("sdp", str(exc)) from None
-        live.people.setdefault(centre, _Presence())
+        finally:
+            person.replacing = False
+        person.leave_token = secrets.token_urlsafe(18)
         return answer
 
-    async def leave(self, call_id: int, centre: str) -> None:
+    def leave_token(self, call_id: int, centre: str) -> str:
+        """The token that lets `centre`'s current connection (and no later one) leave."""
         live = self._live.get(call_id)
-        if live is not None and centre in live.people:
-            await live.room.leave(centre)
-            await self._left(live, centre, "left the call", time.time())
+        person = live.people.get(centre) if live else None
+        return person.leave_token if person else ""
+
+    async def leave(
+        self, call_id: int, centre: str, *, token: str | None = None, reason: str = "left the call"
+    ) -> bool:
+        """Close `centre`'s connection and record it left. With `token`, only if it is
+        the current connection's leave token (one use). True if a connection was ended."""
+        live = self._live.get(call_id)
+        person = live.people.get(centre) if live else None
+        if live is None or person is None:
+            return False
+        if token is not None and not (
+            person.leave_token and hmac.compare_digest(token, person.leave_token)
+        ):
+            return False
+        person.leave_token = ""
+        await self._left(live, centre, reason, time.time())  # first: the reason is ours
+        await live.room.leave(centre)
+        return True
+
+    def page_opened(self, call_id: int, centre: str) -> None:
+        """A page of `centre` opened the call's event socket."""
+        key = (call_id, centre)
+        self._pages[key] = self._pages.get(key, 0) + 1
+        self._paged.add(key)
+
+    def page_closed(self, call_id: int, centre: str) -> None:
+        """One of its sockets closed; with none open after `page_grace`, the page is gone."""
+        key = (call_id, centre)
+        count = self._pages.get(key, 0) - 1
+        if count > 0:
+            self._pages[key] = count
+            return
+        self._pages.pop(key, None)
+        if call_id in self._live:
+            asyncio.get_running_loop().call_later(self.page_grace, self._page_gone, call_id, centre)
+
+    def _page_gone(self, call_id: int, centre: str) -> None:
+        live = self._live.get(call_id)
+        person = live.people.get(centre) if live else None
+        if person is not None and person.joined and not self._pages.get((call_id, centre)):
+            self._spawn(self.leave(call_id, centre, reason="page closed (event socket closed)"))
 
     async def give_floor(self, call_id: int, centre: str | None) -> calls.Attendance:
         live = self._require(call_id)
@@ -135,6 +201,9 @@ class Conference:
                 if person.gone is not None:
                     person.gone.cancel()
             await live.room.close()
+        for key in [k for k in self._paged if k[0] == call_id]:
+            self._paged.discard(key)
+            self._pages.pop(key, None)
         await self.board.end(call_id, reason)
 
     async def close(self) -> None:
@@ -145,6 +214,14 @@ class Conference:
     def operator_slots(self, call_id: int) -> dict[str, int]:
         live = self._live.get(call_id)
         return live.room.operator_slots() if live else {}
+
+    def media_worker_pid(self, call_id: int) -> int | None:
+        """The process id of the media worker carrying the call's media; None when the
+        media runs in this process or the call has none yet."""
+        live = self._live.get(call_id)
+        if live is None or not isinstance(live.room, RemoteRoom) or live.room.worker is None:
+            return None
+        return live.room.worker.pid
 
     def present(self, call_id: int) -> tuple[str, ...]:
         live = self._live.get(call_id)
@@ -162,7 +239,7 @@ class Conference:
         call_id = call.id or 0
         live = self._live.get(call_id)
         if live is None:
-            room = Room(
+            room = self._rooms(
                 str(call_id), self.ice, on_event=self._on_event, video_codec=self.video_codec
             )
             live = _Live(call_id, call.caller_code, call.min_verified_seconds, room)
@@ -188,6 +265,11 @@ class Conference:
                 person.joined = True
                 self._spawn(self.board.record(live.call_id, calls.JOINED, event.participant))
         elif isinstance(event, PeerDisconnected) and person.joined and person.gone is None:
+            key = (live.call_id, event.participant)
+            if key in self._paged and not person.replacing:
+                # A page reconnects with a new peer of its own: silence means it left.
+                self._spawn(self._left(live, event.participant, event.reason, event.at))
+                return
             loop = asyncio.get_running_loop()
             person.gone = loop.call_later(
                 self.rejoin_grace, self._spawn_left, live, event.participant, event.reason, event.at
@@ -207,6 +289,8 @@ class Conference:
         person = live.people.get(centre)
         if person is None or not person.joined:
             return
+        if person.gone is not None:  # left for good: no grace timer may fire later
+            person.gone.cancel()
         person.joined, person.gone, person.state = False, None, ""
         await self.board.record(live.call_id, calls.LEFT, centre, reason=reason,
                                 seconds_live=round(person.clock.seconds_live, 1),

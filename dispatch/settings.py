@@ -85,6 +85,12 @@ class Settings:
         "Video codec every call forwards: VP8 or H264. A publisher that sends only another "
         "codec (a WHIP encoder) is transcoded once when its video arrives.",
     )
+    media_workers: str = _setting(  # type: ignore[assignment]
+        "auto",
+        "DISPATCH_MEDIA_WORKERS",
+        "Media worker processes that carry the calls' audio and video: a number, or auto "
+        "(one per core). 0 runs the media inside the server process (tests, debugging).",
+    )
     default_lang: str = _setting(  # type: ignore[assignment]
         "zh", "DISPATCH_LANG", "Language when the browser states none: zh or en."
     )
@@ -161,6 +167,16 @@ def video_codec(settings: Settings) -> str:
         return check_room_codec(settings.video_codec)
     except CodecError as exc:
         raise InvalidInput("DISPATCH_VIDEO_CODEC", str(exc)) from None
+
+
+def media_workers(settings: Settings) -> int:
+    """How many media worker processes to run (0: media in the server process)."""
+    raw = settings.media_workers.strip().lower()
+    if raw == "auto":
+        return os.cpu_count() or 1
+    if not raw.isdigit() or int(raw) > 256:
+        raise InvalidInput("DISPATCH_MEDIA_WORKERS", f"expected auto or 0-256, got {raw!r}")
+    return int(raw)
 
 
 def ice_settings(settings: Settings) -> Any:

@@ -23,6 +23,9 @@ Invariants:
   sender's ``_send_keyframe`` is redirected here), from floor changes and joins.
 - A video slot with no source sends a black key frame once a second; an audio slot
   with no source sends nothing.
+- After lost packets were given up on (``media.jitter``), a feed forwards no inter
+  frame until its next key frame: viewers hold their last good picture instead of
+  decoding garbage.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ class Feed:
         self._last = -1  # last restamped timestamp
         self._asked_at = -math.inf
         self._outstanding = False  # a key frame was requested and none came since
+        self._broken = False  # packets were lost: forward nothing until a key frame
         self.frames = 0
 
     def subscribe(self, slot: Slot) -> None:
@@ -89,8 +93,9 @@ class Feed:
     def unsubscribe(self, slot: Slot) -> None:
         self._slots.discard(slot)
 
-    def arrive(self, codec: str, data: bytes, timestamp: int, clock: int) -> None:
-        """A whole encoded frame (called on the event loop)."""
+    def arrive(self, codec: str, data: bytes, timestamp: int, clock: int, gap: bool) -> None:
+        """A whole encoded frame (called on the event loop); ``gap``: packets before it
+        were given up on, so inter frames are held back until the next key frame."""
         if self.ended:
             return
         self.frames += 1
@@ -100,6 +105,11 @@ class Feed:
         key = self.kind == "audio" or is_keyframe(codec, data)
         if key:
             self._outstanding = False
+            self._broken = False
+        elif gap or self._broken:
+            self._broken = True
+            self.request_keyframe()
+            return
         packet = Packet(data)
         packet.pts = self._restamp(timestamp, clock)
         packet.time_base = Fraction(1, clock)

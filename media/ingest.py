@@ -46,8 +46,9 @@ logger = logging.getLogger(__name__)
 
 DECODE_BACKLOG = 30  # frames the decoder thread may lag before it skips to a key frame
 
-# (codec name, whole encoded frame, timestamp, clock rate), called on the event loop
-FrameSink = Callable[[str, bytes, int, int], None]
+# (codec name, whole encoded frame, timestamp, clock rate, follows lost packets),
+# called on the event loop
+FrameSink = Callable[[str, bytes, int, int, bool], None]
 
 _AIORTC_WORKER = aiortc.rtcrtpreceiver.decoder_worker
 
@@ -129,7 +130,8 @@ class Ingest:
                             self._room_codec)  # fmt: skip
             self._queue_for_thread(codec, frame, name)
             return
-        self._on_frame(name, frame.data, frame.timestamp, codec.clockRate)
+        gap = getattr(frame, "gap", False)  # set by media.jitter's buffer
+        self._on_frame(name, frame.data, frame.timestamp, codec.clockRate, gap)
         if self.kind == "video" and self._on_sample is not None:
             self._queue_for_thread(codec, frame, name)
 
@@ -198,6 +200,6 @@ class Ingest:
             picture.pict_type = av.video.frame.PictureType.I
         for packet in encoder.encode(picture):
             loop.call_soon_threadsafe(
-                self._on_frame, self._room_codec, bytes(packet), timestamp, VIDEO_CLOCK
+                self._on_frame, self._room_codec, bytes(packet), timestamp, VIDEO_CLOCK, False
             )
         return encoder

@@ -79,6 +79,7 @@ from media import codecs
 from media.forwarding import Feed, Slot
 from media.ice import IceSettings, peer_connection
 from media.ingest import Ingest, tap
+from media.jitter import use_bounded_jitter_buffer
 from media.ratecount import install as install_rate_counter
 from media.sockets import install as install_socket_draining
 
@@ -430,6 +431,8 @@ class Room:
             sample_interval=self._sample_interval,
         )
         tap(receiver, ingest)
+        if track.kind == "video":
+            use_bounded_jitter_buffer(receiver)
         if track.kind == "audio":
             _read_audio_levels(receiver, feed)
         peer.feeds.append(feed)

@@ -24,6 +24,7 @@ def settings(tmp_path: Path) -> Settings:
         db_url=f"sqlite:///{tmp_path / 'dispatch.db'}",
         data_dir=str(tmp_path / "data"),
         secret_key="",
+        media_workers="0",  # media in the test's own process; tests of workers set it
     )
 
 

@@ -16,16 +16,25 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-from aiortc import AudioStreamTrack, MediaStreamTrack, RTCSessionDescription, VideoStreamTrack
+from aiortc import (
+    AudioStreamTrack,
+    MediaStreamTrack,
+    RTCRtpReceiver,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 from av.packet import Packet
 
 from media.ice import IceSettings, peer_connection
+from media.ingest import Ingest, tap
+from media.jitter import use_bounded_jitter_buffer
 from media.room import Room
 
 LOOPBACK = IceSettings(host_addresses=("127.0.0.1",))
 WIDTH, HEIGHT, FPS = 640, 360, 15
+LIGHT_SAMPLE = 0.1  # seconds between the colour samples of a light client
 BGR = {"blue": (200, 40, 40), "green": (40, 200, 40), "red": (40, 40, 200)}
 
 
@@ -98,11 +107,16 @@ def _plane_mean(frame: VideoFrame, index: int) -> float:
 class Client:
     """An aiortc peer standing in for a browser: what it offers and what it receives."""
 
-    def __init__(self, name: str, colour: str | None) -> None:
+    def __init__(self, name: str, colour: str | None, *, light: bool = False) -> None:
+        """``light``: count received frames without decoding them (as the server's
+        ingest does) and decode only a sample every ``LIGHT_SAMPLE`` seconds for its
+        colour; ``video`` then holds the sampled colours and ``frames`` the counts."""
         self.name = name
         self.pc = peer_connection(LOOPBACK)
         self.colour = colour
+        self.light = light
         self.video: list[list[str]] = []  # per receiving video m-line: colours seen
+        self.frames: list[int] = []  # per receiving video m-line: frames received
         self.audio: list[int] = []  # per receiving audio m-line: frames seen
         self._readers: list[asyncio.Task[None]] = []
 
@@ -139,13 +153,44 @@ class Client:
             track = transceiver.receiver.track
             if track is None or transceiver.currentDirection not in ("recvonly", "sendrecv"):
                 continue
-            if track.kind == "video":
+            if self.light:
+                self._count(transceiver.receiver, track.kind)
+            elif track.kind == "video":
+                use_bounded_jitter_buffer(transceiver.receiver)  # as the server's
                 self.video.append([])
                 self._readers.append(asyncio.create_task(self._read_video(track, self.video[-1])))
             else:
                 self.audio.append(0)
                 reader = self._read_audio(track, len(self.audio) - 1)
                 self._readers.append(asyncio.create_task(reader))
+
+    def _count(self, receiver: RTCRtpReceiver, kind: str) -> None:
+        """Light reception: frames counted as they are reassembled, never decoded but
+        for a colour sample (media.ingest taps the receiver before it starts)."""
+        if kind == "audio":
+            index = len(self.audio)
+            self.audio.append(0)
+
+            def count_audio(*_: object) -> None:
+                self.audio[index] += 1
+
+            tap(receiver, Ingest(f"{self.name} audio", "audio", room_codec="VP8",
+                                 on_frame=count_audio, on_end=lambda: None))  # fmt: skip
+            return
+        use_bounded_jitter_buffer(receiver)
+        index = len(self.video)
+        self.video.append([])
+        self.frames.append(0)
+
+        def count_video(*_: object) -> None:
+            self.frames[index] += 1
+
+        def sample(frame: VideoFrame) -> None:
+            self.video[index].append(colour_of(frame))
+
+        tap(receiver, Ingest(f"{self.name} video", "video", room_codec="VP8",
+                             on_frame=count_video, on_end=lambda: None, on_sample=sample,
+                             sample_interval=LIGHT_SAMPLE))  # fmt: skip
 
     async def _read_video(self, track: MediaStreamTrack, seen: list[str]) -> None:
         try:

@@ -17,9 +17,11 @@ from dispatch.calls import Attendance
 from dispatch.conference import Conference
 from dispatch.errors import InvalidInput, NotAuthorised
 from dispatch.events import Event
-from dispatch.settings import ice_settings, video_codec
+from dispatch.settings import ice_settings, media_workers, video_codec
 from dispatch.switchboard import Switchboard
 from logs.issues import IssueRaised
+from media.pool import WorkerPool
+from media.room import Room
 from schedules import plans, policy, views
 from schedules.plans import SHANGHAI
 
@@ -36,9 +38,12 @@ async def switchboard_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     board = Switchboard(db, bus, app[SECRET])
     await board.recover()
-    conference = Conference(
-        board, ice_settings(settings), settings.data_path, video_codec=video_codec(settings)
-    )
+    ice, workers = ice_settings(settings), media_workers(settings)
+    pool = WorkerPool(workers, ice) if workers else None
+    if pool is not None:
+        await pool.start()  # media in worker processes; 0 workers: in this process
+    conference = Conference(board, ice, settings.data_path, video_codec=video_codec(settings),
+                            rooms=pool.room if pool is not None else Room)  # fmt: skip
     pending: set[asyncio.Task[bool]] = set()  # strong references until each write is done
 
     def follow(event: Event) -> None:
@@ -53,6 +58,8 @@ async def switchboard_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     unsubscribe()
     await conference.close()
+    if pool is not None:
+        await pool.close()
     board.close()
 
 
@@ -178,14 +185,39 @@ async def sdp_offer(request: web.Request) -> web.Response:
     body = await read_json(request)
     if body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
         raise InvalidInput("sdp", 'send {"type": "offer", "sdp": "v=0…"}')
-    answer = await request.app[CONFERENCE].join(call_id, centre, body["sdp"])
-    return web.json_response({"type": "answer", "sdp": answer})
+    conference = request.app[CONFERENCE]
+    answer = await conference.join(call_id, centre, body["sdp"])
+    # Read before any await: the token of the connection this answer belongs to.
+    leave_token = conference.leave_token(call_id, centre)
+    return web.json_response({"type": "answer", "sdp": answer, "leave_token": leave_token})
 
 
 async def leave(request: web.Request) -> web.Response:
+    """POST, optionally {"leave_token"}: leave now (with the token: only if it is still
+    the connection that token was given with)."""
     call_id = _call_id(request)
-    await request.app[CONFERENCE].leave(call_id, _participant(request, call_id))
-    return web.json_response({"left": call_id})
+    centre = _participant(request, call_id)
+    token = None
+    if request.can_read_body:
+        token = (await read_json(request)).get("leave_token")
+        if token is not None and not isinstance(token, str):
+            raise InvalidInput("leave_token", "the leave token of the page's connection")
+    closed = await request.app[CONFERENCE].leave(call_id, centre, token=token)
+    return web.json_response({"left": call_id, "closed": closed})
+
+
+async def page_gone(request: web.Request) -> web.Response:
+    """POST /calls/{id}: the call page's `pagehide` beacon (navigator.sendBeacon, which
+    cannot set headers). It authenticates as the page does — the session cookie with the
+    page's CSRF token as the `csrf_token` form field, or the join token in `?token=` —
+    and ends only the connection whose `leave_token` it carries (see PROTOCOL.md)."""
+    call_id = _call_id(request)
+    centre = _participant(request, call_id)
+    token = (await request.post()).get("leave_token")
+    if not isinstance(token, str) or not token:
+        raise InvalidInput("leave_token", "the leave token of the page's connection")
+    await request.app[CONFERENCE].leave(call_id, centre, token=token, reason="page closed")
+    return web.Response(status=204)
 
 
 async def _require_caller_side(request: web.Request, call_id: int) -> None:
@@ -233,6 +265,7 @@ async def call_events(request: web.Request) -> web.WebSocketResponse:
 
     caller_side = await request.app[DB].read(check)
     mine = token_centre or (None if caller_side else scope_of(request).centre_code)
+    page = token_centre or scope_of(request).centre_code  # whose page this socket is
 
     def wanted(event: Event) -> bool:
         if isinstance(event, Attendance):
@@ -241,7 +274,14 @@ async def call_events(request: web.Request) -> web.WebSocketResponse:
             return event.call_id == call_id and (caller_side or event.centre == mine)
         return False
 
-    return await live.stream(request, wanted, hello={"type": "hello", "call_id": call_id})
+    conference = request.app[CONFERENCE]
+    if page is not None:
+        conference.page_opened(call_id, page)
+    try:
+        return await live.stream(request, wanted, hello={"type": "hello", "call_id": call_id})
+    finally:
+        if page is not None:
+            conference.page_closed(call_id, page)
 
 
 # --- the console -------------------------------------------------------------------------
@@ -276,12 +316,52 @@ def _open_calls(s: Session, scope: Scope) -> list[dict[str, Any]]:
 
 
 async def media_map(request: web.Request) -> web.Response:
-    """GET: which of the operator's receiving slots shows which centre, and who is on."""
+    """GET: which of the operator's receiving slots shows which centre, who is on, and
+    each centre's labels as its recorded events left them (a page refreshes its tiles
+    from this after any reconnect)."""
     call_id = _call_id(request)
     await _require_caller_side(request, call_id)
     conference = request.app[CONFERENCE]
+    rows = await request.app[DB].read(calls.events, call_id)
     return web.json_response({"slots": conference.operator_slots(call_id),
-                              "present": list(conference.present(call_id))})  # fmt: skip
+                              "present": list(conference.present(call_id)),
+                              **tile_labels(rows)})  # fmt: skip
+
+
+STATUS_KINDS = (calls.RANG, calls.ANSWERED, calls.DECLINED, calls.NOT_ANSWERED, calls.JOINED,
+                calls.LEFT)  # fmt: skip
+
+
+def tile_labels(rows: list[calls.AttendanceRow]) -> dict[str, Any]:
+    """{"tiles": {centre: {"status", "video", "faces", "verified"}}, "floor", "upto"}:
+    the state the call's events leave each centre's tile in; `video` is `live`, `black`,
+    `frozen` or empty (not joined: no picture to vouch for)."""
+    tiles: dict[str, dict[str, Any]] = {}
+    floor_holder: str | None = None
+    upto = 0
+    for row in rows:
+        upto = max(upto, row.id or 0)
+        if row.kind == calls.FLOOR:
+            floor_holder = row.centre_code
+        if row.centre_code is None:
+            continue
+        tile = tiles.get(row.centre_code)
+        if tile is None:
+            tile = tiles[row.centre_code] = {"status": "", "video": "", "faces": 0,
+                                             "verified": False}  # fmt: skip
+        if row.kind in STATUS_KINDS:
+            tile["status"] = row.kind
+            if row.kind == calls.LEFT:
+                tile["video"] = ""
+        elif row.kind == calls.VIDEO_LIVE:
+            tile["video"] = "live"
+        elif row.kind == calls.VIDEO_LOST:
+            tile["video"] = str(row.data.get("state", "black"))
+        elif row.kind == calls.FACES_SEEN:
+            tile["faces"] = max(tile["faces"], int(row.data.get("faces", 0)))
+        elif row.kind == calls.VERIFIED:
+            tile["verified"] = True
+    return {"tiles": tiles, "floor": floor_holder, "upto": upto}
 
 
 async def call_page(request: web.Request) -> web.Response:
@@ -313,6 +393,7 @@ def routes() -> list[web.RouteDef]:
     return [
         web.get("/console", console),
         web.get("/calls/{call_id}", call_page),
+        web.post("/calls/{call_id}", page_gone),
         web.get("/api/v1/calls/{call_id}/media", media_map),
         web.post("/api/v1/calls", launch),
         web.get("/api/v1/calls/{call_id}", get_call),

@@ -1,0 +1,108 @@
+"""A video jitter buffer that gives up on a lost packet instead of stalling.
+
+aiortc 1.16's ``JitterBuffer`` hands out a frame only when every packet from its
+origin on has arrived. A packet that is lost and never retransmitted (its NACK or
+its retransmission lost too) holds every later frame back until 512 more packets
+have come — at 1-5 packets a frame, 7 to 50 seconds of frozen video for every viewer
+of that publisher. ``BoundedJitterBuffer`` waits for a hole at most ``max_wait``
+seconds; then it drops the packets up to the next frame that starts after the hole
+(the packet after one with the RTP marker bit, which ends a frame), asks for a key
+frame (the receiver sends a PLI when ``add`` returns ``pli_flag``), and marks the
+next frame it hands out ``gap = True`` so forwarding can hold inter frames back
+until the key frame comes (``media.forwarding.Feed``).
+
+Installed per receiver by ``use_bounded_jitter_buffer`` (private aiortc 1.16
+attribute ``RTCRtpReceiver._RTCRtpReceiver__jitter_buffer``), video only: an audio
+buffer holds 16 packets and already moves on after them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from aiortc import RTCRtpReceiver
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtp import RtpPacket
+
+VIDEO_CAPACITY = 512  # as aiortc's own video buffer
+MAX_WAIT = 0.25  # seconds a hole may hold later frames back: a NACK's round trip and more
+
+
+class BoundedJitterBuffer(JitterBuffer):
+    def __init__(
+        self,
+        capacity: int = VIDEO_CAPACITY,
+        *,
+        max_wait: float = MAX_WAIT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(capacity, is_video=True)
+        self._max_wait = max_wait
+        self._clock = clock
+        self._stuck_since: float | None = None
+        self._gap = False  # the next frame handed out follows dropped packets
+        self.skips = 0
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        pli_flag, frame = super().add(packet)
+        if frame is not None:
+            self._stuck_since = None
+            return pli_flag, self._mark(frame)
+        if not self._held_back(packet):
+            return pli_flag, None
+        now = self._clock()
+        if self._stuck_since is None:
+            self._stuck_since = now
+        if now - self._stuck_since < self._max_wait or not self._skip_hole():
+            return pli_flag, None
+        self._stuck_since = None
+        self._gap = True
+        self.skips += 1
+        frame = self._remove_frame(packet.sequence_number)
+        return True, self._mark(frame) if frame is not None else None
+
+    def _mark(self, frame: JitterFrame) -> JitterFrame:
+        frame.gap = self._gap  # type: ignore[attr-defined]
+        self._gap = False
+        return frame
+
+    def _held_back(self, packet: RtpPacket) -> bool:
+        """Nothing came out although ``packet`` belongs to a later frame than the one at
+        the origin: a hole holds it back. (With no prefetch, a complete frame comes out
+        as soon as the next frame's first packet arrives.)"""
+        if self._origin is None:
+            return False
+        first = self._packets[self._origin % self._capacity]
+        return first is None or first.timestamp != packet.timestamp
+
+    def _skip_hole(self) -> bool:
+        """Drop everything before the last frame that starts after the first hole.
+
+        Frames between the hole and that one are inter frames whose reference was
+        lost: useless until the key frame asked for, and handing them out one per
+        arriving packet would keep the backlog as delay. False (nothing dropped) if
+        no frame has begun after the hole yet.
+        """
+        assert self._origin is not None
+        seen_hole, start, previous = False, None, None
+        for count in range(self._capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]
+            if packet is None:
+                seen_hole = True
+            elif seen_hole and previous is not None and previous.marker:
+                start = count  # follows a frame's last packet: a frame starts here
+            previous = packet
+        if start is None:
+            return False
+        self.remove(start)
+        return True
+
+
+def use_bounded_jitter_buffer(receiver: RTCRtpReceiver) -> BoundedJitterBuffer:
+    """Give a video receiver a bounded buffer; before it has received anything."""
+    buffer = BoundedJitterBuffer()
+    receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
+    return buffer
+
+

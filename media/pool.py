@@ -1,0 +1,369 @@
+"""Media worker processes, and rooms that live in them (the shape of mediasoup).
+
+The main process keeps signalling, the database and attendance; the media of each
+call runs in a worker process (``media.worker``), one per core by default, so calls
+are not limited to the one core of the main event loop. ``WorkerPool.room`` gives a
+``RemoteRoom``: the same interface as ``media.room.Room`` (join, give_floor, leave,
+close, participants, floor, operator_slots, audio_levels, and the same events), with
+the room itself in a worker.
+
+Placement. A room is placed on its first join, on the live worker carrying the
+fewest participants (joins in flight included), and stays there.
+
+A worker that dies. The pool notices its pipe closing. Every room on it reports each
+participant it had as ``PeerDisconnected`` (if present) then ``PeerFailed`` with
+reason "media worker stopped", so attendance records them as left at that moment;
+requests in flight fail with ``RoomError``. The room is placed afresh on its next
+join: the pages, whose connections died with the worker, join again and are recorded
+as joined again — the gap shows as a left/joined pair. A new worker replaces the dead
+one.
+
+Invariant: a ``RemoteRoom``'s mirrored state (participants, floor, slots, levels) is
+the last ``state`` message its worker sent, or empty while it has no worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from av import VideoFrame
+
+from media import codecs, wire
+from media.ice import IceSettings
+from media.room import (
+    FrameSampled,
+    PeerDisconnected,
+    PeerFailed,
+    RoleError,
+    RoomClosedError,
+    RoomError,
+    RoomEvent,
+)
+
+logger = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 5.0  # seconds a worker gets to close its rooms before it is killed
+WORKER_STOPPED = "media worker stopped"
+
+
+class MediaWorker:
+    """One worker process and the requests in flight to it."""
+
+    def __init__(self, index: int, process: asyncio.subprocess.Process) -> None:
+        self.index = index
+        self.process = process
+        self.alive = True
+        self.rooms: dict[str, RemoteRoom] = {}
+        self.joining = 0  # joins in flight: counted as load before they land
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._numbers = itertools.count(1)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def load(self) -> int:
+        return self.joining + sum(len(room.known) for room in self.rooms.values())
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(wire.encode(message))
+
+    async def request(self, op: str, *fields: Any) -> Any:
+        """Send a request and wait for its reply; RoomError if it failed or the worker died."""
+        if not self.alive:
+            raise RoomError(WORKER_STOPPED)
+        n = next(self._numbers)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[n] = future
+        try:
+            self.send((op, n, *fields))
+            return await future
+        finally:
+            self._pending.pop(n, None)
+
+    def reply(self, n: int, ok: bool, value: Any) -> None:
+        future = self._pending.get(n)
+        if future is None or future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value if isinstance(value, RoomError) else RoomError(str(value)))
+
+    def fail_pending(self) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(RoomError(WORKER_STOPPED))
+
+
+class WorkerPool:
+    """``size`` media worker processes; replaces any that dies until ``close()``."""
+
+    def __init__(self, size: int, ice: IceSettings, *, sample_interval: float = 1.0) -> None:
+        if size < 1:
+            raise ValueError(f"a worker pool needs at least one worker, not {size}")
+        self.size = size
+        self._ice = ice
+        self._sample_interval = sample_interval
+        self._workers: list[MediaWorker] = []
+        self._readers: set[asyncio.Task[None]] = set()
+        self._indexes = itertools.count()
+        self._closing = False
+
+    @property
+    def workers(self) -> tuple[MediaWorker, ...]:
+        return tuple(w for w in self._workers if w.alive)
+
+    async def start(self) -> None:
+        for _ in range(self.size):
+            await self._spawn()
+
+    def room(
+        self,
+        room_id: str,
+        ice: IceSettings | None = None,
+        *,
+        on_event: Callable[[RoomEvent], None],
+        video_codec: str = codecs.VP8,
+    ) -> RemoteRoom:
+        """A room whose media runs in a worker; ``ice`` is the pool's (kept for the
+        same signature as ``Room``)."""
+        return RemoteRoom(self, room_id, on_event, codecs.check_room_codec(video_codec))
+
+    def place(self) -> MediaWorker:
+        live = self.workers
+        if not live:
+            raise RoomError("no media worker is running")
+        return min(live, key=lambda w: (w.load, w.index))
+
+    async def close(self) -> None:
+        self._closing = True
+        for worker in self._workers:
+            if worker.alive and worker.process.stdin is not None:
+                worker.process.stdin.close()  # the worker closes its rooms and exits
+        for worker in self._workers:
+            try:
+                await asyncio.wait_for(worker.process.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                logger.warning("media worker %d (pid %d): killed after %g s",
+                               worker.index, worker.pid, STOP_TIMEOUT)  # fmt: skip
+                worker.process.kill()
+                await worker.process.wait()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+
+    async def _spawn(self) -> MediaWorker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "media.worker",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            limit=wire.MAX_MESSAGE)  # fmt: skip
+        worker = MediaWorker(next(self._indexes), process)
+        level = logging.getLogger().getEffectiveLevel()
+        worker.send(("init", self._ice, self._sample_interval, level))
+        self._workers.append(worker)
+        reader = asyncio.get_running_loop().create_task(self._read(worker))
+        self._readers.add(reader)
+        reader.add_done_callback(self._readers.discard)
+        logger.info("media worker %d: started, pid %d", worker.index, worker.pid)
+        return worker
+
+    async def _read(self, worker: MediaWorker) -> None:
+        assert worker.process.stdout is not None
+        try:
+            while (message := await wire.read(worker.process.stdout)) is not None:
+                self._dispatch(worker, message)
+        except Exception:
+            logger.exception("media worker %d: unreadable message; stopping it", worker.index)
+            worker.process.kill()
+        code = await worker.process.wait()
+        worker.alive = False
+        self._workers.remove(worker)
+        worker.fail_pending()
+        if self._closing:
+            return
+        logger.error("media worker %d (pid %d) stopped with code %s; its rooms failed over",
+                     worker.index, worker.pid, code)  # fmt: skip
+        for room in list(worker.rooms.values()):
+            room.worker_stopped()
+        await self._spawn()
+
+    def _dispatch(self, worker: MediaWorker, message: tuple[Any, ...]) -> None:
+        op = message[0]
+        if op == "reply":
+            worker.reply(*message[1:])
+            return
+        room = worker.rooms.get(message[1])
+        if room is None:
+            return  # a room closed meanwhile
+        if op == "event":
+            room.deliver(message[2])
+        elif op == "sample":
+            _, room_id, participant, at, picture = message
+            frame = VideoFrame.from_ndarray(picture, format="yuv420p")
+            room.deliver(FrameSampled(room_id=room_id, participant=participant, at=at,
+                                      frame=frame))  # fmt: skip
+        elif op == "state":
+            room.mirror(*message[2:])
+
+
+class RemoteRoom:
+    """A ``media.room.Room`` in a worker process: the same calls, the same events."""
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        room_id: str,
+        on_event: Callable[[RoomEvent], None],
+        video_codec: str,
+    ) -> None:
+        self.room_id = room_id
+        self.video_codec = video_codec
+        self._pool = pool
+        self._on_event = on_event
+        self._worker: MediaWorker | None = None
+        self._operator: str | None = None
+        self._participants: tuple[str, ...] = ()
+        self._floor: str | None = None
+        self._slots: dict[str, int] = {}
+        self._levels: dict[str, int] = {}
+        self.known: set[str] = set()  # joined on the current worker and not left since
+        self._closed = False
+
+    @property
+    def worker(self) -> MediaWorker | None:
+        return self._worker
+
+    @property
+    def participants(self) -> tuple[str, ...]:
+        return self._participants
+
+    @property
+    def floor(self) -> str | None:
+        return self._floor
+
+    def operator_slots(self) -> dict[str, int]:
+        return dict(self._slots)
+
+    def audio_levels(self) -> dict[str, int]:
+        return dict(self._levels)
+
+    async def join(
+        self, participant: str, offer_sdp: str, *, operator: bool, passive_dtls: bool = False
+    ) -> str:
+        self._check_open()
+        if operator and self._operator not in (None, participant):
+            raise RoleError(f"room {self.room_id}: {self._operator!r} is already the operator")
+        if not operator and participant == self._operator:
+            raise RoleError(f"room {self.room_id}: {participant!r} is the operator")
+        worker = self._worker
+        if worker is None or not worker.alive:
+            worker = self._worker = self._pool.place()
+            worker.rooms[self.room_id] = self
+            logger.info("room %s peer -: placed on media worker %d (pid %d)",
+                        self.room_id, worker.index, worker.pid)  # fmt: skip
+        worker.joining += 1
+        try:
+            answer = await worker.request("join", self.room_id, self.video_codec, participant,
+                                          offer_sdp, operator, passive_dtls)  # fmt: skip
+        finally:
+            worker.joining -= 1
+        if worker is self._worker:
+            self.known.add(participant)
+            if operator:
+                self._operator = participant
+        return str(answer)
+
+    def give_floor(self, participant: str | None) -> None:
+        self._check_open()
+        if participant is not None and participant == self._operator:
+            raise RoleError(f"room {self.room_id}: the operator cannot hold the floor")
+        self._floor = participant
+        if self._worker is not None and self._worker.alive:
+            self._spawn(self._worker.request("floor", self.room_id, participant))
+
+    async def leave(self, participant: str) -> None:
+        self.known.discard(participant)
+        if self._worker is not None and self._worker.alive:
+            await self._worker.request("leave", self.room_id, participant)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            if worker.alive:
+                try:
+                    await worker.request("close", self.room_id)
+                except RoomError:
+                    pass  # the worker died meanwhile: its rooms are gone with it
+            worker.rooms.pop(self.room_id, None)
+        self.mirror((), None, {}, {})
+
+    # --- called by the pool ---
+
+    def deliver(self, event: RoomEvent) -> None:
+        if isinstance(event, PeerFailed):
+            self.known.discard(event.participant)
+        self._emit(event)
+
+    def mirror(
+        self,
+        participants: tuple[str, ...],
+        floor: str | None,
+        slots: dict[str, int],
+        levels: dict[str, int],
+    ) -> None:
+        self._participants, self._floor, self._slots, self._levels = (
+            tuple(participants), floor, dict(slots), dict(levels))  # fmt: skip
+
+    def worker_stopped(self) -> None:
+        """Fail every participant the dead worker carried; the next join re-places."""
+        present, known = set(self._participants), sorted(self.known)
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.rooms.pop(self.room_id, None)
+        self.known.clear()
+        self._operator = None
+        self.mirror((), None, {}, {})
+        now = time.time()
+        for participant in known:
+            if participant in present:
+                self._emit(PeerDisconnected(room_id=self.room_id, participant=participant,
+                                            at=now, reason=WORKER_STOPPED))  # fmt: skip
+            self._emit(PeerFailed(room_id=self.room_id, participant=participant, at=now,
+                                  reason=WORKER_STOPPED))  # fmt: skip
+
+    # --- plumbing ---
+
+    def _emit(self, event: RoomEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:
+            logger.exception("room %s peer %s: on_event failed for %s", self.room_id,
+                             event.participant, type(event).__name__)  # fmt: skip
+
+    def _spawn(self, request: Any) -> None:
+        async def run() -> None:
+            try:
+                await request
+            except RoomError as exc:
+                logger.warning("room %s peer -: %s", self.room_id, exc)
+
+        task = asyncio.get_running_loop().create_task(run())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RoomClosedError(f"room {self.room_id} is closed")
+
+
+_background: set[asyncio.Task[None]] = set()  # fire-and-forget requests, kept referenced

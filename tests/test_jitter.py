@@ -1,0 +1,83 @@
+"""media.jitter: a lost packet holds frames back for at most max_wait, then is skipped."""
+
+from __future__ import annotations
+
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtp import RtpPacket
+
+from media.jitter import BoundedJitterBuffer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def frames(count: int, packets_per_frame: int = 3, first_seq: int = 65_530) -> list[RtpPacket]:
+    """Packets of ``count`` frames, sequence numbers wrapping past 65535."""
+    out = []
+    for index in range(count * packets_per_frame):
+        frame, part = divmod(index, packets_per_frame)
+        packet = RtpPacket(sequence_number=(first_seq + index) % 65536, timestamp=frame * 3000,
+                           marker=int(part == packets_per_frame - 1))  # fmt: skip
+        packet._data = bytes([frame, part])  # type: ignore[attr-defined]
+        out.append(packet)
+    return out
+
+
+def feed(buffer: JitterBuffer, packets: list[RtpPacket], clock: Clock | None = None):  # type: ignore[no-untyped-def]
+    out, plis = [], 0
+    for packet in packets:
+        if clock is not None:
+            clock.now += 0.02
+        pli, frame = buffer.add(packet)
+        plis += pli
+        if frame is not None:
+            out.append(frame)
+    return out, plis
+
+
+def test_without_loss_it_hands_out_what_aiortcs_buffer_does() -> None:
+    packets = frames(20)
+    ours, theirs = feed(BoundedJitterBuffer(clock=Clock()), packets), feed(
+        JitterBuffer(512, is_video=True), packets)  # fmt: skip
+    assert [(f.data, f.timestamp) for f in ours[0]] == [(f.data, f.timestamp) for f in theirs[0]]
+    assert len(ours[0]) == 19 and not any(f.gap for f in ours[0])  # type: ignore[attr-defined]
+
+
+def test_a_hole_filled_in_time_loses_nothing() -> None:
+    clock = Clock()
+    buffer = BoundedJitterBuffer(clock=clock)
+    packets = frames(10)
+    lost = packets.pop(7)  # frame 2's middle packet
+    out, _ = feed(buffer, packets[:12], clock)  # 0.24 s of later packets
+    out2, _ = feed(buffer, [lost, *packets[12:]], clock)
+    timestamps = [f.timestamp for f in out + out2]
+    assert timestamps[:3] == [0, 3000, 6000] and buffer.skips == 0
+
+
+def test_a_lost_packet_is_given_up_after_max_wait_with_a_pli_and_a_gap_mark() -> None:
+    clock = Clock()
+    buffer = BoundedJitterBuffer(clock=clock, max_wait=0.25)
+    packets = frames(40)
+    del packets[7]  # never comes
+    out, plis = feed(buffer, packets, clock)
+    assert buffer.skips == 1 and plis >= 1
+    timestamps = [f.timestamp for f in out]
+    assert timestamps[:2] == [0, 3000]
+    resumed = out[2]
+    assert resumed.gap  # type: ignore[attr-defined]
+    # It resumes with the newest frame begun after the hole, not a backlog of frames.
+    assert 2 * 3000 < resumed.timestamp and timestamps == sorted(timestamps)
+    assert len(out) >= 30
+    assert not any(f.gap for f in out[3:])  # type: ignore[attr-defined]
+
+
+def test_aiortcs_own_buffer_would_have_stalled() -> None:
+    packets = frames(40)
+    del packets[7]
+    out, _ = feed(JitterBuffer(512, is_video=True), packets)
+    assert [f.timestamp for f in out] == [0, 3000]  # nothing after the hole

@@ -1,0 +1,162 @@
+"""Media worker processes: rooms in workers behave as rooms in the process do; a
+worker that dies fails its participants over to a fresh placement."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+from media.ice import configure_host_addresses, restore_host_addresses
+from media.pool import WORKER_STOPPED, RemoteRoom, WorkerPool
+from media.room import (
+    FrameSampled,
+    PeerConnected,
+    PeerDisconnected,
+    PeerFailed,
+    RoleError,
+    RoomEvent,
+    TrackStarted,
+)
+
+from peers import LOOPBACK, Client, colour_of
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def eventually(check: Callable[[], bool], within: float = 10.0) -> float:
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < within, f"not true within {within} s"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - start
+
+
+def sees(client: Client, slot: int, colour: str, frames: int = 5) -> Callable[[], bool]:
+    def check() -> bool:
+        tail = client.video[slot][-frames:] if slot < len(client.video) else []
+        return len(tail) == frames and set(tail) == {colour}
+
+    return check
+
+
+@pytest.fixture(autouse=True)
+def loopback_only() -> Iterator[None]:
+    configure_host_addresses(LOOPBACK)
+    yield
+    restore_host_addresses()
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[WorkerPool]:
+    pool = WorkerPool(2, LOOPBACK)
+    await pool.start()
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[Callable[[str, str], Client]]:
+    made: list[Client] = []
+
+    def make(name: str, colour: str) -> Client:
+        made.append(Client(name, colour))
+        return made[-1]
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+async def meeting(room: RemoteRoom, make: Callable[[str, str], Client]) -> list[Client]:
+    op, p1, p2 = make("op", "blue"), make("p1", "red"), make("p2", "green")
+    op.offer_as_operator(slots=2)
+    p1.offer_as_participant()
+    p2.offer_as_participant()
+    await op.accept(await room.join("op", await op.offer(), operator=True))
+    for client in (p1, p2):
+        await client.accept(await room.join(client.name, await client.offer(), operator=False))
+    return [op, p1, p2]
+
+
+async def test_a_room_in_a_worker_routes_reports_and_samples_as_in_process(
+    pool: WorkerPool, clients: Callable[[str, str], Client]
+) -> None:
+    events: list[RoomEvent] = []
+    room = pool.room("call-1", on_event=events.append)
+    op, p1, p2 = await meeting(room, clients)
+    await eventually(sees(op, 0, "red"))
+    await eventually(sees(op, 1, "green"))
+    await eventually(sees(p1, 0, "blue"))
+    await eventually(lambda: room.participants == ("op", "p1", "p2"))
+    assert room.operator_slots() == {"p1": 0, "p2": 1}
+    assert room.worker is not None and room.worker.pid != os.getpid()
+    room.give_floor("p1")
+    await eventually(sees(p2, 1, "red"))
+    assert room.floor == "p1"
+    with pytest.raises(RoleError):
+        room.give_floor("op")
+    await eventually(lambda: "p1" in room.audio_levels())
+    for who in ("op", "p1", "p2"):
+        assert any(isinstance(e, PeerConnected) and e.participant == who for e in events)
+        started = {e.kind for e in events if isinstance(e, TrackStarted) and e.participant == who}
+        assert started == {"audio", "video"}
+    await eventually(lambda: any(isinstance(e, FrameSampled) and e.participant == "p2"
+                                 for e in events))  # fmt: skip
+    sample = next(e for e in events if isinstance(e, FrameSampled) and e.participant == "p2")
+    assert isinstance(sample, FrameSampled) and colour_of(sample.frame) == "green"
+    await room.leave("p2")
+    await eventually(lambda: room.participants == ("op", "p1"))
+    await room.close()
+    assert room.participants == ()
+
+
+async def test_rooms_go_to_the_least_loaded_worker(
+    pool: WorkerPool, clients: Callable[[str, str], Client]
+) -> None:
+    first = pool.room("call-1", on_event=lambda e: None)
+    await meeting(first, clients)
+    second = pool.room("call-2", on_event=lambda e: None)
+    lone = clients("q1", "red")
+    lone.offer_as_participant()
+    await lone.accept(await second.join("q1", await lone.offer(), operator=False))
+    assert first.worker is not None and second.worker is not None
+    assert first.worker is not second.worker
+    await first.close()
+    await second.close()
+
+
+async def test_a_killed_worker_fails_its_participants_and_the_rejoin_is_placed_anew(
+    pool: WorkerPool, clients: Callable[[str, str], Client]
+) -> None:
+    events: list[RoomEvent] = []
+    room = pool.room("call-1", on_event=events.append)
+    op, _, _ = await meeting(room, clients)
+    await eventually(sees(op, 1, "green"))
+    await eventually(lambda: room.participants == ("op", "p1", "p2"))
+    dead = room.worker
+    assert dead is not None
+    os.kill(dead.pid, signal.SIGKILL)
+    await eventually(lambda: len([e for e in events if isinstance(e, PeerFailed)]) == 3)
+    failed = [e for e in events if isinstance(e, PeerFailed)]
+    assert {e.participant for e in failed} == {"op", "p1", "p2"}
+    assert {e.reason for e in failed} == {WORKER_STOPPED}
+    gone = [e for e in events if isinstance(e, PeerDisconnected)]
+    assert {e.participant for e in gone} == {"op", "p1", "p2"}
+    assert room.participants == () and room.worker is None
+    await eventually(lambda: len(pool.workers) == 2)  # a replacement started
+    assert dead.pid not in {w.pid for w in pool.workers}
+
+    # The pages reconnect with new peers: the room is placed on a live worker.
+    op2, _, p2b = await meeting(room, clients)
+    assert room.worker is not None and room.worker.alive and room.worker is not dead
+    await eventually(sees(op2, 0, "red"))
+    await eventually(sees(op2, 1, "green"))
+    await eventually(sees(p2b, 0, "blue"))
+    await eventually(lambda: room.participants == ("op", "p1", "p2"))
+    connected = [e for e in events if isinstance(e, PeerConnected) and e.participant == "p1"]
+    assert len(connected) == 2
