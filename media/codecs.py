@@ -131,3 +131,34 @@ def black_keyframe(codec_name: str) -> bytes:
     data = bytes(packets[0])
     assert is_keyframe(codec_name, data), codec_name
     return data
+
+
+def vp8_layer(payload: bytes) -> tuple[int, bool] | None:
+    """(temporal layer id, layer sync) from the VP8 payload descriptor (RFC 7741 §4.2)
+    of a packet that starts a frame; None for any other packet.
+
+    A frame starts where S = 1 and the partition index is 0. TID sits after the
+    optional picture id and TL0PICIDX when T (or K) is set; a stream without
+    temporal layers has everything in layer 0.
+    """
+    if len(payload) < 1:
+        return None
+    first = payload[0]
+    if not first & 0x10 or first & 0x07:  # S bit, PID
+        return None
+    if not first & 0x80:  # X: no extension, no layers
+        return 0, False
+    if len(payload) < 2:
+        return None
+    flags, at = payload[1], 2
+    if flags & 0x80:  # I: picture id, 7 or 15 bits
+        if len(payload) <= at:
+            return None
+        at += 2 if payload[at] & 0x80 else 1
+    if flags & 0x40:  # L: TL0PICIDX
+        at += 1
+    if not flags & 0x20:  # T
+        return 0, False
+    if len(payload) <= at:
+        return None
+    return (payload[at] >> 6) & 0x03, bool(payload[at] & 0x20)

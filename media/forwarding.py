@@ -26,6 +26,9 @@ Invariants:
 - After lost packets were given up on (``media.jitter``), a feed forwards no inter
   frame until its next key frame: viewers hold their last good picture instead of
   decoding garbage.
+- A video slot forwards only the temporal layers its viewer's link carries
+  (``media.linkrate``): fewer layers at once, more only from a layer-0 frame (whose
+  references the viewer has), and video again after a pause only from a key frame.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from aiortc.mediastreams import MediaStreamError
 from av.packet import Packet
 
 from media.codecs import VIDEO_CLOCK, black_keyframe, is_keyframe
+from media.linkrate import PAUSED, TOP, LinkGovernor, LossWindow
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +57,7 @@ IDLE_FRAME_INTERVAL = 1.0  # seconds between black frames of a video slot withou
 VIDEO_BACKLOG = 30  # frames a video slot holds for a slow sender before it resyncs
 AUDIO_BACKLOG = 10  # audio packets (20 ms each) a slot holds; the oldest go first
 AUDIO_STEP = 960  # one 20 ms Opus packet at 48 kHz
+LAYERED_WITHIN = 30  # frames: a feed with no upper layer in this many has no layers
 
 
 class Feed:
@@ -85,7 +90,13 @@ class Feed:
         self._asked_at = -math.inf
         self._outstanding = False  # a key frame was requested and none came since
         self._broken = False  # packets were lost: forward nothing until a key frame
+        self._upper_at = -LAYERED_WITHIN  # frame count when a layer above 0 last came
         self.frames = 0
+
+    @property
+    def layered(self) -> bool:
+        """It has sent temporal layers above 0 lately (a browser publishing L1T3)."""
+        return self.frames - self._upper_at < LAYERED_WITHIN
 
     def subscribe(self, slot: Slot) -> None:
         self._slots.add(slot)
@@ -93,12 +104,17 @@ class Feed:
     def unsubscribe(self, slot: Slot) -> None:
         self._slots.discard(slot)
 
-    def arrive(self, codec: str, data: bytes, timestamp: int, clock: int, gap: bool) -> None:
+    def arrive(
+        self, codec: str, data: bytes, timestamp: int, clock: int, gap: bool, tid: int
+    ) -> None:
         """A whole encoded frame (called on the event loop); ``gap``: packets before it
-        were given up on, so inter frames are held back until the next key frame."""
+        were given up on, so inter frames are held back until the next key frame;
+        ``tid``: its VP8 temporal layer (0 without layers)."""
         if self.ended:
             return
         self.frames += 1
+        if tid > 0:
+            self._upper_at = self.frames
         if self.frames == 1:
             self.codec = codec
             self._on_first()
@@ -114,7 +130,7 @@ class Feed:
         packet.pts = self._restamp(timestamp, clock)
         packet.time_base = Fraction(1, clock)
         for slot in tuple(self._slots):
-            slot.push(self, packet, key)
+            slot.push(self, packet, key, tid)
 
     def request_keyframe(self) -> None:
         if self.kind != "video" or self.ended:
@@ -146,6 +162,10 @@ class Feed:
         return stamped
 
 
+def _layers(cap: int) -> str:
+    return "none (audio only)" if cap == PAUSED else f"0-{cap}"
+
+
 class Slot(MediaStreamTrack):
     """What one viewer's sender sends on one m-line; the room attaches its source.
 
@@ -167,10 +187,46 @@ class Slot(MediaStreamTrack):
         self._last: int | None = None  # last timestamp sent
         self._next_black = -math.inf
         self.forwarded = 0
+        self._link = LinkGovernor()
+        self._loss = LossWindow()
+        self._cap = TOP  # the highest temporal layer forwarded now; PAUSED: none
+        self.dropped = 0  # frames left out for this viewer's link
 
     @property
     def feed(self) -> Feed | None:
         return self._feed
+
+    @property
+    def cap(self) -> int:
+        """The highest temporal layer this viewer gets (2: all; -1: video paused)."""
+        return self._cap
+
+    def viewer_report(self, highest: int, lost: int) -> None:
+        """The viewer's receiver report for this slot: its extended highest sequence
+        number and cumulative packets lost."""
+        if self.kind != "video":
+            return
+        fraction = self._loss.report(highest, lost)
+        if fraction is None:
+            return
+        layered = self._feed is not None and self._feed.layered
+        before = self._link.cap
+        after = self._link.report(fraction, time.monotonic(), layered=layered)
+        if after == before:
+            return
+        self._loss.restart()
+        logger.info("%s: %.0f%% lost, layers %s -> %s", self.name, fraction * 100,
+                    _layers(before), _layers(after))  # fmt: skip
+        if after < self._cap:  # leaving frames out is safe at once
+            self._cap = after
+            if after == PAUSED:
+                self._mailbox.clear()
+        elif self._cap == PAUSED:  # its decoder lost its references: from a key frame
+            self._cap = after
+            self._need_key = True
+            if self._feed is not None:
+                self._feed.request_keyframe()
+        # Otherwise more layers start at the next layer-0 frame (see push).
 
     def attach(self, feed: Feed | None) -> None:
         if feed is not None and feed.ended:
@@ -190,9 +246,15 @@ class Slot(MediaStreamTrack):
             self._next_black = -math.inf  # go black now, not in a second
         self._wakeup.set()
 
-    def push(self, feed: Feed, packet: Packet, key: bool) -> None:
+    def push(self, feed: Feed, packet: Packet, key: bool, tid: int = 0) -> None:
         if feed is not self._feed or self.readyState != "live":
             return
+        if self.kind == "video":
+            if tid == 0 and self._link.cap > self._cap:
+                self._cap = self._link.cap  # a layer-0 frame: upper layers can start here
+            if self._cap == PAUSED or tid > self._cap:
+                self.dropped += 1
+                return
         if self._need_key:
             if not key:
                 feed.request_keyframe()

@@ -46,9 +46,9 @@ logger = logging.getLogger(__name__)
 
 DECODE_BACKLOG = 30  # frames the decoder thread may lag before it skips to a key frame
 
-# (codec name, whole encoded frame, timestamp, clock rate, follows lost packets),
-# called on the event loop
-FrameSink = Callable[[str, bytes, int, int, bool], None]
+# (codec name, whole encoded frame, timestamp, clock rate, follows lost packets,
+# VP8 temporal layer), called on the event loop
+FrameSink = Callable[[str, bytes, int, int, bool, int], None]
 
 _AIORTC_WORKER = aiortc.rtcrtpreceiver.decoder_worker
 
@@ -131,7 +131,8 @@ class Ingest:
             self._queue_for_thread(codec, frame, name)
             return
         gap = getattr(frame, "gap", False)  # set by media.jitter's buffer
-        self._on_frame(name, frame.data, frame.timestamp, codec.clockRate, gap)
+        tid, _ = getattr(frame, "layer", (0, False))
+        self._on_frame(name, frame.data, frame.timestamp, codec.clockRate, gap, tid)
         if self.kind == "video" and self._on_sample is not None:
             self._queue_for_thread(codec, frame, name)
 
@@ -200,6 +201,6 @@ class Ingest:
             picture.pict_type = av.video.frame.PictureType.I
         for packet in encoder.encode(picture):
             loop.call_soon_threadsafe(
-                self._on_frame, self._room_codec, bytes(packet), timestamp, VIDEO_CLOCK, False
+                self._on_frame, self._room_codec, bytes(packet), timestamp, VIDEO_CLOCK, False, 0
             )
         return encoder

@@ -9,7 +9,9 @@ seconds; then it drops the packets up to the next frame that starts after the ho
 (the packet after one with the RTP marker bit, which ends a frame), asks for a key
 frame (the receiver sends a PLI when ``add`` returns ``pli_flag``), and marks the
 next frame it hands out ``gap = True`` so forwarding can hold inter frames back
-until the key frame comes (``media.forwarding.Feed``).
+until the key frame comes (``media.forwarding.Feed``). For VP8 it also tells each
+frame's temporal layer (``layer = (tid, sync)``), read from the payload descriptor
+of the frame's first packet, which aiortc's depayloader would throw away.
 
 Installed per receiver by ``use_bounded_jitter_buffer`` (private aiortc 1.16
 attribute ``RTCRtpReceiver._RTCRtpReceiver__jitter_buffer``), video only: an audio
@@ -27,6 +29,7 @@ from aiortc.rtp import RtpPacket
 
 VIDEO_CAPACITY = 512  # as aiortc's own video buffer
 MAX_WAIT = 0.25  # seconds a hole may hold later frames back: a NACK's round trip and more
+LAYERS_KEPT = 64  # frames whose temporal layer is remembered until they come out
 
 
 class BoundedJitterBuffer(JitterBuffer):
@@ -43,8 +46,18 @@ class BoundedJitterBuffer(JitterBuffer):
         self._stuck_since: float | None = None
         self._gap = False  # the next frame handed out follows dropped packets
         self.skips = 0
+        # VP8 only: the temporal layer of each frame, by RTP timestamp, read from the
+        # descriptor of its first packet (aiortc's depayloader drops the descriptor).
+        self.read_layer: Callable[[bytes], tuple[int, bool] | None] | None = None
+        self._layers: dict[int, tuple[int, bool]] = {}
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        if self.read_layer is not None:
+            layer = self.read_layer(packet.payload)
+            if layer is not None:
+                self._layers[packet.timestamp] = layer
+                if len(self._layers) > LAYERS_KEPT:
+                    del self._layers[next(iter(self._layers))]
         pli_flag, frame = super().add(packet)
         if frame is not None:
             self._stuck_since = None
@@ -64,6 +77,7 @@ class BoundedJitterBuffer(JitterBuffer):
 
     def _mark(self, frame: JitterFrame) -> JitterFrame:
         frame.gap = self._gap  # type: ignore[attr-defined]
+        frame.layer = self._layers.pop(frame.timestamp, (0, False))  # type: ignore[attr-defined]
         self._gap = False
         return frame
 

@@ -30,6 +30,10 @@ Key frames. Attaching a source to a video slot (a join, a floor change) asks the
 source for a key frame, and so does a viewer's PLI or FIR: an RTCP PLI to the
 publisher (rate-limited per publisher), or the ingest transcoder's next frame.
 
+Weak links. Each video slot forwards only the VP8 temporal layers its viewer's link
+carries, stepping down on the loss the viewer reports in RTCP and back up after a
+clean spell (``media.linkrate``); a stream without layers pauses to audio only.
+
 Audio level. Browsers put the RFC 6464 level in each audio packet's header; the
 room keeps the last one per participant (``audio_levels``), read from the packet
 before aiortc drops the header. Nothing computes levels from samples.
@@ -59,6 +63,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -68,11 +73,11 @@ from aiortc import (
     MediaStreamTrack,
     RTCPeerConnection,
     RTCRtpReceiver,
+    RTCRtpSender,
     RTCSessionDescription,
-    RTCTransportStats,
     sdp,
 )
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import AnyRtcpPacket, RtcpRrPacket, RtcpSrPacket, RtpPacket
 from av import VideoFrame
 
 from media import codecs
@@ -215,6 +220,68 @@ async def _send_pli(receiver: RTCRtpReceiver) -> None:
     if sources:
         newest = max(sources, key=lambda s: s.timestamp)
         await receiver._send_rtcp_pli(newest.source)
+
+
+def _packets_received(pc: RTCPeerConnection) -> int:
+    """Packets the peer's transport has received (max-bundle: one transport for all).
+
+    Private aiortc 1.16: the counter ``getStats()`` reports as ``packetsReceived``,
+    read directly — ``getStats()`` builds a report of every transceiver, twice a
+    second per peer, which cost more than forwarding at a hundred viewers.
+    """
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.receiver.transport
+        return int(transport._RTCDtlsTransport__rx_packets)  # type: ignore[attr-defined]
+    return 0
+
+
+def _read_viewer_reports(sender: RTCRtpSender, slot: Slot) -> None:
+    """Hand the viewer's receiver reports about this sender's stream to its slot.
+
+    Private aiortc 1.16: the DTLS transport calls ``sender._handle_rtcp_packet``
+    through the instance, and ``sender._ssrc`` is the stream's SSRC.
+    """
+    handle = sender._handle_rtcp_packet
+
+    async def handle_with_reports(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    slot.viewer_report(report.highest_sequence, report.packets_lost)
+        await handle(packet)
+
+    sender._handle_rtcp_packet = handle_with_reports  # type: ignore[method-assign]
+
+
+RETRANSMIT_GAP = 0.2  # seconds before the same packet is sent again on a NACK
+RETRANSMIT_TIMES = 1  # times one packet is retransmitted at most
+RETRANSMIT_MEMORY = 1024  # sequence numbers remembered
+
+
+def _throttle_retransmissions(sender: RTCRtpSender) -> None:
+    """Retransmit each packet at most ``RETRANSMIT_TIMES`` times, ``RETRANSMIT_GAP``
+    apart, however often the viewer NACKs it.
+
+    An aiortc receiver NACKs every packet still missing each time it sees a new gap;
+    on a lossy link that asks for the same packets many times a second, and resending
+    each time multiplied the traffic on the very link that was losing it. Private
+    aiortc 1.16: ``_handle_rtcp_packet`` calls ``self._retransmit(seq)`` per NACKed
+    sequence number.
+    """
+    retransmit = sender._retransmit
+    sent: dict[int, tuple[int, float]] = {}  # sequence number -> (times, last time)
+
+    async def throttled(sequence_number: int) -> None:
+        now = time.monotonic()
+        times, last = sent.get(sequence_number, (0, -math.inf))
+        if times >= RETRANSMIT_TIMES or now - last < RETRANSMIT_GAP:
+            return
+        if len(sent) >= RETRANSMIT_MEMORY:
+            del sent[next(iter(sent))]  # the oldest asked for
+        sent[sequence_number] = (times + 1, now)
+        await retransmit(sequence_number)
+
+    sender._retransmit = throttled  # type: ignore[method-assign]
 
 
 def _read_audio_levels(receiver: RTCRtpReceiver, feed: Feed) -> None:
@@ -380,6 +447,9 @@ class Room:
                 transceiver.sender.replaceTrack(slot)
                 # A viewer's PLI/FIR asks the slot's source, not an encoder (there is none).
                 transceiver.sender._send_keyframe = slot.keyframe_wanted  # type: ignore[method-assign]
+                if kind == "video":
+                    _read_viewer_reports(transceiver.sender, slot)
+                    _throttle_retransmissions(transceiver.sender)
                 transceiver.direction = "sendrecv"  # answered as offer allows
         try:
             text = (await pc.createAnswer()).sdp
@@ -432,7 +502,9 @@ class Room:
         )
         tap(receiver, ingest)
         if track.kind == "video":
-            use_bounded_jitter_buffer(receiver)
+            buffer = use_bounded_jitter_buffer(receiver)
+            if self.video_codec == codecs.VP8:
+                buffer.read_layer = codecs.vp8_layer
         if track.kind == "audio":
             _read_audio_levels(receiver, feed)
         peer.feeds.append(feed)
@@ -486,12 +558,7 @@ class Room:
                     self._fail(peer, f"not connected within {self._connect_timeout:g} s")
                     return
                 continue
-            report = await peer.pc.getStats()
-            if not self._current(peer):
-                return
-            count = sum(
-                s.packetsReceived for s in report.values() if isinstance(s, RTCTransportStats)
-            )
+            count = _packets_received(peer.pc)
             if count != received:
                 received, changed = count, now
                 if not peer.present:

@@ -258,26 +258,32 @@ class FaceTrack(PacedTrack):
 class PrecodedVideo(MediaStreamTrack):
     """A colour's picture as VP8 key frames encoded once, sent as packets: the sender
     only packetises, so a test can run many publishers in one process. Every frame is
-    a key frame, so it never needs to answer a key frame request."""
+    a key frame, so it never needs to answer a key frame request. ``grain``: the
+    amplitude of noise added to each picture, for a camera's bitrate instead of a
+    flat colour's few hundred bytes a frame."""
 
     kind = "video"
-    _cache: dict[tuple[str, int, int], list[bytes]] = {}  # noqa: RUF012
+    _cache: dict[tuple[str, int, int, int], list[bytes]] = {}  # noqa: RUF012
 
-    def __init__(self, colour: str, width: int = 320, height: int = 180, fps: int = 10) -> None:
+    def __init__(
+        self, colour: str, width: int = 320, height: int = 180, fps: int = 10, grain: int = 0
+    ) -> None:
         super().__init__()
         self._fps = fps
-        self._frames = self._encoded(colour, width, height)
+        self._frames = self._encoded(colour, width, height, grain)
         self._index = -1
         self._start = 0.0
 
     @classmethod
-    def _encoded(cls, colour: str, width: int, height: int) -> list[bytes]:
-        key = (colour, width, height)
+    def _encoded(cls, colour: str, width: int, height: int, grain: int) -> list[bytes]:
+        key = (colour, width, height, grain)
         if key not in cls._cache:
             encoder = av.CodecContext.create("libvpx", "w")
             encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
             encoder.time_base = Fraction(1, 90_000)
             encoder.options = {"deadline": "realtime", "lag-in-frames": "0", "cpu-used": "8"}
+            if grain:  # a bitrate no frame reaches: the grain sets the size
+                encoder.bit_rate = 5_000_000
             source = PatternTrack(colour, width, height)
             frames = []
             for index in range(10):
@@ -285,6 +291,10 @@ class PrecodedVideo(MediaStreamTrack):
                 picture = source._base.copy()
                 x = index * 20 % (width - source._bar)
                 picture[:, x : x + source._bar] = 255
+                if grain:
+                    noise = np.random.default_rng(index).integers(0, grain, picture.shape)
+                    picture = np.clip(picture.astype(np.int16) + noise - grain // 2, 0, 255)
+                    picture = picture.astype(np.uint8)
                 frame = VideoFrame.from_ndarray(picture, format="bgr24").reformat(format="yuv420p")
                 frame.pts, frame.time_base = index * 9000, Fraction(1, 90_000)
                 frame.pict_type = av.video.frame.PictureType.I

@@ -1,0 +1,82 @@
+"""media.linkrate: steps down on loss, up after a clean spell, holds in between."""
+
+from __future__ import annotations
+
+from media.codecs import vp8_layer
+from media.linkrate import PAUSED, TOP, LinkGovernor, LossWindow
+
+
+def reports(governor: LinkGovernor, lost: float, start: float, seconds: int, *,
+            layered: bool = True) -> list[int]:  # fmt: skip
+    return [governor.report(lost, start + t, layered=layered) for t in range(seconds)]
+
+
+def test_loss_steps_down_one_layer_at_a_time_then_pauses() -> None:
+    governor = LinkGovernor()
+    caps = reports(governor, 0.2, 0, 8)
+    assert caps == [1, 1, 0, 0, PAUSED, PAUSED, PAUSED, PAUSED]
+
+
+def test_a_stream_without_layers_goes_straight_to_audio_only_and_back() -> None:
+    governor = LinkGovernor()
+    assert governor.report(0.3, 0, layered=False) == PAUSED
+    caps = reports(governor, 0.0, 1, 8, layered=False)
+    assert caps[:5] == [PAUSED] * 5 and caps[5] == TOP
+
+
+def test_a_clean_link_climbs_back_a_step_per_hold() -> None:
+    governor = LinkGovernor()
+    reports(governor, 0.2, 0, 5)
+    assert governor.cap == PAUSED
+    caps = reports(governor, 0.0, 10, 25)
+    assert caps[4] == PAUSED and caps[5] == 0 and caps[10] == 1 and caps[15] == TOP
+
+
+def test_middling_loss_holds() -> None:
+    governor = LinkGovernor()
+    reports(governor, 0.2, 0, 1)
+    assert reports(governor, 0.05, 1, 20) == [1] * 20
+
+
+def test_vp8_descriptors_tell_layers() -> None:
+    assert vp8_layer(bytes([0x10, 0x00])) == (0, False)  # S, no extension
+    assert vp8_layer(bytes([0x00, 0x00])) is None  # not a frame's first packet
+    assert vp8_layer(bytes([0x11, 0x00])) is None  # partition 1
+    # X; I (15-bit picture id), L, T: TID 2, Y set.
+    assert vp8_layer(bytes([0x90, 0xE0, 0x80, 0x01, 0x05, 0xA0])) == (2, True)
+    # X; T only: TID 1.
+    assert vp8_layer(bytes([0x90, 0x20, 0x40])) == (1, False)
+    assert vp8_layer(bytes([0x90, 0x80, 0x05])) == (0, False)  # X; I, no T
+
+
+def test_a_failed_probe_doubles_the_wait_before_the_next_and_a_held_one_resets_it() -> None:
+    governor = LinkGovernor()
+    reports(governor, 0.2, 0, 3)  # 2 -> 1 -> 0
+    assert governor.cap == 0
+    caps = reports(governor, 0.0, 3, 6)
+    assert caps[-1] == 1  # probed after 5 clean seconds
+    reports(governor, 0.2, 9, 2)  # and it failed
+    assert governor.cap == 0
+    caps = reports(governor, 0.0, 11, 12)
+    assert caps[:10] == [0] * 10 and caps[10] == 1  # now 10 clean seconds first
+    reports(governor, 0.05, 23, 10)  # middling loss: the step holds ...
+    caps = reports(governor, 0.0, 33, 12)
+    assert caps[4] == 1 and caps[5] == TOP  # ... and the wait is back to 5 s
+
+
+def test_loss_is_measured_over_enough_packets_and_nothing_sent_is_clean() -> None:
+    window = LossWindow()
+    assert window.report(1000, 0) is None  # the first report only sets the start
+    assert window.report(1020, 2) is None  # 20 packets: too few to tell
+    assert window.report(1060, 3) == 3 / 60
+    assert window.report(1060, 3) == 0.0  # nothing sent since: clean
+    assert window.report(1160, 3 + 150) == 1.0  # counters may run ahead: at most all
+
+
+def test_after_a_change_of_layers_the_next_report_is_passed_over() -> None:
+    window = LossWindow()
+    window.report(0, 0)
+    window.restart()
+    assert window.report(100, 40) is None  # the queue the old layers left
+    assert window.report(110, 41) is None  # the start of the new measurement
+    assert window.report(170, 42) == 1 / 60
