@@ -12,6 +12,12 @@
 //   (GET …/media) after every reconnect of either the peer or the socket.
 // - On `pagehide` the page tells the server it is gone (a beacon with the connection's
 //   leave token) and hangs up, so a closed tab is recorded left at once.
+// - A tile whose video has had no frame for STALLED_MS while its audio still arrives
+//   says 仅音频 (the server pauses a weak viewer's video, media/linkrate.py); it shows
+//   no picture and no video label until frames come again. Such a tile keeps the peer
+//   alive: only a connection with neither frames nor sound is replaced.
+// - Every text the page shows comes from web/i18n.py through call.html's #call-text:
+//   centre names, never codes; labels, never event identifiers.
 import { api, joinToken } from "/static/api.js";
 
 const root = document.getElementById("call");
@@ -20,22 +26,21 @@ const operator = root.dataset.role === "operator";
 const me = root.dataset.me;
 const zh = document.documentElement.lang.startsWith("zh");
 const say = (pair) => (zh ? pair[0] : pair[1]);
+const TEXT = JSON.parse(document.getElementById("call-text").textContent);
+const label = (key) => TEXT.labels[key] ?? "";
+const nameOf = (code) => TEXT.names[code] || label("someone");
 const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
 const errorBox = document.getElementById("call-error");
 const logBox = document.getElementById("log");
 const grid = document.querySelector(".grid.gallery");
 
-const TEXT = {
-  rang: ["呼叫中", "ringing"], answered: ["已接听", "answered"], declined: ["已拒绝", "declined"],
-  not_answered: ["未接听", "not answered"], joined: ["已入会", "joined"], left: ["已离开", "left"],
-  live: ["视频正常", "live"], black: ["黑屏", "black"], frozen: ["画面冻结", "frozen"],
-  verified: ["视频已核验", "video verified"], ended: ["调度已结束", "call ended"],
-  interrupted: ["调度已中断", "call interrupted"], snapshot: ["已截图", "snapshot taken"],
-  floor: ["点名发言", "floor given"],
-};
-const CONN = {
-  connecting: root.dataset.tConnecting, reconnecting: root.dataset.tReconnecting,
-  stalled: root.dataset.tStalled,
+// Why the page replaces its connection, for the log (client-side words only).
+const WHY = {
+  disconnected: ["连接断开", "disconnected"], failed: ["连接失败", "failed"],
+  closed: ["连接已关闭", "closed"], "track ended": ["视频轨道已结束", "track ended"],
+  "no frames": ["长时间没有画面和声音", "no frames or sound"],
+  left: ["服务器记录本机已离开", "recorded as left"], retry: ["重试", "retrying"],
+  pageshow: ["页面恢复", "page restored"], error: ["出错", "error"],
 };
 const CAMERA = {
   NotAllowedError: ["摄像头或麦克风被拒绝：请在浏览器地址栏旁允许本网站使用摄像头和麦克风，然后刷新页面。",
@@ -47,14 +52,17 @@ const CAMERA = {
 const STATUS_KINDS = ["rang", "answered", "declined", "not_answered", "joined", "left"];
 const DISCONNECTED_MS = 2000; // "disconnected" this long: give up on the peer
 const STALLED_MS = 2500; // a bound track without a new frame this long has no picture
-const DEAD_MS = 3500; // no frame on any bound track this long: the peer is dead (the
-// server sends every slot at least a black frame a second)
+// (audio only if its sound still arrives)
+const DEAD_MS = 3500; // no frame and no sound on any bound tile this long: the peer is
+// dead (the server sends every video slot without a source a black frame a second)
 const WATCH_MS = 1000;
+const QUALITY_MS = 2000; // link quality is measured over about this long
 const GUARD_MS = 250;
 
 const state = {
   slots: Number(root.dataset.slots || 0),
   ended: false,
+  phase: root.dataset.state, // ringing → live → ended | interrupted
   hidden: false, // after pagehide: nothing reconnects
   pc: null,
   generation: 0,
@@ -132,19 +140,19 @@ function paint(tile) {
   const overlay = tile.querySelector(".conn");
   if (overlay) {
     overlay.hidden = conn === "ok";
-    setText(overlay, CONN[conn === "waiting" ? (state.generation > 1 ? "reconnecting" : "connecting") : conn] || "");
+    setText(overlay, label(`conn.${conn === "waiting" ? (state.generation > 1 ? "reconnecting" : "connecting") : conn}`));
   }
   const centre = tile.dataset.centre;
   if (!centre) return;
-  const label = labels.get(centre);
+  const said = labels.get(centre);
   const picture = conn === "ok"; // the tile's video is the current connection's and moving
-  if (label?.status) setText(tile.querySelector(".status"), say(TEXT[label.status]));
+  if (said?.status) setText(tile.querySelector(".status"), label(`event.${said.status}`));
   const video = tile.querySelector(".video");
-  setText(video, picture && label?.video ? say(TEXT[label.video] || TEXT.black) : "");
-  video.dataset.state = picture ? label?.video || "" : "";
+  setText(video, picture && said?.video ? label(`video.${said.video}`) || label("video.black") : "");
+  video.dataset.state = picture ? said?.video || "" : "";
   setText(tile.querySelector(".faces"),
-    picture && label?.faces ? say([`在岗 ${label.faces} 人`, `faces ${label.faces}`]) : "");
-  setText(tile.querySelector(".verified"), picture && label?.verified ? say(TEXT.verified) : "");
+    picture && said?.faces ? label("faces").replace("%d", String(said.faces)) : "");
+  setText(tile.querySelector(".verified"), picture && said?.verified ? label("verified") : "");
   tile.classList.toggle("focus", centre === (pinned || floorHolder));
 }
 
@@ -171,13 +179,19 @@ function bind(tile, videoTrack, audioTrack) {
     audio.srcObject = audioTrack ? new MediaStream([audioTrack]) : null;
     audio.play().catch(() => {});
   }
-  tile.bound = { video: videoTrack, frames: 0, at: performance.now(), generation: state.generation };
+  const now = performance.now();
+  // frames/at: the video's decoded frames and when they last advanced; packets/heard:
+  // the same for the audio's packets; sample: counters at the last quality measure.
+  tile.bound = { video: videoTrack, audio: audioTrack || null, frames: 0, at: now, packets: 0,
+    heard: now, sample: null, generation: state.generation };
+  showQuality(tile, null);
   tile.dataset.generation = String(state.generation);
   setConn(tile, "waiting");
 }
 
 function unbind(tile, conn) {
   tile.bound = null;
+  showQuality(tile, null);
   for (const media of tile.querySelectorAll("video, audio")) media.srcObject = null;
   setConn(tile, conn);
 }
@@ -210,6 +224,18 @@ function fit() {
 
 // --- the peer connection ----------------------------------------------------------------
 
+// The camera, published with VP8 temporal layers (L1T3: layer 0 a quarter of the
+// frames, 1 the next quarter, 2 the rest) so the server can send a weak viewer fewer
+// frames it can still decode (media/linkrate.py). A browser that refuses the mode
+// publishes one layer, as before.
+function addCamera(pc, track, direction, stream) {
+  try {
+    return pc.addTransceiver(track, { direction, streams: [stream], sendEncodings: [{ scalabilityMode: "L1T3" }] });
+  } catch {
+    return pc.addTransceiver(track, { direction, streams: [stream] });
+  }
+}
+
 function receiving(pc, kind) {
   return pc.getTransceivers().filter((t) => t.receiver.track.kind === kind
     && ["recvonly", "sendrecv"].includes(t.currentDirection));
@@ -231,7 +257,7 @@ async function connect() {
   const [video] = stream.getVideoTracks();
   const [audio] = stream.getAudioTracks();
   if (operator) {
-    if (video) pc.addTransceiver(video, { direction: "sendonly", streams: [stream] });
+    if (video) addCamera(pc, video, "sendonly", stream);
     if (audio) pc.addTransceiver(audio, { direction: "sendonly", streams: [stream] });
     for (let i = 0; i < state.slots; i++) {
       pc.addTransceiver("video", { direction: "recvonly" });
@@ -239,7 +265,7 @@ async function connect() {
     }
   } else {
     // Slot 0 (the operator) rides on the camera's m-lines; slot 1 is the floor.
-    if (video) pc.addTransceiver(video, { direction: "sendrecv", streams: [stream] });
+    if (video) addCamera(pc, video, "sendrecv", stream);
     else pc.addTransceiver("video", { direction: "recvonly" });
     if (audio) pc.addTransceiver(audio, { direction: "sendrecv", streams: [stream] });
     else pc.addTransceiver("audio", { direction: "recvonly" });
@@ -276,7 +302,8 @@ function onPeerState(pc, generation) {
 function reconnect(why) {
   if (state.ended || state.hidden || state.reconnecting) return;
   state.reconnecting = true;
-  log(say([`连接中断（${why}），正在重新连接…`, `Connection lost (${why}); reconnecting…`]));
+  const reason = say(WHY[why] || WHY.error);
+  log(say([`连接中断（${reason}），正在重新连接…`, `Connection lost (${reason}); reconnecting…`]));
   for (const tile of mediaTiles()) unbind(tile, "reconnecting");
   const old = state.pc;
   state.pc = null;
@@ -296,20 +323,36 @@ function reconnect(why) {
   }, delay);
 }
 
+// The call's state as the server has it (after the page loads, and whenever the event
+// socket opens again: events may have been missed meanwhile); true once it is over.
 async function callIsOver() {
   try {
     const call = await api("GET", `/api/v1/calls/${callId}`);
-    if (["ringing", "live"].includes(call.state)) return false;
-    finish(say(TEXT[call.state] || TEXT.ended));
+    if (["ringing", "live"].includes(call.state)) {
+      setPhase(call.state);
+      return false;
+    }
+    finish(call.state);
     return true;
   } catch {
     return false;
   }
 }
 
-function finish(label) {
+// ringing → live → ended | interrupted, never back: a late answer to an old request
+// cannot make an ended call ring again.
+const PHASES = ["ringing", "live", "ended", "interrupted"];
+function setPhase(phase) {
+  if (!PHASES.includes(phase) || PHASES.indexOf(phase) < PHASES.indexOf(state.phase)) return;
+  state.phase = phase;
+  const element = document.querySelector('[data-testid="call-state"]');
+  setText(element, label(`phase.${phase}`));
+  if (element) element.dataset.phase = phase;
+}
+
+function finish(phase) {
   state.ended = true;
-  setText(document.querySelector('[data-testid="call-state"]'), label);
+  setPhase(phase === "interrupted" ? "interrupted" : "ended");
   state.pc?.close();
   for (const tile of mediaTiles()) unbind(tile, "ok");
 }
@@ -346,30 +389,104 @@ function guard() {
   else if (mediaTiles().some((t) => t.bound && t.bound.video.readyState !== "live")) reconnect("track ended");
 }
 
-// Every second: a tile whose frames advance is live; one whose frames stopped has no
-// picture; when no bound track has had a frame for DEAD_MS the peer is replaced.
+// What a bound tile shows, from when its video last advanced (`at`) and its sound was
+// last heard (`heard`): "ok" only while frames come; "audio" when they stopped and
+// sound still comes; "stalled" when both stopped; "waiting" until the first of either.
+function tileState(conn, bound, now) {
+  if (bound.frames > 0 && now - bound.at <= STALLED_MS) return "ok";
+  const silentVideo = now - bound.at > STALLED_MS;
+  if (silentVideo && bound.packets > 0 && now - bound.heard <= STALLED_MS) return "audio";
+  if (conn === "waiting") return "waiting";
+  return silentVideo ? "stalled" : conn;
+}
+
+// Every second: each tile's state from its frames and sound; about every QUALITY_MS
+// its link quality; when no bound tile has had a frame or a sound for DEAD_MS the peer
+// is replaced.
 async function watch() {
   const pc = state.pc;
   if (!pc || state.ended || state.hidden || state.reconnecting) return;
-  const frames = new Map();
-  (await pc.getStats()).forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "video") frames.set(s.trackIdentifier, s.framesDecoded || 0);
-  });
+  const stats = await pc.getStats();
+  if (pc !== state.pc || state.reconnecting) return;
+  const inbound = new Map(); // receiver track id -> its inbound-rtp stats
+  stats.forEach((s) => { if (s.type === "inbound-rtp" && s.trackIdentifier) inbound.set(s.trackIdentifier, s); });
+  const rtt = roundTrip(stats);
   const now = performance.now();
-  for (const tile of mediaTiles()) {
-    const bound = tile.bound;
-    if (!bound || bound.generation !== state.generation) continue;
-    const count = frames.get(bound.video.id) || 0;
-    if (count > bound.frames) {
-      bound.frames = count;
-      bound.at = now;
-      setConn(tile, "ok");
-    } else if (now - bound.at > STALLED_MS && tile.dataset.conn === "ok") {
-      setConn(tile, "stalled");
-    }
-  }
   const bound = mediaTiles().filter((t) => t.bound && t.bound.generation === state.generation);
-  if (pc === state.pc && bound.length && bound.every((t) => now - t.bound.at > DEAD_MS)) reconnect("no frames");
+  for (const tile of bound) {
+    const b = tile.bound;
+    const video = inbound.get(b.video.id);
+    const audio = b.audio ? inbound.get(b.audio.id) : undefined;
+    const frames = video?.framesDecoded || 0;
+    const packets = audio?.packetsReceived || 0;
+    if (frames > b.frames) [b.frames, b.at] = [frames, now];
+    if (packets > b.packets) [b.packets, b.heard] = [packets, now];
+    setConn(tile, tileState(tile.dataset.conn, b, now));
+    measure(tile, [video, audio].filter(Boolean), rtt, now);
+  }
+  const dead = (t) => now - Math.max(t.bound.at, t.bound.heard) > DEAD_MS;
+  if (bound.length && bound.every(dead)) reconnect("no frames");
+}
+
+// --- link quality: incoming bitrate and loss per tile, the connection's round trip ------
+
+// Round-trip time in ms: the selected ICE candidate pair's (STUN checks), else one the
+// server's RTCP receiver reports give for what this page sends; null when unknown.
+function roundTrip(stats) {
+  let pair = null;
+  let reported = null;
+  stats.forEach((s) => {
+    if (s.type === "transport" && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
+    if (s.type === "remote-inbound-rtp" && typeof s.roundTripTime === "number") reported = s.roundTripTime;
+  });
+  if (!pair) stats.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s; });
+  const seconds = typeof pair?.currentRoundTripTime === "number" ? pair.currentRoundTripTime : reported;
+  return seconds === null ? null : seconds * 1000;
+}
+
+// Bitrate and loss over the interval since the tile's last sample (its video and audio
+// together), once that interval is about QUALITY_MS long.
+function measure(tile, streams, rtt, now) {
+  const b = tile.bound;
+  const sum = (f) => streams.reduce((total, s) => total + Math.max(0, f(s) || 0), 0);
+  const counters = { bytes: sum((s) => s.bytesReceived), received: sum((s) => s.packetsReceived),
+    lost: sum((s) => s.packetsLost), at: now };
+  const last = b.sample;
+  if (last && now - last.at < QUALITY_MS - WATCH_MS / 2) return;
+  b.sample = counters;
+  if (!last) return;
+  const seconds = (now - last.at) / 1000;
+  const got = Math.max(0, counters.received - last.received);
+  const missed = Math.max(0, counters.lost - last.lost);
+  showQuality(tile, {
+    kbps: (Math.max(0, counters.bytes - last.bytes) * 8) / seconds / 1000,
+    loss: got + missed ? (100 * missed) / (got + missed) : null,
+    rtt,
+  });
+}
+
+function showQuality(tile, quality) {
+  const line = tile.querySelector(".link");
+  if (!line) return;
+  if (!quality) {
+    line.replaceChildren();
+    for (const key of ["kbps", "loss", "rtt"]) delete line.dataset[key];
+    return;
+  }
+  const number = (value, digits) => (value === null || !Number.isFinite(value) ? "—" : value.toFixed(digits));
+  const parts = [
+    [label("link.rate"), `${number(quality.kbps, 0)} kbit/s`],
+    [label("link.loss"), `${number(quality.loss, 1)}%`],
+    [label("link.rtt"), `${number(quality.rtt, 0)} ms`],
+  ];
+  line.replaceChildren(...parts.map(([name, value]) => {
+    const part = document.createElement("span");
+    part.textContent = `${name} ${value}`;
+    return part;
+  }));
+  line.dataset.kbps = number(quality.kbps, 0);
+  line.dataset.loss = number(quality.loss, 1);
+  line.dataset.rtt = number(quality.rtt, 0);
 }
 
 // --- labels from the call's events ------------------------------------------------------
@@ -377,14 +494,14 @@ async function watch() {
 function apply(event) {
   if (event.kind === "floor") floorHolder = event.centre;
   if (!event.centre) return;
-  const label = labelOf(event.centre);
+  const said = labelOf(event.centre);
   if (STATUS_KINDS.includes(event.kind)) {
-    label.status = event.kind;
-    if (event.kind === "left") label.video = "";
-  } else if (event.kind === "video_live") label.video = "live";
-  else if (event.kind === "video_lost") label.video = event.data.state || "black";
-  else if (event.kind === "faces_seen") label.faces = Math.max(label.faces, event.data.faces || 0);
-  else if (event.kind === "verified") label.verified = true;
+    said.status = event.kind;
+    if (event.kind === "left") said.video = "";
+  } else if (event.kind === "video_live") said.video = "live";
+  else if (event.kind === "video_lost") said.video = event.data.state || "black";
+  else if (event.kind === "faces_seen") said.faces = Math.max(said.faces, event.data.faces || 0);
+  else if (event.kind === "verified") said.verified = true;
 }
 
 // Labels as the server recorded them; events that came in meanwhile are applied again.
@@ -398,21 +515,43 @@ async function refresh(map) {
     return;
   }
   labels.clear();
-  for (const [centre, label] of Object.entries(map.tiles || {})) labels.set(centre, { ...label });
+  for (const [centre, said] of Object.entries(map.tiles || {})) labels.set(centre, { ...said });
   floorHolder = map.floor ?? null;
   for (const event of buffered) if (event.event_id > (map.upto || 0)) apply(event);
   buffered = null;
   paintAll();
 }
 
+// "text (note)" in the page's punctuation.
+const aside = (text, note) => (note ? (zh ? `${text}（${note}）` : `${text} (${note})`) : text);
+
+// The log line of an event: names and labels only; "" for a kind the page has no
+// label for (it is left out rather than shown raw).
+function describe(event) {
+  const who = event.centre ? nameOf(event.centre) : "";
+  if (event.type === "issue_raised") {
+    return aside(`${who} ${label("event.issue_raised")} #${event.issue_id}`, label(`issue.${event.category}`));
+  }
+  if (event.kind === "floor") return event.centre ? `${who} ${label("event.floor")}` : label("event.floor_back");
+  const text = label(`event.${event.kind}`);
+  if (!text) return "";
+  if (event.kind === "video_lost") return aside(`${who} ${text}`, label(`video.${event.data?.state}`));
+  if (event.kind === "faces_seen") return `${who} ${label("faces").replace("%d", String(event.data?.faces ?? 0))}`;
+  return who ? `${who} ${text}` : text;
+}
+
 function onEvent(event) {
   if (event.type === "issue_raised") {
-    log(`${event.centre} ${say(["登记问题", "issue raised"])} #${event.issue_id}`);
+    log(describe(event));
     return;
   }
   if (event.type !== "attendance") return;
-  const label = TEXT[event.kind] ? say(TEXT[event.kind]) : event.kind;
-  if (event.kind === "ended" || event.kind === "interrupted") finish(label);
+  if (event.kind === "ended" || event.kind === "interrupted") finish(event.kind);
+  // The call is live from its first answer; a callee on the air says so too (an answer
+  // this page missed while its socket was down).
+  if (event.kind === "answered" || (["joined", "video_live"].includes(event.kind) && event.centre !== TEXT.caller)) {
+    setPhase("live");
+  }
   // The server recorded this page's own connection gone (it cut it, or heard nothing):
   // join again at once rather than wait to notice.
   if (event.kind === "left" && event.centre === me && state.pc?.connectionState === "connected") reconnect("left");
@@ -423,10 +562,11 @@ function onEvent(event) {
     paint(tile);
     if (event.kind === "joined") attach().catch((e) => fail(e.message));
   } else if (!operator && event.centre === me && STATUS_KINDS.includes(event.kind)) {
-    setText(document.querySelector('[data-testid="my-status"]'), label);
+    setText(document.querySelector('[data-testid="my-status"]'), label(`event.${event.kind}`));
   }
   if (event.kind === "floor") paintAll();
-  log(`${event.centre || ""} ${label}`);
+  const line = describe(event);
+  if (line) log(line);
 }
 
 let socketDelay = 500;
@@ -436,6 +576,7 @@ function listen(again = false) {
   state.ws = ws;
   ws.onopen = () => {
     socketDelay = 500;
+    callIsOver(); // the call's state, as events before this socket opened left it
     if (again) refresh(); // events may have been missed while the socket was down
   };
   ws.onmessage = (msg) => { try { onEvent(JSON.parse(msg.data)); } catch { /* hello */ } };
@@ -496,11 +637,12 @@ on("leave", async () => {
   state.leaveToken = "";
   state.pc?.close();
   for (const tile of mediaTiles()) unbind(tile, "ok");
-  setText(document.querySelector('[data-testid="my-status"]'), say(TEXT.left));
+  setText(document.querySelector('[data-testid="my-status"]'), label("event.left"));
 });
 on("accept", async () => {
   await api("POST", `/api/v1/calls/${callId}/accept`);
   document.getElementById("answer-panel").hidden = true;
+  setPhase("live"); // the first answer makes the call live
   await connect();
 });
 on("decline", async () => {
