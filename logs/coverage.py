@@ -7,9 +7,10 @@ Rules (a district's week is Monday 00:00 to the next Monday 00:00, Asia/Shanghai
   at all when the district itself is inactive). Pairs: (district → town) and (district →
   village), kind "district"; (town → village), kind "patrol".
 - An *attempt* is one call whose caller is the pair's caller, created in the week, with
-  an invitation of the pair's callee. It *covers* the pair when the callee has a
-  `verified` event in it, or when its live video (the largest `seconds_live` of its
-  `verified` / `left` events) is positive and at least `policy.min_verified_seconds`.
+  an invitation of the pair's callee. It *covers* the pair by the one coverage rule
+  (`schedules.outcome.covers`): the callee has a `verified` event in it, or its live
+  video (the largest `seconds_live` of its `verified` / `left` events) is positive and
+  at least `policy.min_verified_seconds`; each invited centre of a meeting on its own.
   Any kind of call counts (a district meeting covers every invited centre verified in
   it; an ad-hoc inspection or a screening meeting counts too).
 - Covered pair: the best attempt is the earliest covering one answered on time if
@@ -69,7 +70,7 @@ from dispatch.accounts import Scope
 from dispatch.calls import AttendanceRow, Call, Invitation
 from dispatch.centres import Centre, Level
 from dispatch.errors import NotAuthorised
-from schedules import plans, workdays
+from schedules import outcome, plans, workdays
 from schedules.plans import SHANGHAI, RotaSlot, RotaWeek
 from schedules.policy import Policy, policy_for
 from schedules.workdays import IsoWeek
@@ -488,9 +489,9 @@ def _attempts(
 
     out: dict[tuple[str, str], list[_Attempt]] = defaultdict(list)
     for (call_id, centre), attempt in by_key.items():
-        # Covered: verified, or enough live video; a zero reading is no video at all.
-        attempt.covered = attempt.verified or (
-            attempt.seconds_live > 0 and attempt.seconds_live >= policy.min_verified_seconds
+        # The one coverage rule (schedules.outcome), per invited centre.
+        attempt.covered = outcome.covers(
+            attempt.verified, attempt.seconds_live, policy.min_verified_seconds
         )
         out[(found[call_id][0], centre)].append(attempt)
     for group in out.values():

@@ -5,7 +5,7 @@ For every district and ISO week asked for, the week's rota is built by the plann
 (`schedules.planner.build_week`) and then every slot is played out the way the live
 system would have recorded it: a call with its invitations and attendance events (see
 web/PROTOCOL.md §7), the slot closed held or missed, a make-up for about half of the
-missed slots, and the issues raised in the week's calls with their escalations and
+slots that left callees missed, and the issues raised in the week's calls with their escalations and
 resolutions.
 
 Invariants:
@@ -32,11 +32,15 @@ Invariants:
   interval; an interrupted call keeps only the events before the cut, has no `ended`, and
   an `interrupted` event when the restarted server noticed. A major issue concerning a
   village is escalated before it is resolved; an escalation moves the holder one level up.
-- A slot is held exactly when its call verified every callee, else missed (a slot that
-  was never launched has no call). Make-ups are only made for missed regular slots, on
-  a working day one or two days later in the same week at the same time of day, on the
-  same console, and only where that console is free, the caller is not being called and
-  no callee is in any call then (blackouts are not consulted).
+- Slots settle by the one coverage rule (`schedules.outcome`), as the scheduler's close
+  does: held when its call covered at least one callee, else missed (a slot that was
+  never launched has no call); a callee that neither this call nor an earlier call of
+  the caller in the week covered is missed on its own. Make-ups are only made for regular
+  slots that left callees missed — a held meeting's absent villages too — inviting only
+  those callees, on a working day one or two days later in the same week at the same
+  time of day, on the same console, and only where that console is free, the caller is
+  not being called and no invited callee is in any call then (blackouts are not
+  consulted).
 - Every slot played out gets `reminded_at` and `closed_at` (end + 5 minutes) as the
   scheduler would have set them, so a server started later has nothing to close.
 - Everything is written with bulk core INSERTs/UPDATEs through the given session and
@@ -63,7 +67,7 @@ from dispatch.calls import AttendanceRow, Call, Invitation
 from dispatch.centres import Centre, Level
 from dispatch.demo import GIVEN_NAMES, SURNAMES
 from dispatch.errors import InvalidInput
-from schedules import planner, plans, policy, workdays
+from schedules import outcome, planner, plans, policy, workdays
 from schedules.plans import SHANGHAI, RotaSlot, RotaSlotCallee
 from schedules.workdays import IsoWeek
 
@@ -419,29 +423,31 @@ def _play_week(
     for slot in slots:
         busy.add(slot)
     sims: list[_SimCall] = []
-    missed: list[_Slot] = []
+    missed: list[tuple[_Slot, tuple[str, ...]]] = []  # a regular slot and its missed callees
+    week_covered: dict[str, set[str]] = {}  # caller: callees its calls so far covered
     for slot in slots:
         sim = _play_slot(rng, slot, rules, makeup=slot.kind == "makeup")
         if sim is not None:
             sims.append(sim)
-        slot.status = plans.HELD if sim is not None and _all_verified(sim) else plans.MISSED
-        if slot.status == plans.MISSED and slot.kind != "makeup":
-            missed.append(slot)
-    # Make-ups: about half of the missed regular slots, one or two days later.
+        result = _settle(slot, sim, rules, week_covered)
+        if result.missed and slot.kind != "makeup":
+            missed.append((slot, result.missed))
+    # Make-ups: about half of the slots that left callees missed, one or two days later,
+    # for the missed callees only (a held meeting's absent villages too).
     last_day = week.days()[-1]
     wanted: list[_Slot] = []
-    for slot in missed:
+    for slot, absent in missed:
         if rng.random() >= P_MAKEUP:
             continue
         shifts = [1, 2] if rng.random() < 0.6 else [2, 1]
         for days in shifts:
             start, end = slot.start + timedelta(days=days), slot.end + timedelta(days=days)
             day = start.astimezone(SHANGHAI).date()
-            if day > last_day or day not in plan.workdays or not busy.free(slot, start, end):
-                continue
-            makeup = _Slot(id=0, uid="", kind="makeup", caller=slot.caller, callees=slot.callees,
+            makeup = _Slot(id=0, uid="", kind="makeup", caller=slot.caller, callees=absent,
                            start=start, end=end, console=slot.console, hidden=slot.hidden,
                            makeup_of=slot.id)  # fmt: skip
+            if day > last_day or day not in plan.workdays or not busy.free(makeup, start, end):
+                continue
             busy.add(makeup)
             wanted.append(makeup)
             break
@@ -450,7 +456,7 @@ def _play_week(
         sim = _play_slot(rng, makeup, rules, makeup=True)
         if sim is not None:
             sims.append(sim)
-        makeup.status = plans.HELD if sim is not None and _all_verified(sim) else plans.MISSED
+        _settle(makeup, sim, rules, week_covered)
     _close_slots(session, [*slots, *wanted], rules)
     sims.sort(key=lambda s: (s.slot.start, s.slot.caller, s.slot.console, s.slot.uid))
     call_ids = _insert_calls(session, sims, rules, total)
@@ -459,8 +465,33 @@ def _play_week(
     total.makeups += len(wanted)
 
 
-def _all_verified(sim: _SimCall) -> bool:
-    return all(code in sim.verified for code in sim.slot.callees)
+def _settle(
+    slot: _Slot, sim: _SimCall | None, rules: _Rules, week_covered: dict[str, set[str]]
+) -> outcome.SlotOutcome:
+    """The slot's status and missed callees by the one coverage rule, as the scheduler's
+    close would find them: its own call, and the caller's calls played before it."""
+    covered = _covered(sim, rules) if sim is not None else set()
+    earlier = week_covered.setdefault(slot.caller, set())
+    earlier |= covered
+    result = outcome.slot_outcome(slot.callees, covered, earlier)
+    slot.status = result.status
+    return result
+
+
+def _covered(sim: _SimCall, rules: _Rules) -> set[str]:
+    """The callees the call covered, read from its events as the live record reads them."""
+    verified: dict[str, bool] = {}
+    live: dict[str, float] = {}
+    for _at, code, kind, data in sim.events:
+        if code is None or kind not in (calls.VERIFIED, calls.LEFT):
+            continue
+        verified[code] = verified.get(code, False) or kind == calls.VERIFIED
+        seconds = data.get("seconds_live")
+        if isinstance(seconds, int | float):
+            live[code] = max(live.get(code, 0.0), float(seconds))
+    need = rules.min_verified
+    return {c for c in set(verified) | set(live)
+            if outcome.covers(verified.get(c, False), live.get(c, 0.0), need)}  # fmt: skip
 
 
 def _insert_makeups(session: Session, week_id: int, slots: list[_Slot], rules: _Rules) -> None:

@@ -2,8 +2,9 @@
 
 Jobs: build next week's rota (Friday 16:00, Asia/Shanghai); for every planned slot, a
 reminder `reminder_minutes` before it and a close at its end (+ `close_delay`) that
-marks it missed when no attended call set it held, and then places a make-up in the
-same week's reserve.
+settles it by the one coverage rule (`schedules.outcome`: held when its calls covered a
+callee, missed when none) and places a make-up in the same week's reserve for the
+callees the week has not covered.
 
 Invariants:
 - The rota tables are the truth. Job ids derive from slot ids (`remind:42`,
@@ -24,7 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -39,7 +40,7 @@ from sqlmodel import Session, col, select
 from dispatch.db import Database
 from dispatch.events import Event, EventBus
 
-from . import planner, plans, policy, rota, workdays
+from . import outcome, planner, plans, policy, rota, workdays
 from .plans import SHANGHAI, RotaSlot
 from .workdays import IsoWeek
 
@@ -71,6 +72,7 @@ class SlotMissed(Event):
     callees: tuple[str, ...]
     makeup_slot_id: int | None
     makeup_start: str | None
+    held: bool = False  # the slot was held; `callees` are those it did not cover
 
     @property
     def centres(self) -> tuple[str, ...]:
@@ -322,29 +324,38 @@ def _close_many(
 def _close(
     session: Session, slot_id: int, scheduler: WeekScheduler
 ) -> tuple[SlotMissed, list[Any]] | None:
+    """Close a slot by the one coverage rule (`schedules.outcome`): held when its calls
+    covered a callee, missed when they covered none; every callee the week has not
+    covered gets a make-up, the callees of a held meeting too."""
     slot = session.get(RotaSlot, slot_id)
     if slot is None or slot.closed_at is not None:
         return None
     slot.closed_at = datetime.now(UTC)
     session.add(slot)
-    if slot.status != plans.PLANNED:
-        return None  # held (an attended call) or cancelled: nothing to make up
-    slot.status = plans.MISSED
-    makeup = None if slot.kind == "makeup" else _place_makeup(session, slot)
+    if slot.status == plans.CANCELLED:
+        return None
+    minimum = policy.policy_for(session, _district_of(session, slot)).min_verified_seconds
+    result = outcome.outcome_of(session, slot, minimum)
+    outcome.settle(slot, result)
+    if not result.missed:
+        return None  # every callee covered: nothing to make up
+    makeup = None if slot.kind == "makeup" else _place_makeup(session, slot, result.missed)
     times = scheduler.times_for(session, [makeup]) if makeup is not None else []
-    log.info("slot %s missed; make-up %s", slot_id, makeup.id if makeup else "none")
+    log.info("slot %s %s, missed %s; make-up %s", slot_id, slot.status, ",".join(result.missed),
+             makeup.id if makeup else "none")  # fmt: skip
     event = SlotMissed(
         slot_id=slot_id,
         kind=slot.kind,
         caller=slot.caller_code,
-        callees=() if slot.hidden else tuple(slot.callees),
+        callees=() if slot.hidden else result.missed,
         makeup_slot_id=makeup.id if makeup else None,
         makeup_start=makeup.start.astimezone(SHANGHAI).isoformat() if makeup else None,
+        held=slot.status == plans.HELD,
     )
     return event, times
 
 
-def _place_makeup(session: Session, slot: RotaSlot) -> RotaSlot | None:
+def _place_makeup(session: Session, slot: RotaSlot, callees: tuple[str, ...]) -> RotaSlot | None:
     existing = session.exec(select(RotaSlot).where(RotaSlot.makeup_of == slot.id)).first()
     if existing is not None:
         return None
@@ -356,7 +367,7 @@ def _place_makeup(session: Session, slot: RotaSlot) -> RotaSlot | None:
     cal = workdays.load_calendar(session)
     planned = rota.place_makeup(
         others,
-        missed=slot.planned(),
+        missed=replace(slot.planned(), callees=callees),
         bundle=policy.load_bundle(session, week.district_code),
         workdays=cal.workdays(IsoWeek.parse(week.week)),
         not_before=now,

@@ -302,13 +302,3 @@ def get_slot(session: Session, slot_id: int) -> RotaSlot:
         raise NotFound("rota slot", str(slot_id))
     return slot
 
-
-def mark_held(session: Session, slot_id: int) -> bool:
-    """An attended call covered the slot: planned or missed → held (a late make-up call
-    also counts). Returns whether the slot changed."""
-    slot = session.get(RotaSlot, slot_id)
-    if slot is None or slot.status in (HELD, CANCELLED):
-        return False
-    slot.status, slot.updated_at = HELD, utcnow()
-    session.add(slot)
-    return True

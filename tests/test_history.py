@@ -139,7 +139,7 @@ def test_every_call_has_ordered_events_and_invitations(generated: Generated) -> 
     assert late
 
 
-def test_held_slots_have_every_callee_verified_and_missed_ones_do_not(
+def test_held_slots_have_a_callee_verified_and_missed_ones_have_none(
     generated: Generated,
 ) -> None:
     with generated.db.session() as s:
@@ -161,8 +161,8 @@ def test_held_slots_have_every_callee_verified_and_missed_ones_do_not(
             never_launched += 1
             assert slot.status == plans.MISSED
             continue
-        all_verified = set(slot.callees) <= verified[call_id]
-        assert (slot.status == plans.HELD) == all_verified, slot.id
+        any_verified = bool(set(slot.callees) & verified[call_id])
+        assert (slot.status == plans.HELD) == any_verified, slot.id
     assert never_launched > 0
 
 
@@ -170,14 +170,25 @@ def test_makeups_follow_missed_slots_in_the_same_week(generated: Generated) -> N
     with generated.db.session() as s:
         slots = {x.id: x for x in s.exec(select(RotaSlot)).all()}
         weeks = {w.id: w for w in s.exec(select(RotaWeek)).all()}
+        verified: dict[int, set[str]] = defaultdict(set)  # slot: callees its call verified
+        rows = s.exec(
+            select(Call.slot_id, AttendanceRow.centre_code)
+            .join(AttendanceRow, col(AttendanceRow.call_id) == col(Call.id))
+            .where(AttendanceRow.kind == calls.VERIFIED)
+        ).all()
+        for slot_id, centre in rows:
+            verified[slot_id or 0].add(centre or "")
     makeups = [x for x in slots.values() if x.kind == "makeup"]
-    missed = [x for x in slots.values() if x.kind != "makeup" and x.status == plans.MISSED]
-    assert makeups and len(makeups) <= len(missed)
+    assert makeups
     assert any(m.status == plans.HELD for m in makeups)
+    # A held meeting's absent villages get make-ups too, each inviting only the missed.
+    assert any(slots[m.makeup_of].status == plans.HELD for m in makeups)
     for m in makeups:
         original = slots[m.makeup_of]
-        assert original.status == plans.MISSED and original.kind != "makeup"
-        assert m.week_id == original.week_id and m.callees == original.callees
+        assert original.kind != "makeup"
+        assert m.callees and set(m.callees) <= set(original.callees)
+        assert not set(m.callees) & verified[original.id or 0]
+        assert m.week_id == original.week_id
         assert m.caller_code == original.caller_code and m.console == original.console
         assert m.start - original.start in (timedelta(days=1), timedelta(days=2))
         assert m.end - m.start == original.end - original.start
@@ -259,7 +270,7 @@ def test_generated_journals_load(generated: Generated) -> None:
                     assert record.seconds_verified_video >= 60 and record.answer == "answered"
                 two_stays += len(record.intervals) >= 2
             if slot.status == plans.HELD:
-                assert all(r.video_verified for r in journal.centres)
+                assert any(r.video_verified for r in journal.centres)
         assert two_stays > 0
 
 

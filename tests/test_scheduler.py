@@ -14,11 +14,13 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
-from dispatch import centres
+from dispatch import calls, centres
+from dispatch.accounts import Account, scope_for
 from dispatch.db import Database
 from dispatch.events import Event, EventBus
 from dispatch.settings import Settings
-from schedules import jobs, plans, policy, rota, workdays
+from dispatch.switchboard import Switchboard
+from schedules import jobs, outcome, plans, policy, rota, workdays
 from schedules.plans import SHANGHAI, RotaSlot
 from schedules.workdays import IsoWeek
 from web.schema import open_database
@@ -136,11 +138,22 @@ async def test_jobs_survive_a_restart_and_a_missed_close_runs_once(demo_db: Data
 async def test_a_held_slot_is_not_missed(demo_db: Database) -> None:
     week = open_the_rest_of_the_week(demo_db)
     slot_id = add_slot(demo_db, week, starts_in=0.5)
+    # What an attended call records: the callee's video verified in the slot's call.
+    board = Switchboard(demo_db, EventBus(), b"k" * 44)
     with demo_db.session() as s:
-        held = s.get(RotaSlot, slot_id)
-        assert held is not None
-        held.status = plans.HELD  # what an attended call records
-        s.add(held)
+        planned = s.get(RotaSlot, slot_id)
+        assert planned is not None
+        caller, (callee,) = planned.caller_code, planned.callees
+        operator = s.exec(select(Account).where(Account.username == caller)).one()
+        scope = scope_for(s, operator)
+    launched, _ = await board.launch(scope, [callee], kind="town_patrol", slot_id=slot_id,
+                                     answer_deadline_seconds=60, min_verified_seconds=60)
+    call_id = launched.call.id or 0
+    await board.answer(call_id, callee, accept=True)
+    await board.record(call_id, calls.VERIFIED, callee, seconds_live=60, max_faces=1)
+    await board.end(call_id, "done")
+    board.close()
+    assert await demo_db.write(outcome.record_verified, slot_id, callee)
     bus = EventBus()
     seen = recorder(bus)
     scheduler = jobs.WeekScheduler(demo_db, bus, name="held", close_delay=timedelta(0))

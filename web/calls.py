@@ -22,7 +22,7 @@ from dispatch.switchboard import Switchboard
 from logs.issues import IssueRaised
 from media.pool import WorkerPool
 from media.room import Room
-from schedules import plans, policy, views
+from schedules import outcome, plans, policy, views
 from schedules.plans import SHANGHAI
 
 from . import live
@@ -33,7 +33,8 @@ from .render import render
 
 async def switchboard_ctx(app: web.Application) -> AsyncIterator[None]:
     """The switchboard, after the database; calls a dead process left open are
-    interrupted first. Verified attendance marks the call's rota slot held."""
+    interrupted first. Verified attendance marks the call's rota slot held (by the one
+    coverage rule, `schedules.outcome`)."""
     db, bus = app[DB], app[BUS]
     settings = app[SETTINGS]
     board = Switchboard(db, bus, app[SECRET])
@@ -48,7 +49,8 @@ async def switchboard_ctx(app: web.Application) -> AsyncIterator[None]:
 
     def follow(event: Event) -> None:
         if isinstance(event, Attendance) and event.kind == calls.VERIFIED and event.slot_id:
-            task = asyncio.get_running_loop().create_task(db.write(plans.mark_held, event.slot_id))
+            held = db.write(outcome.record_verified, event.slot_id, event.centre or "")
+            task = asyncio.get_running_loop().create_task(held)
             pending.add(task)
             task.add_done_callback(pending.discard)
 

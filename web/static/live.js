@@ -71,7 +71,8 @@ function show(event) {
     const makeup = event.makeup_start
       ? say([`，补调度 ${event.makeup_start.slice(5, 16).replace("T", " ")}`, `; make-up ${event.makeup_start.slice(5, 16).replace("T", " ")}`])
       : say(["，本周无空档补调度", "; no room for a make-up this week"]);
-    toast(`${kind} ${say(["未完成", "missed"])}${makeup}`, `/rota/slots/${event.makeup_slot_id || event.slot_id}`);
+    const what = event.held ? say(["有单位未参加", "missed by some centres"]) : say(["未完成", "missed"]);
+    toast(`${kind} ${what}${makeup}`, `/rota/slots/${event.makeup_slot_id || event.slot_id}`);
   }
 }
 
