@@ -288,19 +288,35 @@ async def remind(context: str, slot_id: int) -> None:
             return None
         slot.reminded_at = datetime.now(UTC)
         session.add(slot)
-        minutes = policy.policy_for(session, _district_of(session, slot)).reminder_minutes
-        return SlotReminder(
-            slot_id=slot_id,
-            kind=slot.kind,
-            caller=slot.caller_code,
-            callees=() if slot.hidden else tuple(slot.callees),
-            start=slot.start.astimezone(SHANGHAI).isoformat(),
-            minutes_before=minutes,
-        )
+        return reminder_for(session, slot)
 
     event = await ctx.db.write(run)
     if event is not None:
         ctx.bus.publish(event)
+
+
+def reminder_for(session: Session, slot: RotaSlot) -> SlotReminder:
+    """The reminder of a slot, as the `remind` job publishes it (a spot check's callee
+    is not told)."""
+    minutes = policy.policy_for(session, _district_of(session, slot)).reminder_minutes
+    return SlotReminder(
+        slot_id=slot.id or 0,
+        kind=slot.kind,
+        caller=slot.caller_code,
+        callees=() if slot.hidden else tuple(slot.callees),
+        start=slot.start.astimezone(SHANGHAI).isoformat(),
+        minutes_before=minutes,
+    )
+
+
+def reminders_due(session: Session, code: str, now: datetime | None = None) -> list[SlotReminder]:
+    """The reminders already sent to centre `code` for slots that have not started yet
+    (still planned): a page that connects late gets them (web/live.py). A hidden spot
+    check counts only for its caller."""
+    now = now or datetime.now(UTC)
+    found = plans.slots_for_centre(session, code, now, now + HORIZON)
+    return [reminder_for(session, s) for s in found
+            if s.reminded_at is not None and s.status == plans.PLANNED]  # fmt: skip
 
 
 async def close_slot(context: str, slot_id: int) -> None:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
-from test_scheduler import add_slot, open_the_rest_of_the_week
+from test_scheduler import add_slot, open_the_rest_of_the_week, slot, wait_for
 
+from dispatch.events import Event
 from dispatch.settings import Settings
+from schedules.jobs import SlotReminder
 from schedules.workdays import IsoWeek
 from web.app import create_app
+from web.appkeys import BUS
 from web.schema import open_database
 
 from browser import chromium, log_in
@@ -44,6 +48,38 @@ async def test_the_reminder_reaches_the_village_and_its_town_only(
     town = await asyncio.wait_for(sockets["town_a"].receive_json(), 5)
     assert town["slot_id"] == slot_id
     for who in ("village_a2", "district"):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(sockets[who].receive_json(), 0.5)
+    for ws in sockets.values():
+        await ws.close()
+
+
+async def test_a_page_that_connects_after_the_reminder_still_gets_it(
+    aiohttp_client, demo_settings: Settings, cast: Cast
+) -> None:  # type: ignore[no-untyped-def]
+    due = slot_soon(demo_settings, -1)  # its reminder is due already: sent at start-up
+    db = open_database(demo_settings.db_url)
+    started = add_slot(db, open_the_rest_of_the_week(db), starts_in=-5, minutes=10)
+    app = create_app(demo_settings)
+    sent: list[Event] = []
+    app[BUS].subscribe(sent.append)
+    client: TestClient = await aiohttp_client(app)
+    try:
+        await wait_for(lambda: slot(db, due).reminded_at is not None
+                       and slot(db, started).reminded_at is not None)  # fmt: skip
+    finally:
+        db.close()
+    (live,) = [e for e in sent if isinstance(e, SlotReminder) and e.slot_id == due]
+    sockets = {}
+    for who in ("village_a1", "village_a2", "town_a", "district"):
+        token = make_token(demo_settings, getattr(cast, who))
+        sockets[who] = await client.ws_connect("/ws/events", headers=bearer(token))
+        assert (await sockets[who].receive_json())["type"] == "hello"
+    for who in ("village_a1", "town_a"):
+        got = await asyncio.wait_for(sockets[who].receive_json(), 10)
+        # The reminder as it was sent (JSON has no tuples); not the started call's.
+        assert got == json.loads(json.dumps(live.as_dict())), who
+    for who in ("village_a1", "town_a", "village_a2", "district"):
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(sockets[who].receive_json(), 0.5)
     for ws in sockets.values():

@@ -8,15 +8,17 @@ built from the session or token, as for every request.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from dispatch.events import Event
+from schedules import jobs
 
-from .appkeys import BUS
+from .appkeys import BUS, DB
 from .auth import scope_of
 
 log = logging.getLogger(__name__)
@@ -24,19 +26,36 @@ QUEUE_LIMIT = 100  # a page that stops reading loses old events, never the serve
 
 
 async def events_socket(request: web.Request) -> web.WebSocketResponse:
+    """The centre's own events; on connecting, the reminders it was already sent for
+    calls that have not started yet (a page opened after the reminder still gets it)."""
     scope = scope_of(request)
     code = scope.centre_code
+
+    async def backlog() -> list[Event]:
+        if code is None:
+            return []
+        return list(await request.app[DB].read(jobs.reminders_due, code))
+
     return await stream(
         request,
         lambda event: code is not None and code in event.centres,
         hello={"type": "hello", "centre": code},
+        backlog=backlog,
     )
 
 
 async def stream(
-    request: web.Request, wanted: Callable[[Event], bool], *, hello: dict[str, Any]
+    request: web.Request,
+    wanted: Callable[[Event], bool],
+    *,
+    hello: dict[str, Any],
+    backlog: Callable[[], Awaitable[list[Event]]] | None = None,
 ) -> web.WebSocketResponse:
-    """Push every published event that `wanted` admits, until the page goes away."""
+    """Push every published event that `wanted` admits, until the page goes away.
+
+    `backlog` gives events published before the page connected; they are sent after
+    the hello, and a live event equal to one of them is not sent twice (the page
+    subscribes before reading the backlog, so nothing falls between the two)."""
     ws = web.WebSocketResponse(heartbeat=25)
     await ws.prepare(request)
     queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_LIMIT)
@@ -48,22 +67,36 @@ async def stream(
             queue.put_nowait(event)
 
     unsubscribe = request.app[BUS].subscribe(deliver)
-    sender = asyncio.create_task(_send(ws, queue))
+    sender: asyncio.Task[None] | None = None
     try:
         await ws.send_json(hello)
+        sent: set[str] = set()
+        for event in await backlog() if backlog is not None else []:
+            body = event.as_dict()
+            sent.add(_key(body))
+            await ws.send_json(body)
+        sender = asyncio.create_task(_send(ws, queue, sent))
         async for msg in ws:
             if msg.type == WSMsgType.TEXT and msg.data == "ping":
                 await ws.send_str("pong")
     finally:
         unsubscribe()
-        sender.cancel()
+        if sender is not None:
+            sender.cancel()
     return ws
 
 
-async def _send(ws: web.WebSocketResponse, queue: asyncio.Queue[Event]) -> None:
+def _key(body: dict[str, Any]) -> str:
+    return json.dumps(body, sort_keys=True, default=str)
+
+
+async def _send(ws: web.WebSocketResponse, queue: asyncio.Queue[Event], sent: set[str]) -> None:
     while not ws.closed:
         event = await queue.get()
+        body = event.as_dict()
+        if sent and _key(body) in sent:
+            continue  # already sent from the backlog
         try:
-            await ws.send_json(event.as_dict())
+            await ws.send_json(body)
         except ConnectionError:
             return

@@ -66,6 +66,10 @@ function show(event) {
   if (event.type === "call_ringing") return ring(event);
   const kind = say(KINDS[event.kind] || [event.kind, event.kind]);
   if (event.type === "slot_reminder") {
+    // A page that connects late gets the reminders already sent: once per tab is enough.
+    const seen = `reminded:${event.slot_id}`;
+    if (sessionStorage.getItem(seen)) return;
+    sessionStorage.setItem(seen, "1");
     toast(`${hhmm(event.start)} ${kind} ${say(["即将开始", "starts soon"])}`, `/rota/slots/${event.slot_id}`);
   } else if (event.type === "slot_missed") {
     const makeup = event.makeup_start
