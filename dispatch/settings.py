@@ -91,6 +91,12 @@ class Settings:
         "Media worker processes that carry the calls' audio and video: a number, or auto "
         "(one per core). 0 runs the media inside the server process (tests, debugging).",
     )
+    media_span_at: str = _setting(  # type: ignore[assignment]
+        "40",
+        "DISPATCH_MEDIA_SPAN_AT",
+        "Participants a media worker carries before a call that needs more spans to "
+        "another worker (each publisher's media then crosses once between the two).",
+    )
     default_lang: str = _setting(  # type: ignore[assignment]
         "zh", "DISPATCH_LANG", "Language when the browser states none: zh or en."
     )
@@ -176,6 +182,14 @@ def media_workers(settings: Settings) -> int:
         return os.cpu_count() or 1
     if not raw.isdigit() or int(raw) > 256:
         raise InvalidInput("DISPATCH_MEDIA_WORKERS", f"expected auto or 0-256, got {raw!r}")
+    return int(raw)
+
+
+def media_span_at(settings: Settings) -> int:
+    """Participants per media worker before a call's room spans to another."""
+    raw = settings.media_span_at.strip()
+    if not raw.isdigit() or not 1 <= int(raw) <= 100_000:
+        raise InvalidInput("DISPATCH_MEDIA_SPAN_AT", f"expected a number from 1, got {raw!r}")
     return int(raw)
 
 

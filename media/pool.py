@@ -8,18 +8,28 @@ close, participants, floor, operator_slots, audio_levels, and the same events), 
 the room itself in a worker.
 
 Placement. A room is placed on its first join, on the live worker carrying the
-fewest participants (joins in flight included), and stays there.
+fewest participants (joins in flight included). A participant stays on the worker
+of its first join while that worker lives.
 
-A worker that dies. The pool notices its pipe closing. Every room on it reports each
-participant it had as ``PeerDisconnected`` (if present) then ``PeerFailed`` with
-reason "media worker stopped", so attendance records them as left at that moment;
-requests in flight fail with ``RoomError``. The room is placed afresh on its next
-join: the pages, whose connections died with the worker, join again and are recorded
-as joined again — the gap shows as a left/joined pair. A new worker replaces the dead
+Spanning. A worker carrying ``span_at`` participants is full: the room's next
+participant goes to a part of the room on another worker (the least loaded), and
+every part is told the others (``span``); each publisher's frames then cross once
+to each other part through the pipes between workers (``media.pipes``), the way
+mediasoup pipes a producer to a router on another worker. The operator sees every
+participant and everyone sees the operator and the floor, whichever part they are on.
+
+A worker that dies. The pool notices its pipe closing. Each room part on it reports
+each participant it had as ``PeerDisconnected`` (if present) then ``PeerFailed``
+with reason "media worker stopped", so attendance records them as left at that
+moment; requests in flight fail with ``RoomError``; the other parts of the room
+forget its publishers. Those participants are placed afresh on their next join: the
+pages, whose connections died with the worker, join again and are recorded as
+joined again — the gap shows as a left/joined pair. A new worker replaces the dead
 one.
 
 Invariant: a ``RemoteRoom``'s mirrored state (participants, floor, slots, levels) is
-the last ``state`` message its worker sent, or empty while it has no worker.
+the union of the last ``state`` message each of its parts sent (the operator's
+slots from the operator's part), or empty while it has no part.
 """
 
 from __future__ import annotations
@@ -27,7 +37,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,14 +62,16 @@ logger = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 5.0  # seconds a worker gets to close its rooms before it is killed
 WORKER_STOPPED = "media worker stopped"
+SPAN_AT = 40  # participants a worker carries before a room spans to another
 
 
 class MediaWorker:
     """One worker process and the requests in flight to it."""
 
-    def __init__(self, index: int, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, index: int, process: asyncio.subprocess.Process, pipe_path: str) -> None:
         self.index = index
         self.process = process
+        self.pipe_path = pipe_path  # where it listens for other workers (media.pipes)
         self.alive = True
         self.rooms: dict[str, RemoteRoom] = {}
         self.joining = 0  # joins in flight: counted as load before they land
@@ -70,7 +84,7 @@ class MediaWorker:
 
     @property
     def load(self) -> int:
-        return self.joining + sum(len(room.known) for room in self.rooms.values())
+        return self.joining + sum(room.load_on(self) for room in self.rooms.values())
 
     def send(self, message: tuple[Any, ...]) -> None:
         assert self.process.stdin is not None
@@ -107,10 +121,16 @@ class MediaWorker:
 class WorkerPool:
     """``size`` media worker processes; replaces any that dies until ``close()``."""
 
-    def __init__(self, size: int, ice: IceSettings, *, sample_interval: float = 1.0) -> None:
+    def __init__(
+        self, size: int, ice: IceSettings, *, sample_interval: float = 1.0, span_at: int = SPAN_AT
+    ) -> None:
         if size < 1:
             raise ValueError(f"a worker pool needs at least one worker, not {size}")
+        if span_at < 1:
+            raise ValueError(f"a worker carries at least one participant, not {span_at}")
         self.size = size
+        self.span_at = span_at
+        self._pipe_dir = tempfile.mkdtemp(prefix="pingan-media-")
         self._ice = ice
         self._sample_interval = sample_interval
         self._workers: list[MediaWorker] = []
@@ -138,8 +158,9 @@ class WorkerPool:
         same signature as ``Room``)."""
         return RemoteRoom(self, room_id, on_event, codecs.check_room_codec(video_codec))
 
-    def place(self) -> MediaWorker:
-        live = self.workers
+    def place(self, among: tuple[MediaWorker, ...] | None = None) -> MediaWorker:
+        """The least-loaded live worker (of ``among``, if given)."""
+        live = self.workers if among is None else tuple(w for w in among if w.alive)
         if not live:
             raise RoomError("no media worker is running")
         return min(live, key=lambda w: (w.load, w.index))
@@ -158,15 +179,17 @@ class WorkerPool:
                 worker.process.kill()
                 await worker.process.wait()
         await asyncio.gather(*self._readers, return_exceptions=True)
+        shutil.rmtree(self._pipe_dir, ignore_errors=True)
 
     async def _spawn(self) -> MediaWorker:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "media.worker",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             limit=wire.MAX_MESSAGE)  # fmt: skip
-        worker = MediaWorker(next(self._indexes), process)
+        index = next(self._indexes)
+        worker = MediaWorker(index, process, f"{self._pipe_dir}/{index}.sock")
         level = logging.getLogger().getEffectiveLevel()
-        worker.send(("init", self._ice, self._sample_interval, level))
+        worker.send(("init", self._ice, self._sample_interval, level, index, worker.pipe_path))
         self._workers.append(worker)
         reader = asyncio.get_running_loop().create_task(self._read(worker))
         self._readers.add(reader)
@@ -191,7 +214,7 @@ class WorkerPool:
         logger.error("media worker %d (pid %d) stopped with code %s; its rooms failed over",
                      worker.index, worker.pid, code)  # fmt: skip
         for room in list(worker.rooms.values()):
-            room.worker_stopped()
+            room.worker_stopped(worker)
         await self._spawn()
 
     def _dispatch(self, worker: MediaWorker, message: tuple[Any, ...]) -> None:
@@ -203,18 +226,27 @@ class WorkerPool:
         if room is None:
             return  # a room closed meanwhile
         if op == "event":
-            room.deliver(message[2])
+            room.deliver(worker, message[2])
         elif op == "sample":
             _, room_id, participant, at, picture = message
             frame = VideoFrame.from_ndarray(picture, format="yuv420p")
-            room.deliver(FrameSampled(room_id=room_id, participant=participant, at=at,
+            room.deliver(worker, FrameSampled(room_id=room_id, participant=participant, at=at,
                                       frame=frame))  # fmt: skip
         elif op == "state":
-            room.mirror(*message[2:])
+            room.mirror(worker, *message[2:])
+
+
+class _Part:
+    """A room's part on one worker, as its last ``state`` message described it."""
+
+    def __init__(self) -> None:
+        self.participants: tuple[str, ...] = ()
+        self.slots: dict[str, int] = {}
+        self.levels: dict[str, int] = {}
 
 
 class RemoteRoom:
-    """A ``media.room.Room`` in a worker process: the same calls, the same events."""
+    """A ``media.room.Room`` in worker processes: the same calls, the same events."""
 
     def __init__(
         self,
@@ -227,18 +259,29 @@ class RemoteRoom:
         self.video_codec = video_codec
         self._pool = pool
         self._on_event = on_event
-        self._worker: MediaWorker | None = None
+        self._parts: dict[MediaWorker, _Part] = {}  # in the order they were added
+        self._where: dict[str, MediaWorker] = {}  # participant -> its part (joined, not gone)
+        self._placing = asyncio.Lock()  # one placement (and new part) at a time
         self._operator: str | None = None
         self._participants: tuple[str, ...] = ()
         self._floor: str | None = None
         self._slots: dict[str, int] = {}
         self._levels: dict[str, int] = {}
-        self.known: set[str] = set()  # joined on the current worker and not left since
         self._closed = False
 
     @property
     def worker(self) -> MediaWorker | None:
-        return self._worker
+        """The operator's part's worker (the first part's before the operator joins)."""
+        workers = self.workers
+        operator = self._where.get(self._operator or "")
+        return operator if operator in workers else (workers[0] if workers else None)
+
+    @property
+    def workers(self) -> tuple[MediaWorker, ...]:
+        return tuple(self._parts)
+
+    def load_on(self, worker: MediaWorker) -> int:
+        return sum(1 for w in self._where.values() if w is worker)
 
     @property
     def participants(self) -> tuple[str, ...]:
@@ -262,20 +305,22 @@ class RemoteRoom:
             raise RoleError(f"room {self.room_id}: {self._operator!r} is already the operator")
         if not operator and participant == self._operator:
             raise RoleError(f"room {self.room_id}: {participant!r} is the operator")
-        worker = self._worker
-        if worker is None or not worker.alive:
-            worker = self._worker = self._pool.place()
-            worker.rooms[self.room_id] = self
-            logger.info("room %s peer -: placed on media worker %d (pid %d)",
-                        self.room_id, worker.index, worker.pid)  # fmt: skip
-        worker.joining += 1
+        async with self._placing:
+            worker = self._choose(participant)
+            worker.joining += 1
+            try:
+                if worker not in self._parts:
+                    await self._add_part(worker)
+            except BaseException:
+                worker.joining -= 1
+                raise
         try:
             answer = await worker.request("join", self.room_id, self.video_codec, participant,
                                           offer_sdp, operator, passive_dtls)  # fmt: skip
         finally:
             worker.joining -= 1
-        if worker is self._worker:
-            self.known.add(participant)
+        if worker in self._parts:  # not lost meanwhile
+            self._where[participant] = worker
             if operator:
                 self._operator = participant
         return str(answer)
@@ -285,54 +330,103 @@ class RemoteRoom:
         if participant is not None and participant == self._operator:
             raise RoleError(f"room {self.room_id}: the operator cannot hold the floor")
         self._floor = participant
-        if self._worker is not None and self._worker.alive:
-            self._spawn(self._worker.request("floor", self.room_id, participant))
+        for worker in self._parts:
+            if worker.alive:
+                self._spawn(worker.request("floor", self.room_id, participant))
 
     async def leave(self, participant: str) -> None:
-        self.known.discard(participant)
-        if self._worker is not None and self._worker.alive:
-            await self._worker.request("leave", self.room_id, participant)
+        worker = self._where.pop(participant, None)
+        if worker is not None and worker.alive:
+            await worker.request("leave", self.room_id, participant)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        worker, self._worker = self._worker, None
-        if worker is not None:
+        parts, self._parts = list(self._parts), {}
+        self._where.clear()
+        for worker in parts:
             if worker.alive:
                 try:
                     await worker.request("close", self.room_id)
                 except RoomError:
                     pass  # the worker died meanwhile: its rooms are gone with it
             worker.rooms.pop(self.room_id, None)
-        self.mirror((), None, {}, {})
+        self._merge()
+
+    # --- placement ---
+
+    def _choose(self, participant: str) -> MediaWorker:
+        """The worker for a join: its part of the room if it has one, else a part with
+        room, else a new part on the least-loaded other worker, else the least loaded."""
+        current = self._where.get(participant)
+        if current is not None and current.alive and current in self._parts:
+            return current
+        parts = tuple(w for w in self._parts if w.alive)
+        roomy = tuple(w for w in parts if w.load < self._pool.span_at)
+        if roomy:
+            return self._pool.place(roomy)
+        others = tuple(w for w in self._pool.workers if w not in self._parts)
+        if others and self._pool.place(others).load < self._pool.span_at:
+            return self._pool.place(others)
+        return self._pool.place(parts + others)
+
+    async def _add_part(self, worker: MediaWorker) -> None:
+        self._parts[worker] = _Part()
+        worker.rooms[self.room_id] = self
+        logger.info("room %s peer -: a part on media worker %d (pid %d), %d part(s)",
+                    self.room_id, worker.index, worker.pid, len(self._parts))  # fmt: skip
+        if len(self._parts) > 1:
+            await self._tell_parts()
+
+    async def _tell_parts(self) -> None:
+        """Every live part learns the others, before any join on a new one."""
+        layout = {w.index: w.pipe_path for w in self._parts if w.alive}
+        results = await asyncio.gather(
+            *(w.request("span", self.room_id, self.video_codec, layout)
+              for w in self._parts if w.alive),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, RoomError):
+                raise result
 
     # --- called by the pool ---
 
-    def deliver(self, event: RoomEvent) -> None:
-        if isinstance(event, PeerFailed):
-            self.known.discard(event.participant)
+    def deliver(self, worker: MediaWorker, event: RoomEvent) -> None:
+        if isinstance(event, PeerFailed) and self._where.get(event.participant) is worker:
+            del self._where[event.participant]
         self._emit(event)
 
     def mirror(
         self,
+        worker: MediaWorker,
         participants: tuple[str, ...],
         floor: str | None,
         slots: dict[str, int],
         levels: dict[str, int],
     ) -> None:
-        self._participants, self._floor, self._slots, self._levels = (
-            tuple(participants), floor, dict(slots), dict(levels))  # fmt: skip
+        part = self._parts.get(worker)
+        if part is None:
+            return
+        part.participants, part.slots, part.levels = tuple(participants), slots, levels
+        self._merge()
 
-    def worker_stopped(self) -> None:
-        """Fail every participant the dead worker carried; the next join re-places."""
-        present, known = set(self._participants), sorted(self.known)
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.rooms.pop(self.room_id, None)
-        self.known.clear()
-        self._operator = None
-        self.mirror((), None, {}, {})
+    def worker_stopped(self, worker: MediaWorker) -> None:
+        """Fail every participant the dead worker carried; their next join re-places."""
+        part = self._parts.pop(worker, None)
+        worker.rooms.pop(self.room_id, None)
+        if part is None:
+            return
+        present = set(part.participants)
+        known = sorted(p for p, w in self._where.items() if w is worker)
+        for participant in known:
+            del self._where[participant]
+        if self._operator in known:
+            self._operator = None
+        self._merge()
+        if len(self._parts) > 0:
+            self._spawn(self._tell_parts())
         now = time.time()
         for participant in known:
             if participant in present:
@@ -342,6 +436,20 @@ class RemoteRoom:
                                   reason=WORKER_STOPPED))  # fmt: skip
 
     # --- plumbing ---
+
+    def _merge(self) -> None:
+        """The room's state from its parts' (see the module's invariant)."""
+        participants: dict[str, None] = {}
+        levels: dict[str, int] = {}
+        for part in self._parts.values():
+            participants.update(dict.fromkeys(part.participants))
+            levels.update(part.levels)
+        main = self._parts.get(self.worker) if self.worker is not None else None
+        self._participants = tuple(participants)
+        self._slots = dict(main.slots) if main is not None else {}
+        self._levels = levels
+        if not self._parts:
+            self._floor = None  # a room with no part has no floor: as a new room
 
     def _emit(self, event: RoomEvent) -> None:
         try:

@@ -51,6 +51,15 @@ Measured on loopback: a hang-up is ``PeerFailed`` within ~5 ms; a client that dr
 off the network is ``PeerDisconnected`` after 3.0-3.5 s and ``PeerFailed`` after
 ~32 s (consent expiry). Whether a return is the same attendance is the caller's call.
 
+Spanning workers. A room too large for one media worker has a part on several
+(``media.pool``); each part is a ``Room`` whose peers are its own, and which also
+shows *remote* participants: publishers of another part whose frames arrive through
+the pipe between the workers (``media.pipes``), once per part, as mediasoup's pipe
+transports carry a producer once to another router. A part hands out, through its
+``span`` (a ``SpanSink``), the frames of its present participants' camera and
+microphone and their presence; a remote feed's key frame request goes back the same
+way to the part that holds the publisher. Without a span a room is what it always was.
+
 An offer must BUNDLE all its m-lines (browsers, GStreamer and OBS do): the server's
 peers use max-bundle, one transport for everything (see ``media.ice``).
 
@@ -169,6 +178,32 @@ def _log_failure(task: asyncio.Task[None]) -> None:
 # --- peers ------------------------------------------------------------------------------
 
 
+class SpanSink:
+    """Where a room part sends what other parts of the same room need (``media.pipes``)."""
+
+    def frame(self, room_id: str, participant: str, kind: str, frame: tuple[Any, ...]) -> None:
+        """An encoded frame of a local publisher: ``Feed.arrive``'s arguments."""
+
+    def presence(self, room_id: str, participant: str, operator: bool, present: bool) -> None:
+        """A local participant became present (sending) or absent."""
+
+    def keyframe(self, room_id: str, origin: int, participant: str, kind: str) -> None:
+        """A remote feed (its publisher on part ``origin``) needs a key frame."""
+
+
+@dataclass(eq=False)
+class _Remote:
+    """A participant of another part of the room: a source, never a viewer here."""
+
+    participant: str
+    operator: bool
+    origin: int  # the part (media worker) that holds its peer
+    feeds: dict[str, Feed] = field(default_factory=dict)
+
+    def feed(self, kind: str) -> Feed | None:
+        return self.feeds.get(kind)
+
+
 @dataclass(eq=False)
 class _Peer:
     participant: str
@@ -187,7 +222,7 @@ class _Peer:
         first = next((f for f in self.feeds if f.kind == kind), None)
         return first if first is not None and not first.ended else None
 
-    def show(self, index: int, source: _Peer | None) -> None:
+    def show(self, index: int, source: _Peer | _Remote | None) -> None:
         for kind, slots in self.slots.items():
             if index < len(slots):
                 slots[index].attach(source.feed(kind) if source else None)
@@ -334,6 +369,8 @@ class Room:
         self._tasks: set[asyncio.Task[None]] = set()
         self._joins = itertools.count(1)
         self._closed = False
+        self._remote: dict[str, _Remote] = {}  # participants of other parts (spanning)
+        self.span: SpanSink | None = None  # set by a media worker when the room spans
 
     @property
     def participants(self) -> tuple[str, ...]:
@@ -413,9 +450,80 @@ class Room:
         self._peers.clear()
         for peer in peers:
             self._retire(peer, "room closed")
+        for known in list(self._remote.values()):
+            self._drop_remote(known)
         await asyncio.gather(*(self._teardown(peer) for peer in peers))
         await asyncio.gather(*self._tasks, return_exceptions=True)
         logger.info("room %s peer -: closed", self.room_id)
+
+    # --- spanning workers: the other parts' participants ---
+
+    def announce(self) -> None:
+        """Tell the span of every present local participant (a part was added)."""
+        if self.span is not None:
+            for peer in self._peers.values():
+                if peer.present:
+                    self.span.presence(self.room_id, peer.participant, peer.operator, True)
+
+    def remote_present(self, participant: str, operator: bool, origin: int) -> None:
+        """``participant`` sends on part ``origin``; its frames arrive by ``remote_frame``."""
+        if self._closed or participant in self._peers:
+            return  # a local peer wins: the pool keeps a participant on one part
+        known = self._remote.get(participant)
+        if known is not None and known.origin == origin:
+            return
+        if known is not None:
+            self._drop_remote(known)
+        self._remote[participant] = _Remote(participant, operator, origin)
+        if operator:
+            self._operator = participant
+        else:
+            self._slot_of.setdefault(participant, len(self._slot_of))
+        logger.info("room %s peer %s: sends on media worker %d", self.room_id, participant,
+                    origin)  # fmt: skip
+
+    def remote_absent(self, participant: str, origin: int) -> None:
+        known = self._remote.get(participant)
+        if known is not None and known.origin == origin:
+            self._drop_remote(known)
+            self._reroute()
+
+    def origin_gone(self, origin: int) -> None:
+        """The pipe from part ``origin`` closed: its participants are gone."""
+        for known in [r for r in self._remote.values() if r.origin == origin]:
+            self._drop_remote(known)
+        self._reroute()
+
+    def remote_frame(self, participant: str, kind: str, frame: tuple[Any, ...]) -> None:
+        known = self._remote.get(participant)
+        if known is None:
+            return  # it left meanwhile, or its presence is still on the way
+        feed = known.feeds.get(kind)
+        if feed is None:
+            origin = known.origin
+
+            def ask_keyframe() -> None:
+                if self.span is not None:
+                    self.span.keyframe(self.room_id, origin, participant, kind)
+
+            name = f"room {self.room_id} peer {participant}@{origin} {kind}"
+            feed = known.feeds[kind] = Feed(name, kind, self._epoch, ask_keyframe, lambda: None)
+            self._reroute()  # the slots that show it attach now
+        feed.arrive(*frame)
+
+    def keyframe_for(self, participant: str, kind: str) -> None:
+        """Another part's viewers of a local publisher need a key frame."""
+        peer = self._peers.get(participant)
+        feed = peer.feed(kind) if peer is not None else None
+        if feed is not None:
+            feed.request_keyframe()
+
+    def _drop_remote(self, known: _Remote) -> None:
+        del self._remote[known.participant]
+        for feed in known.feeds.values():
+            feed.end()
+        logger.info("room %s peer %s: no longer sends on media worker %d", self.room_id,
+                    known.participant, known.origin)  # fmt: skip
 
     # --- negotiation ---
 
@@ -491,11 +599,17 @@ class Room:
                 self._spawn(_send_pli(receiver), peer, f"{track.kind} PLI")
 
         feed = Feed(name, track.kind, self._epoch, ask_keyframe, first)
+
+        def arrive(*frame: Any) -> None:
+            feed.arrive(*frame)
+            if primary and self.span is not None and peer.present and self._current(peer):
+                self.span.frame(self.room_id, peer.participant, track.kind, frame)
+
         ingest = Ingest(
             name,
             track.kind,
             room_codec=self.video_codec,
-            on_frame=feed.arrive,
+            on_frame=arrive,
             on_end=feed.end,
             on_sample=sample if primary and track.kind == "video" else None,
             sample_interval=self._sample_interval,
@@ -513,6 +627,8 @@ class Room:
         """Make ``peer`` the participant's current peer; return the one it replaces."""
         old = self._peers.pop(peer.participant, None)
         self._peers[peer.participant] = peer
+        if peer.participant in self._remote:  # it moved here from another part
+            self._drop_remote(self._remote[peer.participant])
         if old is not None:
             self._retire(old, "replaced by a new join")
         if peer.operator:
@@ -591,18 +707,24 @@ class Room:
 
     # --- routing and plumbing ---
 
+    def _source(self, participant: str | None) -> _Peer | _Remote | None:
+        """Whose feeds show ``participant``: its peer here, or its remote entry."""
+        if participant is None:
+            return None
+        return self._peers.get(participant) or self._remote.get(participant)
+
     def _reroute(self) -> None:
         """Point every slot at its source; idempotent, run after every change."""
-        operator = self._peers.get(self._operator or "")
+        operator = self._source(self._operator)
         for viewer in self._peers.values():
             if viewer.operator:
                 for participant, index in self._slot_of.items():
-                    viewer.show(index, self._peers.get(participant))
+                    viewer.show(index, self._source(participant))
             else:
                 viewer.show(OPERATOR_SLOT, operator)
                 holder = None
                 if self._floor is not None and self._floor != viewer.participant:
-                    holder = self._peers.get(self._floor)
+                    holder = self._source(self._floor)
                 viewer.show(FLOOR_SLOT, holder)
 
     async def _teardown(self, peer: _Peer) -> None:
@@ -621,6 +743,9 @@ class Room:
         event = event_type(
             room_id=self.room_id, participant=peer.participant, at=time.time(), **fields
         )
+        if self.span is not None and event_type in (PeerConnected, PeerDisconnected):
+            self.span.presence(self.room_id, peer.participant, peer.operator,
+                               event_type is PeerConnected)  # fmt: skip
         try:
             self._on_event(event)
         except Exception:

@@ -1,12 +1,14 @@
 """The pipe between the main process and a media worker: framed, pickled messages.
 
 Each message is a 4-byte big-endian length and a pickle of a tuple whose first item
-names it. Both ends are this project's own processes (a parent and the child it
-started), so pickle is safe here; nothing from a network peer is unpickled.
+names it. Workers talk to each other over the same framing (``media.pipes``). Both
+ends are this project's own processes (a parent and the children it started), so
+pickle is safe here; nothing from a network peer is unpickled.
 
 Main → worker (``op``, then its fields; ``n`` numbers a request):
 
-    ("init", IceSettings, sample_interval, log_level)
+    ("init", IceSettings, sample_interval, log_level, worker_index, pipe_socket_path)
+    ("span", n, room_id, video_codec, {worker_index: pipe_socket_path})  # a room's parts
     ("join", n, room_id, video_codec, participant, offer_sdp, operator, passive_dtls)
     ("floor", n, room_id, participant | None)
     ("leave", n, room_id, participant)

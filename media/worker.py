@@ -8,7 +8,9 @@ ends (the main process stopped or closed the pipe) it closes every room and exit
 
 Invariant: messages are handled one at a time in arrival order, except ``join``,
 which runs as its own task (an answer takes ICE gathering time) — the room itself
-serialises joins and leaves of one participant.
+serialises joins and leaves of one participant. A room that spans workers is told
+its parts (``span``) before any join on a new part, so frames are piped from the
+first one (``media.pipes``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from av import VideoFrame
 
 from media import wire
 from media.ice import IceSettings, configure_host_addresses
+from media.pipes import Pipes
 from media.room import FrameSampled, Room, RoomError, RoomEvent
 
 logger = logging.getLogger(__name__)
@@ -39,6 +42,7 @@ class Worker:
         self._rooms: dict[str, Room] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._levels_sent: dict[str, float] = {}
+        self._pipes: Pipes | None = None
 
     async def serve(self, reader: asyncio.StreamReader) -> None:
         levels = asyncio.get_running_loop().create_task(self._send_levels())
@@ -49,26 +53,41 @@ class Worker:
             levels.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await asyncio.gather(*(room.close() for room in self._rooms.values()))
+            if self._pipes is not None:
+                await self._pipes.close()
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         op = message[0]
         if op == "init":
-            _, self._ice, self._sample_interval, level = message
+            _, self._ice, self._sample_interval, level, index, pipe_path = message
             logging.getLogger().setLevel(level)
             configure_host_addresses(self._ice)
+            self._pipes = Pipes(index, pipe_path, self._rooms.get)
+            self._start(self._pipes.start())
+        elif op == "span":
+            # Before any join on a new part: its room exists from here, so the other
+            # parts' presence messages find it.
+            _, n, room_id, video_codec, parts = message
+            assert self._pipes is not None
+            self._pipes.span(room_id, parts)
+            room = self._room(room_id, video_codec)
+            room.span = self._pipes
+            room.announce()
+            self._reply(n, True, None)
         elif op == "join":
-            task = asyncio.get_running_loop().create_task(self._join(*message[1:]))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start(self._join(*message[1:]))
         elif op == "floor":
             _, n, room_id, participant = message
             self._run(n, room_id, lambda room: room.give_floor(participant))
         elif op in ("leave", "close"):
-            task = asyncio.get_running_loop().create_task(self._end(*message))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start(self._end(*message))
         else:
             logger.error("worker %d: unknown message %r", os.getpid(), op)
+
+    def _start(self, job: Any) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _join(
         self,
@@ -81,12 +100,7 @@ class Worker:
         passive_dtls: bool,
     ) -> None:
         try:
-            room = self._rooms.get(room_id)
-            if room is None:
-                room = Room(room_id, self._ice, on_event=self._on_event,
-                            sample_interval=self._sample_interval,
-                            video_codec=video_codec)  # fmt: skip
-                self._rooms[room_id] = room
+            room = self._room(room_id, video_codec)
             answer = await room.join(
                 participant, offer_sdp, operator=operator, passive_dtls=passive_dtls
             )
@@ -96,6 +110,15 @@ class Worker:
             self._reply(n, True, answer)
         self._send_state(room_id)
 
+    def _room(self, room_id: str, video_codec: str) -> Room:
+        room = self._rooms.get(room_id)
+        if room is None:
+            room = Room(room_id, self._ice, on_event=self._on_event,
+                        sample_interval=self._sample_interval,
+                        video_codec=video_codec)  # fmt: skip
+            self._rooms[room_id] = room
+        return room
+
     async def _end(self, op: str, n: int, room_id: str, *rest: Any) -> None:
         room = self._rooms.get(room_id)
         if room is not None:
@@ -104,6 +127,8 @@ class Worker:
             else:
                 del self._rooms[room_id]
                 await room.close()
+                if self._pipes is not None:
+                    self._pipes.forget(room_id)
         self._reply(n, True, None)
         self._send_state(room_id)
 

@@ -160,3 +160,62 @@ async def test_a_killed_worker_fails_its_participants_and_the_rejoin_is_placed_a
     await eventually(lambda: room.participants == ("op", "p1", "p2"))
     connected = [e for e in events if isinstance(e, PeerConnected) and e.participant == "p1"]
     assert len(connected) == 2
+
+
+@pytest.fixture
+async def small_pool() -> AsyncIterator[WorkerPool]:
+    pool = WorkerPool(2, LOOPBACK, span_at=2)  # a worker is full at two participants
+    await pool.start()
+    yield pool
+    await pool.close()
+
+
+async def test_a_room_larger_than_a_worker_spans_two_and_everyone_sees_whom_they_should(
+    small_pool: WorkerPool, clients: Callable[[str, str], Client]
+) -> None:
+    events: list[RoomEvent] = []
+    room = small_pool.room("big", on_event=events.append)
+    op = clients("op", "blue")
+    op.offer_as_operator(slots=3)
+    await op.accept(await room.join("op", await op.offer(), operator=True))
+    villages = []
+    for name, colour in (("v1", "red"), ("v2", "green"), ("v3", "red")):
+        village = clients(name, colour)
+        village.offer_as_participant()
+        await village.accept(await room.join(name, await village.offer(), operator=False))
+        villages.append(village)
+    v1, v2, v3 = villages
+    assert len(room.workers) == 2 and room.workers[0].pid != room.workers[1].pid
+    assert room.load_on(room.workers[0]) == 2 and room.load_on(room.workers[1]) == 2
+    # The operator (first part) sees the villages of both parts, each in its slot;
+    # the villages of the second part see the operator, piped across once.
+    await eventually(lambda: room.participants == ("op", "v1", "v2", "v3"))
+    await eventually(lambda: set(room.operator_slots()) == {"v1", "v2", "v3"})
+    slots = room.operator_slots()
+    for village, colour in ((v1, "red"), (v2, "green"), (v3, "red")):
+        await eventually(sees(op, slots[village.name], colour))
+        await eventually(sees(village, 0, "blue"))
+    # The floor crosses the parts both ways: v1 (first part) -> v2, v3 (second).
+    room.give_floor("v1")
+    await eventually(sees(v2, 1, "red"))
+    await eventually(sees(v3, 1, "red"))
+    room.give_floor("v2")
+    await eventually(sees(v1, 1, "green"))
+    await eventually(sees(v3, 1, "green"))
+
+    # The second part's worker dies: only its participants are failed; the operator
+    # stays; their rejoin goes to a part with room again.
+    second = room.workers[1]
+    os.kill(second.pid, signal.SIGKILL)
+    await eventually(lambda: {e.participant for e in events if isinstance(e, PeerFailed)}
+                     == {"v2", "v3"})  # fmt: skip
+    await eventually(lambda: room.participants == ("op", "v1"))
+    assert room.workers == (room.worker,) and room.worker is not None and room.worker.alive
+    v2b = clients("v2", "green")
+    v2b.offer_as_participant()
+    await v2b.accept(await room.join("v2", await v2b.offer(), operator=False))
+    assert len(room.workers) == 2  # the first part is full: a new part on the new worker
+    await eventually(sees(op, slots["v2"], "green"))
+    await eventually(sees(v2b, 0, "blue"))
+    await eventually(sees(v1, 1, "green"))  # the floor, v2, is back on the first part
+    await room.close()

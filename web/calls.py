@@ -17,7 +17,7 @@ from dispatch.calls import Attendance
 from dispatch.conference import Conference
 from dispatch.errors import InvalidInput, NotAuthorised
 from dispatch.events import Event
-from dispatch.settings import ice_settings, media_workers, video_codec
+from dispatch.settings import ice_settings, media_span_at, media_workers, video_codec
 from dispatch.switchboard import Switchboard
 from logs.issues import IssueRaised
 from media.pool import WorkerPool
@@ -40,7 +40,7 @@ async def switchboard_ctx(app: web.Application) -> AsyncIterator[None]:
     board = Switchboard(db, bus, app[SECRET])
     await board.recover()
     ice, workers = ice_settings(settings), media_workers(settings)
-    pool = WorkerPool(workers, ice) if workers else None
+    pool = WorkerPool(workers, ice, span_at=media_span_at(settings)) if workers else None
     if pool is not None:
         await pool.start()  # media in worker processes; 0 workers: in this process
     conference = Conference(board, ice, settings.data_path, video_codec=video_codec(settings),
