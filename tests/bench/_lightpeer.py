@@ -560,16 +560,25 @@ async def _command_loop(
 
 
 def serve(conn: Connection, kind: str) -> None:
-    """A server process: one room ("forward": media.room.Room, "reencode": the baseline)."""
+    """A server process: one room ("forward": media.room.Room in the process; "span2": a
+    room in two media worker processes, participants placed on them in turn
+    (``span_at`` 1), every publisher piped once to the other; "reencode": the baseline)."""
     _quiet()
     asyncio.run(_serve(conn, kind))
 
 
 async def _serve(conn: Connection, kind: str) -> None:
+    pool: Any = None
     if kind == "forward":
         from media.room import Room
 
         room: Any = Room("bench", LOOPBACK, on_event=lambda event: None)
+    elif kind == "span2":
+        from media.pool import WorkerPool
+
+        pool = WorkerPool(2, LOOPBACK, span_at=1)
+        await pool.start()
+        room = pool.room("bench", on_event=lambda event: None)
     else:
         room = ReencodeRoom("bench", LOOPBACK, on_event=lambda event: None)
 
@@ -597,10 +606,16 @@ async def _serve(conn: Connection, kind: str) -> None:
     async def address() -> str:
         return f"http://127.0.0.1:{port}"
 
+    async def workers() -> list[int]:
+        """The media worker processes whose CPU counts as the server's."""
+        return [w.pid for w in pool.workers] if pool is not None else []
+
     try:
-        await _command_loop(conn, {"address": address})
+        await _command_loop(conn, {"address": address, "workers": workers})
     finally:
         await room.close()
+        if pool is not None:
+            await pool.close()
         await runner.cleanup()
 
 
@@ -653,6 +668,7 @@ class Child:
         self.process = context.Process(target=target, args=(theirs, *args), daemon=True)
         self.process.start()
         self.pid = self.process.pid or 0
+        self.helpers: list[int] = []  # processes whose CPU counts as this one's
 
     def send(self, name: str, *args: Any) -> None:
         self._conn.send((name, *args))
@@ -670,7 +686,9 @@ class Child:
         return self.result()
 
     def cpu(self) -> tuple[float, float]:
-        return proc_cpu(self.pid)
+        """(all threads, event-loop threads) of it and its helper processes."""
+        each = [proc_cpu(pid) for pid in (self.pid, *self.helpers)]
+        return sum(c[0] for c in each), sum(c[1] for c in each)
 
     def stop(self) -> None:
         try:

@@ -7,7 +7,9 @@ Two servers are measured in one run, one after the other, each in its own proces
 (tests/bench/_lightpeer.py ``serve``: a room behind POST /join on 127.0.0.1):
   reencode  the old design in miniature (``_lightpeer.ReencodeRoom``): one MediaRelay
             per received track, every viewer's RTCRtpSender encodes its own copy;
-  forward   ``media.room.Room`` as it is in the working tree.
+  forward   ``media.room.Room`` as it is in the working tree, in the server process;
+  span2     the same room in two media worker processes (``media.pool``, span_at 1:
+            viewers placed on the two in turn, the presenter piped once across).
 The presenter joins as the operator (sendonly camera + microphone, no receiving slot);
 each viewer joins as a participant offering only recvonly video + audio, so its slot 0
 shows the operator. The presenter sends 640x360 VP8 at 15 fps (encoded live, so a
@@ -158,6 +160,7 @@ def run_server(
     light = [Child(clients) for _ in range(processes)]
     try:
         base = server.call("address")
+        server.helpers = server.call("workers")
         home.call("add", base, [PeerSpec("presenter", operator=True, publish=True)], 1)
         joined = 0
         for n in ladder:
@@ -243,7 +246,7 @@ def largest(steps: list[Step], kind: str) -> Step | None:
 
 
 def print_summary(steps: list[Step]) -> None:
-    best = {kind: largest(steps, kind) for kind in ("reencode", "forward")}
+    best = {kind: largest(steps, kind) for kind in ("reencode", "forward", "span2")}
     print("\nLargest N with ≥ 95 % of frames and p95 < 250 ms:")
     for kind, step in best.items():
         print(
@@ -256,15 +259,17 @@ def print_summary(steps: list[Step]) -> None:
                 else "none"
             )
         )
-    re, fw = best["reencode"], best["forward"]
-    if re and fw:
-        ratio = fw.n / re.n
-        print(
-            f"forward/reencode viewers: {fw.n}/{re.n} = {ratio:.1f}x "
-            f"(target ≥ {TARGET_RATIO:.0f}x: {'met' if ratio >= TARGET_RATIO else 'NOT met'}; "
-            f"forward ≥ {TARGET_VIEWERS}: {'met' if fw.n >= TARGET_VIEWERS else 'NOT met'})"
-        )
-    for kind in ("reencode", "forward"):  # the fixed cost (the presenter's ingest) removed
+    re = best["reencode"]
+    for kind in ("forward", "span2"):
+        fw = best[kind]
+        if re and fw:
+            ratio = fw.n / re.n
+            print(
+                f"{kind}/reencode viewers: {fw.n}/{re.n} = {ratio:.1f}x (target ≥ "
+                f"{TARGET_RATIO:.0f}x: {'met' if ratio >= TARGET_RATIO else 'NOT met'}; "
+                f"{kind} ≥ {TARGET_VIEWERS}: {'met' if fw.n >= TARGET_VIEWERS else 'NOT met'})"
+            )
+    for kind in ("reencode", "forward", "span2"):  # the fixed cost (the presenter's ingest) removed
         cores = measured(steps, kind)
         if len(cores) >= 2:
             low, high = min(cores), max(cores)
@@ -304,6 +309,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--max-viewers", type=int, default=512)
     parser.add_argument("--reencode-steps", default="2,4,8,16,24,32,48,64,96,128")
     parser.add_argument("--forward-steps", default="4,16,32,64,128,256,384,512")
+    parser.add_argument("--span2-steps", default="64,128,192,256,384,512")
     parser.add_argument(
         "--budget", type=float, default=270.0, help="seconds; no new step starts beyond it"
     )
@@ -312,7 +318,7 @@ def parse() -> argparse.Namespace:
         args.seconds, args.warmup = min(args.seconds, 4.0), min(args.warmup, 2.0)
         args.quiet_wait = min(args.quiet_wait, 5.0)
         args.max_viewers = min(args.max_viewers, 32)
-        args.reencode_steps, args.forward_steps = "2,4", "4,32"
+        args.reencode_steps, args.forward_steps, args.span2_steps = "2,4", "4,32", "4,32"
     return args
 
 
@@ -326,7 +332,11 @@ def main() -> None:
     print(f"machine busy before the bench: {idle_load:.0%} of all cores", flush=True)
     deadline = started + args.budget
     steps: list[Step] = []
-    for kind, text in (("reencode", args.reencode_steps), ("forward", args.forward_steps)):
+    for kind, text in (
+        ("reencode", args.reencode_steps),
+        ("forward", args.forward_steps),
+        ("span2", args.span2_steps),
+    ):
         steps += run_server(kind, ladder(text, args.max_viewers), args, deadline)
     print_table(steps, args)
     busy = [s for s in steps if s.window and s.window.others >= OTHERS_LIMIT]

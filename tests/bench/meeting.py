@@ -182,6 +182,7 @@ def run_server(
     everyone = [home, *others]
     try:
         base = server.call("address")
+        server.helpers = server.call("workers")
         operator = PeerSpec(
             "operator", operator=True, publish=True, recv_pairs=max(ladder), probes=(0, 1)
         )
