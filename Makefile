@@ -44,7 +44,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
 bench: $(VENV)/.installed-test
-	for b in tests/bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	for b in tests/bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info
