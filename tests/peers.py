@@ -9,7 +9,9 @@ little, which the checks see as live video with one face.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 from av.packet import Packet
 
-from media.ice import IceSettings, peer_connection
+from media.ice import IceSettings, configure_host_addresses, peer_connection, restore_host_addresses
 from media.ingest import Ingest, tap
 from media.jitter import use_bounded_jitter_buffer
 from media.room import Room
@@ -342,3 +344,39 @@ class PrecodedSilence(MediaStreamTrack):
         packet = Packet(PrecodedSilence._packet)
         packet.pts, packet.time_base = self._index * 960, Fraction(1, 48_000)
         return packet
+
+
+# --- waiting on media ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def on_loopback() -> Iterator[None]:
+    """Peers made inside gather on 127.0.0.1 only (tests never leave the machine)."""
+    configure_host_addresses(LOOPBACK)
+    try:
+        yield
+    finally:
+        restore_host_addresses()
+
+
+async def eventually(check: Callable[[], bool], within: float = 10.0) -> float:
+    """Seconds until ``check()`` held; fails the test after ``within`` seconds."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > within:
+            raise AssertionError(f"not true within {within} s: {check.__doc__ or check}")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - start
+
+
+def sees(client: Client, slot: int, colour: str, frames: int = 5) -> Callable[[], bool]:
+    """The last ``frames`` frames of video slot ``slot`` are all ``colour``."""
+
+    def check() -> bool:
+        if slot >= len(client.video):
+            return False
+        tail = client.video[slot][-frames:]
+        return len(tail) == frames and set(tail) == {colour}
+
+    return check
+

@@ -3,15 +3,12 @@ worker that dies fails its participants over to a fresh placement."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
-from media.ice import configure_host_addresses, restore_host_addresses
 from media.pool import WORKER_STOPPED, RemoteRoom, WorkerPool
 from media.room import (
     FrameSampled,
@@ -23,32 +20,17 @@ from media.room import (
     TrackStarted,
 )
 
-from peers import LOOPBACK, Client, colour_of
+from peers import LOOPBACK, Client, colour_of, eventually, on_loopback, sees
 
 pytestmark = pytest.mark.timeout(60)
 
 
-async def eventually(check: Callable[[], bool], within: float = 10.0) -> float:
-    start = time.monotonic()
-    while not check():
-        assert time.monotonic() - start < within, f"not true within {within} s"
-        await asyncio.sleep(0.05)
-    return time.monotonic() - start
-
-
-def sees(client: Client, slot: int, colour: str, frames: int = 5) -> Callable[[], bool]:
-    def check() -> bool:
-        tail = client.video[slot][-frames:] if slot < len(client.video) else []
-        return len(tail) == frames and set(tail) == {colour}
-
-    return check
 
 
 @pytest.fixture(autouse=True)
 def loopback_only() -> Iterator[None]:
-    configure_host_addresses(LOOPBACK)
-    yield
-    restore_host_addresses()
+    with on_loopback():
+        yield
 
 
 @pytest.fixture

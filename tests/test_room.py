@@ -48,37 +48,27 @@ from media.room import (
     TrackStarted,
 )
 
-from peers import HEIGHT, LOOPBACK, WIDTH, Client, PatternTrack, colour_of
+from peers import (
+    HEIGHT,
+    LOOPBACK,
+    WIDTH,
+    Client,
+    PatternTrack,
+    colour_of,
+    eventually,
+    on_loopback,
+    sees,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
 ClientFactory = Callable[[str, str | None], Client]  # name, colour of its camera
 
 
-async def eventually(check: Callable[[], bool], within: float = 5.0) -> float:
-    """Seconds until ``check()`` held; fails the test after ``within`` seconds."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > within:
-            raise AssertionError(f"not true within {within} s: {check.__doc__ or check}")
-        await asyncio.sleep(0.05)
-    return time.monotonic() - start
-
 
 def closed(client: Client) -> Callable[[], bool]:
     return lambda: client.pc.connectionState == "closed"
 
-
-def sees(client: Client, slot: int, colour: str, frames: int = 5) -> Callable[[], bool]:
-    """The last ``frames`` frames of video slot ``slot`` are all ``colour``."""
-
-    def check() -> bool:
-        if slot >= len(client.video):
-            return False
-        tail = client.video[slot][-frames:]
-        return len(tail) == frames and set(tail) == {colour}
-
-    return check
 
 
 # --- fixtures ---------------------------------------------------------------------------
@@ -86,9 +76,8 @@ def sees(client: Client, slot: int, colour: str, frames: int = 5) -> Callable[[]
 
 @pytest.fixture(autouse=True)
 def loopback_only() -> Iterator[None]:
-    configure_host_addresses(LOOPBACK)
-    yield
-    restore_host_addresses()
+    with on_loopback():
+        yield
 
 
 @pytest.fixture

@@ -824,3 +824,31 @@ def percentile(xs: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(xs)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+# --- what both ramp benches (fanout, meeting) print around their steps ----------------------
+
+
+def ladder(text: str, cap: int) -> list[int]:
+    """The steps of a ``--…-steps`` option ("4,16,32"), those up to ``cap``."""
+    return [n for n in (int(x) for x in text.split(",") if x.strip()) if n <= cap]
+
+
+def print_machine_busy() -> None:
+    busy0 = box_busy()
+    time.sleep(0.5)
+    busy1 = box_busy()
+    load = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
+    print(f"machine busy before the bench: {load:.0%} of all cores", flush=True)
+
+
+def warn_busy(rows: list[tuple[str, int, Window | None]]) -> None:
+    """A warning naming the (server, N) windows other processes were busy in."""
+    busy = [(kind, n, w) for kind, n, w in rows if w and w.others >= OTHERS_LIMIT]
+    if busy:
+        print(
+            "  WARNING: other processes were busy during "
+            + ", ".join(f"{kind} N={n} ({w.others:.2f} cores)" for kind, n, w in busy)
+            + ": those rows understate the servers."
+        )
+

@@ -55,12 +55,14 @@ from _lightpeer import (  # noqa: E402
     Flow,
     PeerSpec,
     Window,
-    box_busy,
     clients,
+    ladder,
     measure,
+    print_machine_busy,
     serve,
     wait_quiet,
     wait_ready,
+    warn_busy,
 )
 
 PASS_DELIVERED, PASS_P95_MS = 0.95, 250.0
@@ -291,9 +293,6 @@ def measured(steps: list[Step], kind: str) -> dict[int, float]:
     return {s.n: s.window.server_cpu for s in steps if s.server == kind and s.window}
 
 
-def ladder(text: str, cap: int) -> list[int]:
-    return [n for n in (int(x) for x in text.split(",") if x.strip()) if n <= cap]
-
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -325,11 +324,7 @@ def parse() -> argparse.Namespace:
 def main() -> None:
     args = parse()
     started = time.monotonic()
-    busy0 = box_busy()
-    time.sleep(0.5)
-    busy1 = box_busy()
-    idle_load = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
-    print(f"machine busy before the bench: {idle_load:.0%} of all cores", flush=True)
+    print_machine_busy()
     deadline = started + args.budget
     steps: list[Step] = []
     for kind, text in (
@@ -339,15 +334,7 @@ def main() -> None:
     ):
         steps += run_server(kind, ladder(text, args.max_viewers), args, deadline)
     print_table(steps, args)
-    busy = [s for s in steps if s.window and s.window.others >= OTHERS_LIMIT]
-    if busy:
-        print(
-            "  WARNING: other processes were busy during "
-            + ", ".join(
-                f"{s.server} N={s.n} ({s.window.others:.2f} cores)" for s in busy if s.window
-            )
-            + ": those rows understate the servers."
-        )
+    warn_busy([(s.server, s.n, s.window) for s in steps])
     print_summary(steps)
     print(f"\nbench took {time.monotonic() - started:.0f} s")
 
