@@ -97,6 +97,13 @@ class Settings:
         "Participants a media worker carries before a call that needs more spans to "
         "another worker (each publisher's media then crosses once between the two).",
     )
+    sdp_max_bytes: int = _setting(  # type: ignore[assignment]
+        64 * 1024,
+        "DISPATCH_SDP_MAX_BYTES",
+        "Largest SDP offer an invited centre or a WHIP publisher may send (bytes); larger "
+        "ones get 413 before they are parsed. The operator's offer may be larger by an "
+        "eighth of this per invited centre (it carries a video and an audio for each).",
+    )
     default_lang: str = _setting(  # type: ignore[assignment]
         "zh", "DISPATCH_LANG", "Language when the browser states none: zh or en."
     )

@@ -25,7 +25,7 @@ from media.room import Room
 from schedules import outcome, plans, policy, views
 from schedules.plans import SHANGHAI
 
-from . import live
+from . import live, offers
 from .appkeys import BUS, CONFERENCE, DB, SECRET, SETTINGS, SWITCHBOARD
 from .auth import join_token, read_json, scope_of
 from .render import render
@@ -184,11 +184,10 @@ async def sdp_offer(request: web.Request) -> web.Response:
     """POST {"type": "offer", "sdp"} → {"type": "answer", "sdp"} (complete, no trickle)."""
     call_id = _call_id(request)
     centre = _participant(request, call_id)
-    body = await read_json(request)
-    if body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
-        raise InvalidInput("sdp", 'send {"type": "offer", "sdp": "v=0…"}')
+    # Checked (size first, then every line) before the conference records anything.
+    offer = await offers.take_offer(request, call_id, centre, whip=False)
     conference = request.app[CONFERENCE]
-    answer = await conference.join(call_id, centre, body["sdp"])
+    answer = await conference.join(call_id, centre, offer)
     # Read before any await: the token of the connection this answer belongs to.
     leave_token = conference.leave_token(call_id, centre)
     return web.json_response({"type": "answer", "sdp": answer, "leave_token": leave_token})

@@ -24,8 +24,14 @@ from .render import render_error
 
 log = logging.getLogger(__name__)
 
+
+class TooLarge(InvalidInput):
+    """A request body (or a part of it, named by `field`) over its size limit: 413."""
+
+
 STATUS: list[tuple[type[DispatchError], int, str]] = [
     (ImportRejected, 422, "import_rejected"),
+    (TooLarge, 413, "too_large"),
     (InvalidInput, 400, "invalid_input"),
     (NotFound, 404, "not_found"),
     (NotAuthenticated, 401, "not_authenticated"),

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from dispatch.errors import InvalidInput, NotAuthenticated
 
+from . import offers
 from .appkeys import CONFERENCE, SWITCHBOARD
 from .auth import bearer_token
 
@@ -40,9 +41,9 @@ def _call_id(request: web.Request) -> int:
 async def publish(request: web.Request) -> web.Response:
     call_id = _call_id(request)
     centre = _token_centre(request, call_id)
-    if request.content_type != SDP:
-        raise InvalidInput("Content-Type", f"send the offer as {SDP}")
-    offer = await request.text()
+    # Checked before the conference answers the ring for the publisher: a refused offer
+    # leaves the invite ringing and the call as it was.
+    offer = await offers.take_offer(request, call_id, centre, whip=True)
     answer = await request.app[CONFERENCE].join(call_id, centre, offer, whip=True)
     return web.Response(
         status=201,
