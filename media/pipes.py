@@ -114,10 +114,19 @@ class _Link:
 class Pipes(SpanSink):
     """One worker's pipes: its listening socket, its links, and the parts of each room."""
 
-    def __init__(self, index: int, path: str, rooms: Callable[[str], Room | None]) -> None:
+    def __init__(
+        self,
+        index: int,
+        path: str,
+        rooms: Callable[[str], Room | None],
+        on_change: Callable[[str], None],
+    ) -> None:
+        """``rooms``: the worker's room of an id; ``on_change(room_id)``: a room's
+        remote participants changed (so the operator's slots may have)."""
         self.index = index
         self.path = path
         self._rooms = rooms
+        self._on_change = on_change
         self._parts: dict[str, dict[int, str]] = {}  # room -> other parts: worker -> socket
         self._links: dict[int, _Link] = {}
         self._server: asyncio.AbstractServer | None = None
@@ -199,6 +208,7 @@ class Pipes(SpanSink):
                     room = self._rooms(room_id)
                     if room is not None:
                         room.origin_gone(origin)
+                        self._on_change(room_id)
 
     def _handle(self, origin: int, message: tuple[Any, ...]) -> None:
         op, room_id = message[0], message[1]
@@ -209,7 +219,9 @@ class Pipes(SpanSink):
             room.remote_frame(message[2], message[3], message[4])
         elif op == "present":
             room.remote_present(message[2], message[3], origin)
+            self._on_change(room_id)
         elif op == "absent":
             room.remote_absent(message[2], origin)
+            self._on_change(room_id)
         elif op == "key":
             room.keyframe_for(message[2], message[3])

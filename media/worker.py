@@ -62,7 +62,7 @@ class Worker:
             _, self._ice, self._sample_interval, level, index, pipe_path = message
             logging.getLogger().setLevel(level)
             configure_host_addresses(self._ice)
-            self._pipes = Pipes(index, pipe_path, self._rooms.get)
+            self._pipes = Pipes(index, pipe_path, self._rooms.get, self._send_state)
             self._start(self._pipes.start())
         elif op == "span":
             # Before any join on a new part: its room exists from here, so the other
