@@ -35,7 +35,12 @@ PUBLIC_PREFIXES = ("/static/", "/calendar/")  # feeds carry their own token
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+WHIP_ENDPOINT = re.compile(r"^/whip/\d+$")
+
+
 def is_public(request: web.Request) -> bool:
+    if request.method == "OPTIONS" and WHIP_ENDPOINT.match(request.path):
+        return True  # a WHIP client's pre-flight (RFC 9725 §4.1) carries no credentials
     return request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES)
 
 
