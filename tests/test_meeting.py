@@ -196,8 +196,10 @@ async def test_a_town_meeting_of_the_operator_and_20_villages(
             resp = await client.post(f"/api/v1/calls/{call_id}/floor", headers=operator_auth,
                                      json={"centre": holder})  # fmt: skip
             assert resp.status == 200
+            # Within a second on an idle machine (tests/test_room.py holds a small room
+            # to that); here 21 peers share two cores with the clients, so allow 3 s.
             took = await eventually(lambda w=watcher: villages.colour(w, 1) == colour_of[holder],
-                                    1.0)  # fmt: skip
+                                    3.0)  # fmt: skip
             print(f"floor to {holder}: seen by {watcher} after {took * 1000:.0f} ms")
 
         # A village that hangs up has left; the others carry on.
