@@ -14,6 +14,7 @@ Invariants:
 from __future__ import annotations
 
 import csv
+import heapq
 import io
 import warnings
 import zipfile
@@ -77,6 +78,36 @@ SHEET = "centres"
 CHUNK = 900  # keys per IN (...) query; SQLite allows 999 bound variables by default
 RANGES_PER_QUERY = 200  # path ranges OR-ed into one query (2 variables each)
 DIRECTOR_NAME_MAX = 50  # Centre.director_name max_length
+MAX_PROBLEMS = 200  # an import lists at most this many problems, and says how many in all
+XLSX_MAX_UNPACKED = 256 * 1024 * 1024  # bytes an XLSX may hold unpacked (a zip bomb stops)
+XLSX_MAX_MEMBERS = 10_000
+
+# OWASP CSV injection: a cell starting with one of these is a formula to a spreadsheet.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value: str) -> str:
+    """`value` made inert for a spreadsheet: a leading apostrophe before a formula start
+    (OWASP). Also before apostrophes that precede one, so `restore_cell` is exact."""
+    if value.lstrip("'").startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def restore_cell(value: str) -> str:
+    """What `neutralise_cell` was given: export → import stays lossless."""
+    if value.startswith("'") and value.lstrip("'").startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
+
+
+def default_max_rows() -> int:
+    """DISPATCH_IMPORT_MAX_ROWS as the environment sets it (callers may pass their own)."""
+    from .settings import Settings
+
+    return Settings.from_env().import_max_rows
+
+
 ACTIVE_VALUES: dict[str, bool] = {
     "": True, "1": True, "true": True, "yes": True, "是": True,
     "0": False, "false": False, "no": False, "否": False,
@@ -142,7 +173,7 @@ def _write_csv(rows: list[list[Cell]]) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(COLUMNS)
-    writer.writerows(rows)
+    writer.writerows([neutralise_cell(v) if isinstance(v, str) else v for v in row] for row in rows)
     # The BOM makes Excel (set to GBK in China) read the file as UTF-8.
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
@@ -162,10 +193,14 @@ def _write_xlsx(rows: list[list[Cell]]) -> bytes:
 def _xlsx_cell(ws: Any, value: Cell, text_format: bool) -> Any:
     """Empty cells stay empty, and every string stays a string: codes and phones also get
     the text format so that Excel does not turn a 12-digit code into a float on editing,
-    and a value starting with "=" is not written as a formula (openpyxl would)."""
+    and a value starting with a formula character is a string cell, never a formula."""
     if value == "":
         return None
-    if not isinstance(value, str) or not (text_format or value.startswith("=")):
+    if not isinstance(value, str):
+        return value
+    # A cell of type string is never a formula in XLSX: each value with a formula
+    # start is written as one explicitly (openpyxl would make "=…" a formula).
+    if not (text_format or value.startswith(FORMULA_STARTS)):
         return value
     cell = WriteOnlyCell(ws, value=value)
     cell.data_type = "s"
@@ -187,7 +222,12 @@ def _reject(line: int, column: str, reason: str) -> ImportRejected:
     return ImportRejected(problems=[RowProblem(line, column, reason)])
 
 
-def _read_csv(data: bytes) -> list[_RawRow]:
+def _too_many_rows(max_rows: int) -> ImportRejected:
+    return _reject(max_rows + 2, "", f"more than {max_rows} rows after the header; split the "
+                   "file (DISPATCH_IMPORT_MAX_ROWS)")  # fmt: skip
+
+
+def _read_csv(data: bytes, max_rows: int) -> list[_RawRow]:
     text = _decode(data)
     # strict: a stray quote is reported, not silently glued into a neighbouring value.
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
@@ -195,7 +235,9 @@ def _read_csv(data: bytes) -> list[_RawRow]:
     start = 1
     try:
         for cells in reader:
-            rows.append(_RawRow(start, [c.strip() for c in cells]))
+            if len(rows) > max_rows:  # the header and max_rows rows are in
+                raise _too_many_rows(max_rows)
+            rows.append(_RawRow(start, [restore_cell(c.strip()) for c in cells]))
             # line_num counts physical lines read so far, quoted newlines included.
             start = reader.line_num + 1
     except csv.Error as e:
@@ -212,7 +254,25 @@ def _decode(data: bytes) -> str:
     raise _reject(1, "", "the file is neither UTF-8 nor GB18030 text")
 
 
-def _read_xlsx(data: bytes) -> list[_RawRow]:
+def _check_unpacked(data: bytes) -> None:
+    """Refuse a workbook that would unpack to more than XLSX_MAX_UNPACKED bytes. The
+    sizes come from the zip's directory; zipfile never inflates a member beyond its
+    stated size (it stops and fails the CRC), so they bound what openpyxl can read."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise _reject(1, "", f"not a readable XLSX workbook: {e}") from None
+    if len(members) > XLSX_MAX_MEMBERS:
+        raise _reject(1, "", f"the workbook has {len(members)} parts; at most {XLSX_MAX_MEMBERS}")
+    unpacked = sum(m.file_size for m in members)
+    if unpacked > XLSX_MAX_UNPACKED:
+        raise _reject(1, "", f"the workbook unpacks to {unpacked} bytes; at most "
+                      f"{XLSX_MAX_UNPACKED}")  # fmt: skip
+
+
+def _read_xlsx(data: bytes, max_rows: int) -> list[_RawRow]:
+    _check_unpacked(data)
     # openpyxl warns about features of other tools' files (styles, extensions) that do
     # not touch cell values; those warnings are noise for an import.
     with warnings.catch_warnings():
@@ -222,7 +282,7 @@ def _read_xlsx(data: bytes) -> list[_RawRow]:
         except _XLSX_ERRORS as e:
             raise _reject(1, "", f"not a readable XLSX workbook: {e}") from None
         try:
-            return _sheet_rows(wb)
+            return _sheet_rows(wb, max_rows)
         except _XLSX_ERRORS as e:  # read-only sheets are parsed while iterating
             raise _reject(1, "", f"not a readable XLSX workbook: {e}") from None
         finally:
@@ -234,17 +294,19 @@ _XLSX_ERRORS = (
 )  # fmt: skip
 
 
-def _sheet_rows(wb: Any) -> list[_RawRow]:
-    """The "centres" sheet, else the first one, as text rows."""
+def _sheet_rows(wb: Any, max_rows: int) -> list[_RawRow]:
+    """The "centres" sheet, else the first one, as text rows (at most max_rows + 1)."""
     if not wb.worksheets:
         raise _reject(1, "", "the workbook has no sheet")
     ws = wb[SHEET] if SHEET in wb.sheetnames else wb.worksheets[0]
     ws.reset_dimensions()  # trust the rows, not the (often wrong) stored size
     # Missing rows are filled in by openpyxl, so the n-th row is sheet row n.
-    return [
-        _RawRow(n, [_cell_text(v) for v in values])
-        for n, values in enumerate(ws.iter_rows(min_row=1, values_only=True), 1)
-    ]
+    rows = []
+    for n, values in enumerate(ws.iter_rows(min_row=1, values_only=True), 1):
+        if n > max_rows + 1:
+            raise _too_many_rows(max_rows)
+        rows.append(_RawRow(n, [restore_cell(_cell_text(v)) for v in values]))
+    return rows
 
 
 def _cell_text(value: object) -> str:
@@ -368,7 +430,8 @@ def _parse_target_year(row: _Row, value: str, problems: list[RowProblem]) -> Non
         problems.append(RowProblem(row.line, "target_year", e.reason))
 
 
-def _parse_rows(raws: list[_RawRow]) -> tuple[list[_Row], list[RowProblem]]:
+def _parse_rows(raws: list[_RawRow]) -> tuple[list[_Row], list[RowProblem], int]:
+    """The rows, the first problems found (in line order), and how many more were not kept."""
     raws = [r for r in raws if any(r.cells)]  # blank rows, trailing ones above all
     if not raws:
         raise _reject(1, "", "the file is empty: it needs a header row")
@@ -376,11 +439,14 @@ def _parse_rows(raws: list[_RawRow]) -> tuple[list[_Row], list[RowProblem]]:
     if problems:
         raise ImportRejected(problems=problems)  # rows cannot be read without a header
     rows: list[_Row] = []
+    total = 0
     for raw in raws[1:]:
         row, row_problems = _parse_row(raw, columns)
         rows.append(row)
-        problems += row_problems
-    return rows, problems
+        total += len(row_problems)
+        if len(problems) < MAX_PROBLEMS:  # rows come in line order: these are the first
+            problems += row_problems
+    return rows, problems, total - len(problems)
 
 
 # --- checks against the file and the database ---------------------------------------
@@ -663,10 +729,16 @@ def _must(path: str | None) -> str:
 # --- import -------------------------------------------------------------------------
 
 
-def import_centres(session: Session, data: bytes, fmt: str) -> ImportResult:
-    """Create or update the file's centres; all of them, or none with `ImportRejected`."""
+def import_centres(
+    session: Session, data: bytes, fmt: str, *, max_rows: int | None = None
+) -> ImportResult:
+    """Create or update the file's centres; all of them, or none with `ImportRejected`
+    (listing the first MAX_PROBLEMS problems by line, `total` counting all of them).
+    At most `max_rows` rows (default: DISPATCH_IMPORT_MAX_ROWS)."""
     _check_format(fmt)
-    rows, problems = _parse_rows(_read_csv(data) if fmt == "csv" else _read_xlsx(data))
+    max_rows = default_max_rows() if max_rows is None else max_rows
+    raws = _read_csv(data, max_rows) if fmt == "csv" else _read_xlsx(data, max_rows)
+    rows, problems, unlisted = _parse_rows(raws)
     by_code, dup_problems = _index(rows)
     problems += dup_problems
     wanted = set(by_code) | {r.parent_code for r in rows if r.parent_code is not None}
@@ -681,9 +753,23 @@ def import_centres(session: Session, data: bytes, fmt: str) -> ImportResult:
     paths.learn(existing.values())
     if not problems:
         problems += _check_cycles(by_code, paths)
-    if problems:
-        raise ImportRejected(problems=sorted(problems, key=lambda p: p.line))
+    if problems or unlisted:
+        raise _rejected(problems, unlisted)
     return _write(session, by_code, existing, paths)
+
+
+def _rejected(problems: list[RowProblem], unlisted: int) -> ImportRejected:
+    """The first MAX_PROBLEMS problems by line; `total` (an attribute the web layer
+    reports as `problem_count`) counts every one."""
+    total = len(problems) + unlisted
+    listed = heapq.nsmallest(MAX_PROBLEMS, problems, key=lambda p: p.line)
+    exc = ImportRejected(problems=listed)
+    exc.total = total  # type: ignore[attr-defined]
+    if total > len(listed):
+        exc.message = (f"{total} problems in the file (the first {len(listed)} listed); "
+                       "nothing was imported")  # fmt: skip
+        exc.args = (exc.message,)
+    return exc
 
 
 def _check_cycles(by_code: dict[str, _Row], paths: _Paths) -> list[RowProblem]:

@@ -104,6 +104,12 @@ class Settings:
         "ones get 413 before they are parsed. The operator's offer may be larger by an "
         "eighth of this per invited centre (it carries a video and an audio for each).",
     )
+    import_max_rows: int = _setting(  # type: ignore[assignment]
+        100_000,
+        "DISPATCH_IMPORT_MAX_ROWS",
+        "Rows after the header a centre import file may have; a longer file is refused "
+        "before its rows are checked.",
+    )
     default_lang: str = _setting(  # type: ignore[assignment]
         "zh", "DISPATCH_LANG", "Language when the browser states none: zh or en."
     )

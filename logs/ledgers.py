@@ -33,6 +33,7 @@ from sqlmodel import Session, col, select
 
 from dispatch import centres
 from dispatch.accounts import Account, Scope
+from dispatch.centre_files import neutralise_cell
 from dispatch.centres import Centre, Level
 from dispatch.errors import InvalidInput
 from schedules.plans import SHANGHAI
@@ -303,7 +304,14 @@ def ledger_csv(rows: Sequence[Row], columns: Sequence[str] | None = None) -> byt
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(names)
-    writer.writerows([("" if v is None else v) for v in row.values()] for row in rows)
+    # Issue texts come from any centre: no cell may start a formula (OWASP).
+    writer.writerows(
+        [
+            ("" if v is None else neutralise_cell(v) if isinstance(v, str) else v)
+            for v in row.values()
+        ]
+        for row in rows
+    )
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 

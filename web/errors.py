@@ -72,6 +72,7 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
                 extra["field"] = exc.field
             if isinstance(exc, ImportRejected):
                 extra["problems"] = [p.as_dict() for p in exc.problems]
+                extra["problem_count"] = getattr(exc, "total", len(exc.problems))
             resp = json_error(status, code, exc.message, **extra)
             if status == 401:
                 resp.headers["WWW-Authenticate"] = 'Bearer realm="pingan-dispatch"'
