@@ -13,7 +13,7 @@ from dispatch.settings import Settings
 from logs import report_jobs
 from schedules.jobs import WeekScheduler
 
-from . import admin, api, auth, calls, issues, journals, live, pages, reports, rota, whip
+from . import admin, api, auth, calls, console, issues, journals, live, pages, reports, rota, whip
 from .appkeys import BUS, DB, SCHEDULER, SECRET, SETTINGS, TEMPLATES, THROTTLE
 from .errors import error_middleware
 from .render import make_templates
@@ -100,6 +100,7 @@ def create_app(settings: Settings) -> web.Application:
             *rota.routes(),
             *admin.routes(),
             *calls.routes(),
+            *console.routes(),
             *whip.routes(),
             *issues.routes(),
             *journals.routes(),

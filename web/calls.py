@@ -1,18 +1,18 @@
 """Calls in the web: launch, answer, end, and the call's state — the JSON API and the
-console page. The media (SDP) endpoints join these once the room exists."""
+call page. The media (SDP) endpoints join these once the room exists. The console that
+launches them is web/console.py."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 from sqlmodel import Session
 
 from dispatch import accounts, calls, centres
-from dispatch.accounts import Role, Scope
+from dispatch.accounts import Role
 from dispatch.calls import Attendance
 from dispatch.conference import Conference
 from dispatch.errors import InvalidInput, NotAuthorised
@@ -22,8 +22,7 @@ from dispatch.switchboard import Switchboard
 from logs.issues import IssueRaised
 from media.pool import WorkerPool
 from media.room import Room
-from schedules import outcome, plans, policy, views
-from schedules.plans import SHANGHAI
+from schedules import outcome, plans, policy
 
 from . import live, offers
 from .appkeys import BUS, CONFERENCE, DB, SECRET, SETTINGS, SWITCHBOARD
@@ -285,37 +284,6 @@ async def call_events(request: web.Request) -> web.WebSocketResponse:
             conference.page_closed(call_id, page)
 
 
-# --- the console -------------------------------------------------------------------------
-
-
-async def console(request: web.Request) -> web.Response:
-    """Today's slots of the operator's centre, each with Launch, and its open calls."""
-    scope = scope_of(request)
-    if scope.role not in (Role.district_operator, Role.town_operator):
-        raise NotAuthorised("the console is for district and town operators")
-    now = datetime.now(SHANGHAI)
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-
-    def run(s: Session) -> dict[str, Any]:
-        code = scope.centre_code or ""
-        today = plans.slots_for_centre(s, code, day_start, day_start + timedelta(days=1))
-        mine = [x for x in today if x.caller_code == code]
-        names = {c.code: c.name for c in centres.all_below(s, centres.get(s, code), True)}
-        return {"slots": [views.SlotView(x, tuple(x.callees), True) for x in mine],
-                "names": names, "open": _open_calls(s, scope)}  # fmt: skip
-
-    return render(request, "console.html", shanghai=SHANGHAI, now=now,
-                  **await request.app[DB].read(run))  # fmt: skip
-
-
-def _open_calls(s: Session, scope: Scope) -> list[dict[str, Any]]:
-    stmt = calls.select(calls.Call).where(
-        calls.Call.caller_code == scope.centre_code,
-        calls.col(calls.Call.state).in_(calls.OPEN_STATES),
-    )
-    return [calls.summary(s, c) for c in s.exec(stmt)]
-
-
 async def media_map(request: web.Request) -> web.Response:
     """GET: which of the operator's receiving slots shows which centre, who is on, and
     each centre's labels as its recorded events left them (a page refreshes its tiles
@@ -392,7 +360,6 @@ async def call_page(request: web.Request) -> web.Response:
 
 def routes() -> list[web.RouteDef]:
     return [
-        web.get("/console", console),
         web.get("/calls/{call_id}", call_page),
         web.post("/calls/{call_id}", page_gone),
         web.get("/api/v1/calls/{call_id}/media", media_map),

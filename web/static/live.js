@@ -1,5 +1,6 @@
 // Live events for the signed-in centre: reminders before a call, missed calls and
-// their make-ups. Reconnects with back-off; shows each event as a toast.
+// their make-ups, rings. Reconnects with back-off; shows each event as a toast and
+// re-announces it as a "dispatch-event" on window for the page's own scripts.
 import { api } from "/static/api.js";
 
 const zh = document.documentElement.lang.startsWith("zh");
@@ -85,7 +86,12 @@ function connect() {
   const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/events`);
   ws.onopen = () => { delay = 1000; };
   ws.onmessage = (msg) => {
-    try { show(JSON.parse(msg.data)); } catch { /* not an event */ }
+    let event;
+    try { event = JSON.parse(msg.data); } catch { return; /* "pong" */ }
+    show(event);
+    // Pages that follow the centre's events (the console) listen for this; the hello
+    // of a reconnected socket tells them to catch up on what they missed.
+    window.dispatchEvent(new CustomEvent("dispatch-event", { detail: event }));
   };
   ws.onclose = () => { setTimeout(connect, delay); delay = Math.min(delay * 2, 30_000); };
 }
