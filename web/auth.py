@@ -24,6 +24,7 @@ from dispatch.errors import InvalidInput, NotAuthenticated, NotAuthorised
 from .appkeys import ACCOUNT, CSRF, DB, SCOPE, SETTINGS, THROTTLE, VIA
 from .render import render
 from .sessions import get_session
+from .throttle import MAX_USERNAME
 
 log = logging.getLogger(__name__)
 
@@ -157,12 +158,13 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     target = _safe_next(str(form.get("next", "/")))
     throttle = request.app[THROTTLE]
     remote = request.remote or "?"
-    if throttle.blocked(username, remote):
+    if len(username) > MAX_USERNAME:  # no account has it: refused unhashed, not remembered
+        return render(request, "login.html", status=401, next=target, failed="login.failed")
+    if not throttle.attempt(username, remote):  # counted now, before the await below
         return render(request, "login.html", status=429, next=target, failed="login.throttled")
     try:
         account = await request.app[DB].read(accounts.authenticate, username, password)
     except NotAuthenticated:
-        throttle.failed(username, remote)
         log.info("login failed for %r from %s", username, remote)
         return render(request, "login.html", status=401, next=target, failed="login.failed")
     throttle.succeeded(username, remote)
@@ -193,19 +195,17 @@ async def token_create(request: web.Request) -> web.Response:
         raise InvalidInput("username", "required")
     if not isinstance(password, str) or not password:
         raise InvalidInput("password", "required")
+    if len(username) > MAX_USERNAME:
+        raise InvalidInput("username", f"at most {MAX_USERNAME} characters")
     throttle = request.app[THROTTLE]
     remote = request.remote or "?"
-    if throttle.blocked(username, remote):
+    if not throttle.attempt(username, remote):  # counted now, before the await below
         raise web.HTTPTooManyRequests(
             text='{"error": "throttled", "message": "too many failed attempts; wait 5 minutes"}',
             content_type="application/json",
         )
     db = request.app[DB]
-    try:
-        account = await db.read(accounts.authenticate, username, password)
-    except NotAuthenticated:
-        throttle.failed(username, remote)
-        raise
+    account = await db.read(accounts.authenticate, username, password)
     throttle.succeeded(username, remote)
     label = body.get("label", "")
     if not isinstance(label, str):
