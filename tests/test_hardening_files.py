@@ -71,7 +71,8 @@ async def test_a_villages_formula_reaches_the_districts_csv_inert(
 
 
 def test_exports_round_trip_and_xlsx_cells_are_never_formulas(db: Database, tmp_path: Any) -> None:
-    lines = [f"{DISTRICT},{HOSTILE[1]},district,,demonstration,,{HOSTILE[0]},,{HOSTILE[3]}:13800000000,1"]
+    workers = f"{HOSTILE[3]}:13800000000"
+    lines = [f"{DISTRICT},{HOSTILE[1]},district,,demonstration,,{HOSTILE[0]},,{workers},1"]
     with db.session() as s:
         import_centres(s, csv_file(*lines), "csv")
         exported_csv = export_centres(s, None, "csv")
