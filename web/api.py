@@ -10,7 +10,7 @@ from sqlmodel import Session
 from dispatch import accounts, centre_files, centres
 from dispatch.errors import InvalidInput
 
-from .appkeys import ACCOUNT, DB
+from .appkeys import ACCOUNT, DB, SETTINGS
 from .auth import read_json, scope_of
 
 MAX_PAGE = 1000
@@ -129,7 +129,9 @@ async def import_centres(request: web.Request) -> web.Response:
     if fmt is None:
         raise InvalidInput("Content-Type", "send text/csv or an xlsx file as the body")
     data = await request.read()
-    result = await request.app[DB].write(centre_files.import_centres, data, fmt)
+    max_rows = request.app[SETTINGS].import_max_rows
+    result = await request.app[DB].write(centre_files.import_centres, data, fmt,
+                                         max_rows=max_rows)  # fmt: skip
     return web.json_response(
         {"created": result.created, "updated": result.updated, "unchanged": result.unchanged}
     )
