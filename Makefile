@@ -19,10 +19,13 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 # Debian packages the tests need: Chromium for the browser tests (never a downloaded
-# browser), a CJK font so PDFs show Chinese.
+# browser), a CJK font so PDFs show Chinese, ip/tc and nft for the weak-link test's
+# network namespace (tests/test_browser_weak_link.py).
 system-deps:
 	@missing=""; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	test -x /usr/sbin/tc || missing="$$missing iproute2"; \
+	test -x /usr/sbin/nft || missing="$$missing nftables"; \
 	fc-list :lang=zh-cn 2>/dev/null | grep -q . || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -26,12 +26,24 @@ FLAGS = [
 
 
 @asynccontextmanager
-async def chromium(profile: Path, locale: str = "zh-CN") -> AsyncIterator[BrowserContext]:
-    """A fresh browser profile in `profile`; the context closes with the block."""
+async def chromium(
+    profile: Path,
+    locale: str = "zh-CN",
+    *,
+    executable: str | Path = CHROMIUM,
+    flags: Sequence[str] = (),
+) -> AsyncIterator[BrowserContext]:
+    """A fresh browser profile in `profile`; the context closes with the block.
+    ``executable``: a wrapper that runs Debian's chromium (e.g. in a network
+    namespace); ``flags``: more command-line flags."""
     assert os.access(CHROMIUM, os.X_OK), "run `make test` (it installs Debian's chromium)"
     async with async_playwright() as pw:
         context = await pw.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS, locale=locale
+            str(profile),
+            executable_path=str(executable),
+            headless=True,
+            args=[*FLAGS, *flags],
+            locale=locale,
         )
         try:
             yield context

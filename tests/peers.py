@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -25,6 +26,7 @@ from aiortc import (
     RTCSessionDescription,
     VideoStreamTrack,
 )
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 from av.packet import Packet
@@ -313,6 +315,29 @@ class PrecodedVideo(MediaStreamTrack):
         packet = Packet(self._frames[self._index % len(self._frames)])
         packet.pts, packet.time_base = self._index * 90_000 // self._fps, Fraction(1, 90_000)
         return packet
+
+
+class LayeredPacker(Vp8Encoder):
+    """Packetises frames with VP8 descriptors carrying temporal layers (RFC 7741):
+    picture id, T set, TID cycling 0, 2, 1, 2 as L1T3 does."""
+
+    PATTERN = (0, 2, 1, 2)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._frames = itertools.count()
+
+    def pack(self, packet: Packet) -> tuple[list[bytes], int]:
+        tid = self.PATTERN[next(self._frames) % len(self.PATTERN)]
+        data, picture = bytes(packet), self.picture_id
+        self.picture_id = (self.picture_id + 1) % (1 << 15)
+        payloads = []
+        for start in range(0, len(data), 1200):
+            first = 0x90 if start == 0 else 0x80  # X, and S on the first packet
+            header = bytes([first, 0xA0, 0x80 | picture >> 8, picture & 0xFF, tid << 6 | 0x20])
+            payloads.append(header + data[start : start + 1200])
+        timestamp = round((packet.pts or 0) * (packet.time_base or 0) * 90_000)
+        return payloads, timestamp
 
 
 class PrecodedSilence(MediaStreamTrack):

@@ -13,7 +13,6 @@ a lower frame rate instead of freezing, while a healthy village gets everything.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 import time
 from collections import deque
@@ -21,13 +20,19 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from aiortc.codecs.vpx import Vp8Encoder
-from av.packet import Packet
 
 from media.linkrate import TOP
 from media.room import Room
 
-from peers import LOOPBACK, Client, PrecodedSilence, PrecodedVideo, eventually, on_loopback
+from peers import (
+    LOOPBACK,
+    Client,
+    LayeredPacker,
+    PrecodedSilence,
+    PrecodedVideo,
+    eventually,
+    on_loopback,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -36,29 +41,6 @@ RATE = 300_000  # bit/s
 DELAY = 0.1
 LOSS = 0.03
 QUEUE = 30_000  # bytes the bottleneck holds before it drops
-
-
-class LayeredPacker(Vp8Encoder):
-    """Packetises frames with VP8 descriptors carrying temporal layers (RFC 7741):
-    picture id, T set, TID cycling 0, 2, 1, 2 as L1T3 does."""
-
-    PATTERN = (0, 2, 1, 2)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._frames = itertools.count()
-
-    def pack(self, packet: Packet) -> tuple[list[bytes], int]:
-        tid = self.PATTERN[next(self._frames) % len(self.PATTERN)]
-        data, picture = bytes(packet), self.picture_id
-        self.picture_id = (self.picture_id + 1) % (1 << 15)
-        payloads = []
-        for start in range(0, len(data), 1200):
-            first = 0x90 if start == 0 else 0x80  # X, and S on the first packet
-            header = bytes([first, 0xA0, 0x80 | picture >> 8, picture & 0xFF, tid << 6 | 0x20])
-            payloads.append(header + data[start : start + 1200])
-        timestamp = round((packet.pts or 0) * (packet.time_base or 0) * 90_000)
-        return payloads, timestamp
 
 
 class WeakLink:
