@@ -58,6 +58,7 @@ VIDEO_BACKLOG = 30  # frames a video slot holds for a slow sender before it resy
 AUDIO_BACKLOG = 10  # audio packets (20 ms each) a slot holds; the oldest go first
 AUDIO_STEP = 960  # one 20 ms Opus packet at 48 kHz
 LAYERED_WITHIN = 30  # frames: a feed with no upper layer in this many has no layers
+SILENT_REPORT = 1.0  # seconds without a report after which a paused viewer's link counts clean
 
 
 class Feed:
@@ -189,6 +190,7 @@ class Slot(MediaStreamTrack):
         self.forwarded = 0
         self._link = LinkGovernor()
         self._loss = LossWindow()
+        self._reported_at = -math.inf  # when the viewer last sent a receiver report
         self._cap = TOP  # the highest temporal layer forwarded now; PAUSED: none
         self.dropped = 0  # frames left out for this viewer's link
 
@@ -206,15 +208,20 @@ class Slot(MediaStreamTrack):
         number and cumulative packets lost."""
         if self.kind != "video":
             return
-        fraction = self._loss.report(highest, lost)
-        if fraction is None:
-            return
+        now = time.monotonic()
+        self._reported_at = now
+        fraction = self._loss.report(highest, lost, now)
+        if fraction is not None:
+            self._judge(fraction, now)
+
+    def _judge(self, fraction: float, now: float) -> None:
+        """Apply the governor's verdict on ``fraction`` lost (see media.linkrate)."""
         layered = self._feed is not None and self._feed.layered
         before = self._link.cap
-        after = self._link.report(fraction, time.monotonic(), layered=layered)
+        after = self._link.report(fraction, now, layered=layered)
         if after == before:
             return
-        self._loss.restart()
+        self._loss.restart(now)
         logger.info("%s: %.0f%% lost, layers %s -> %s", self.name, fraction * 100,
                     _layers(before), _layers(after))  # fmt: skip
         if after < self._cap:  # leaving frames out is safe at once
@@ -227,6 +234,15 @@ class Slot(MediaStreamTrack):
             if self._feed is not None:
                 self._feed.request_keyframe()
         # Otherwise more layers start at the next layer-0 frame (see push).
+
+    def _silence_is_clean(self) -> None:
+        """A paused viewer receives no video, and a browser stops reporting on a stream
+        that carries nothing (Chromium within ~7 s): with no report for a second, the
+        silence counts as a clean report, so the governor still probes it again."""
+        now = time.monotonic()
+        if now - self._reported_at >= SILENT_REPORT:
+            self._reported_at = now
+            self._judge(0.0, now)
 
     def attach(self, feed: Feed | None) -> None:
         if feed is not None and feed.ended:
@@ -250,6 +266,8 @@ class Slot(MediaStreamTrack):
         if feed is not self._feed or self.readyState != "live":
             return
         if self.kind == "video":
+            if self._cap == PAUSED:
+                self._silence_is_clean()
             if tid == 0 and self._link.cap > self._cap:
                 self._cap = self._link.cap  # a layer-0 frame: upper layers can start here
             if self._cap == PAUSED or tid > self._cap:

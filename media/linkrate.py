@@ -39,6 +39,7 @@ UP_HOLD = 5.0
 PROBE_WINDOW = 10.0
 UP_AFTER_MAX = 60.0
 MIN_SAMPLE = 50  # packets a loss fraction is measured over
+SETTLE = 1.5  # seconds after a change of layers before loss is measured again
 
 
 class LossWindow:
@@ -47,19 +48,20 @@ class LossWindow:
 
     def __init__(self) -> None:
         self._last: tuple[int, int] | None = None  # (highest, lost) at the last judgement
-        self._skip = 0  # reports to pass over before measuring
+        self._settle_until = -1e9  # reports before this are passed over
 
-    def restart(self) -> None:
-        """Measure afresh from the report after next: what was sent before a change
-        of layers, and the queue it left on the link, say nothing about after it."""
-        self._last, self._skip = None, 1
+    def restart(self, now: float) -> None:
+        """Measure afresh from the first report ``SETTLE`` seconds from now: what was
+        sent before a change of layers, and the queue it left on the link (a 30 KB
+        router queue at 300 kbit/s takes most of a second to drain; browsers report
+        up to ten times a second), say nothing about after it."""
+        self._last, self._settle_until = None, now + SETTLE
 
-    def report(self, highest: int, lost: int) -> float | None:
+    def report(self, highest: int, lost: int, now: float) -> float | None:
         """The fraction lost once ``MIN_SAMPLE`` packets were due since the last one
         returned; 0.0 if none were due (nothing was sent: a paused viewer's link is
-        clean); None while too few were."""
-        if self._skip:
-            self._skip -= 1
+        clean); None while too few were, or while settling."""
+        if now < self._settle_until:
             return None
         if self._last is None:
             self._last = (highest, lost)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from media.codecs import vp8_layer
-from media.linkrate import PAUSED, TOP, LinkGovernor, LossWindow
+import pytest
+
+from media import forwarding
+from media.codecs import VP8, black_keyframe, vp8_layer
+from media.linkrate import PAUSED, SETTLE, TOP, UP_AFTER_MAX, LinkGovernor, LossWindow
 
 
 def reports(governor: LinkGovernor, lost: float, start: float, seconds: int, *,
@@ -66,17 +69,49 @@ def test_a_failed_probe_doubles_the_wait_before_the_next_and_a_held_one_resets_i
 
 def test_loss_is_measured_over_enough_packets_and_nothing_sent_is_clean() -> None:
     window = LossWindow()
-    assert window.report(1000, 0) is None  # the first report only sets the start
-    assert window.report(1020, 2) is None  # 20 packets: too few to tell
-    assert window.report(1060, 3) == 3 / 60
-    assert window.report(1060, 3) == 0.0  # nothing sent since: clean
-    assert window.report(1160, 3 + 150) == 1.0  # counters may run ahead: at most all
+    assert window.report(1000, 0, 0) is None  # the first report only sets the start
+    assert window.report(1020, 2, 1) is None  # 20 packets: too few to tell
+    assert window.report(1060, 3, 2) == 3 / 60
+    assert window.report(1060, 3, 3) == 0.0  # nothing sent since: clean
+    assert window.report(1160, 3 + 150, 4) == 1.0  # counters may run ahead: at most all
 
 
-def test_after_a_change_of_layers_the_next_report_is_passed_over() -> None:
+def test_after_a_change_of_layers_reports_are_passed_over_while_the_link_settles() -> None:
     window = LossWindow()
-    window.report(0, 0)
-    window.restart()
-    assert window.report(100, 40) is None  # the queue the old layers left
-    assert window.report(110, 41) is None  # the start of the new measurement
-    assert window.report(170, 42) == 1 / 60
+    window.report(0, 0, 0.0)
+    window.restart(10.0)
+    assert window.report(100, 40, 10.1) is None  # the queue the old layers left
+    assert window.report(150, 60, 11.0) is None  # browsers report many times a second
+    assert window.report(160, 61, 10.0 + SETTLE) is None  # the start of a new measurement
+    assert window.report(220, 62, 12.0) == 1 / 60
+
+
+def test_a_paused_viewer_that_stops_reporting_is_probed_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chromium stops its receiver reports on a stream that carries nothing: the
+    slot counts that silence as clean, so the paused video comes back (layer 0)."""
+    clock = [100.0]
+    monkeypatch.setattr(forwarding.time, "monotonic", lambda: clock[0])
+    feed = forwarding.Feed("f", "video", 0.0, lambda: None, lambda: None)
+    slot = forwarding.Slot("s", "video", VP8, 0.0)
+    slot.attach(feed)
+    key = black_keyframe(VP8)
+    frame = 0
+
+    def frames(seconds: float) -> None:  # 15 fps, layers 0, 2, 1, 2
+        nonlocal frame
+        for _ in range(round(seconds * 15)):
+            clock[0] += 1 / 15
+            feed.arrive(VP8, key, frame * 6000, 90_000, False, (0, 2, 1, 2)[frame % 4])
+            frame += 1
+
+    frames(3)  # the feed shows its layers
+    highest, lost = 1000, 0
+    while slot.cap != PAUSED:  # a lossy link: reports of 50 % loss, one a second
+        highest, lost = highest + 100, lost + 50
+        slot.viewer_report(highest, lost)
+        frames(1)
+        assert clock[0] < 200, "never paused"
+    frames(UP_AFTER_MAX + 10)  # and then no report at all
+    assert slot.cap == 0
