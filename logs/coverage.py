@@ -28,6 +28,16 @@ Rules (a district's week is Monday 00:00 to the next Monday 00:00, Asia/Shanghai
 - Exempt week: the stored rota of (district, week) says exempt, or the working-day
   calendar has no working day in the week. Then there are no pairs and every coverage
   figure is None, never 0 %; issues and the chain head are still reported.
+- The week's state: `exempt` (above); `no_rota_yet` — the district has no rota for the
+  week and none for any earlier week (the system was not yet in use): nothing is counted
+  or ranked, every figure is None (never 0 %), and only pairs already covered are listed;
+  `in_progress` — the report was asked for with a clock reading `now` before the week's
+  end: a pair not yet covered is *pending* (never missed) while a planned slot of its
+  caller naming it is still ahead, or while no slot names it at all (an ad-hoc call can
+  still cover it); it is missed only when every slot naming it has passed; else `ended`.
+  Without `now` (stored reports, history) a week is read as ended.
+- `not_planned_days`: working days of the week that had already passed when its rota
+  was built (built mid-week): working days all the same, with nothing planned on them.
 - Coverage % = covered / required × 100, rounded half up to one decimal; None when
   nothing is required. Towns are ranked by coverage % descending, then name, then code.
 - Repeat misses (督导): a pair missed this week and in the week before is listed with
@@ -46,8 +56,8 @@ Rules (a district's week is Monday 00:00 to the next Monday 00:00, Asia/Shanghai
   refused. The district's journal chain head is public proof and shown to every scope.
 
 Invariants:
-- A pure read: nothing here writes, and the report holds no clock reading, so the same
-  rows give the same report (and the same `as_dict()`), whenever it is run.
+- A pure read: nothing here writes, and the report reads no clock (the caller passes
+  `now` or not), so the same rows and `now` give the same report, whenever it is run.
 - Bulk reads only: one query per kind of row (centres, rota, calls, invitations,
   attendance, issues), never one per pair; IN lists are cut at CHUNK keys (SQLite's
   999-variable limit). Stored times are UTC; the week's bounds are passed in UTC.
@@ -57,7 +67,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -80,7 +90,9 @@ from .journal import as_utc, jsonable
 from .seal import ChainHead, chain_head
 
 DISTRICT_PAIR, PATROL_PAIR = "district", "patrol"
-COVERED, MISSED = "covered", "missed"
+COVERED, MISSED, PENDING = "covered", "missed", "pending"
+ENDED, IN_PROGRESS, NO_ROTA_YET, EXEMPT = "ended", "in_progress", "no_rota_yet", "exempt"
+STATES = (ENDED, IN_PROGRESS, NO_ROTA_YET, EXEMPT)
 NO_ANSWER, DECLINED, NO_VIDEO = "no_answer", "declined", "no_video"
 NOT_SCHEDULED, NEVER_LAUNCHED = "not_scheduled", "never_launched"
 REASONS = (NO_ANSWER, DECLINED, NO_VIDEO, NOT_SCHEDULED, NEVER_LAUNCHED)
@@ -118,7 +130,7 @@ class PairResult:
     callee_level: str  # "town" or "village"
     town: str  # the town the pair is counted under (the callee or its town)
     kind: str  # "district" or "patrol"
-    status: str  # "covered" or "missed"
+    status: str  # "covered", "missed" or (in a week in progress) "pending"
     reason: str | None  # for missed: one of REASONS
     answered_on_time: bool | None
     seconds_to_answer: float | None  # of the best attempt
@@ -142,6 +154,7 @@ class TownFigures:
     missed_by_reason: dict[str, int]  # every reason, zeros included
     makeups_used: int
     answered_on_time: int  # pairs whose best attempt was answered in time
+    pending: int = 0  # in a week in progress: pairs that can still be covered
 
 
 @dataclass(frozen=True)
@@ -199,6 +212,14 @@ class WeeklyReport:
     issues: IssueFigures
     chain_head: ChainHead | None
     notes: tuple[str, ...] = field(default=())
+    state: str = ENDED  # one of STATES
+    pending: int | None = None  # pairs still to come in a week in progress; None otherwise
+    not_planned_days: tuple[str, ...] = ()  # working days already past when it was built
+
+    @property
+    def counted(self) -> bool:
+        """Whether its figures count in a period's coverage (ended, not exempt)."""
+        return self.state == ENDED
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: tuples become lists, the chain head an object (or null)."""
@@ -223,12 +244,18 @@ def coverage_pct(covered: int, required: int) -> float | None:
 
 
 def weekly_report(
-    session: Session, district_code: str, week: IsoWeek, *, scope: Scope | None = None
+    session: Session,
+    district_code: str,
+    week: IsoWeek,
+    *,
+    scope: Scope | None = None,
+    now: datetime | None = None,
 ) -> WeeklyReport:
     """The weekly coverage compliance report of a district (see the module's rules).
 
     `scope` narrows it to the scope's part of the district; NotAuthorised if the scope
-    holds no part of it."""
+    holds no part of it. `now`: the clock reading that makes a week not yet ended
+    "in progress" (without it the week is read as ended)."""
     district = centres.get_at_level(session, district_code, Level.district, "district")
     view = _view(session, district, scope)
     start, end = week_bounds(week)
@@ -257,13 +284,15 @@ def weekly_report(
         "answer_deadline_seconds": pol.answer_deadline_seconds,
         "issues": issue_figures,
         "chain_head": head,
+        "not_planned_days": plans.not_planned_days(record, days),
     }
     if exempt_reason is not None:
         return WeeklyReport(
             **base, exempt=True, exempt_reason=exempt_reason, required=None, covered=None,
             coverage_pct=None, missed_by_reason=None, makeups_used=None, towns=(), pairs=(),
-            repeat_misses=(),
+            repeat_misses=(), state=EXEMPT,
         )  # fmt: skip
+    going = now is not None and as_utc(now) < end
 
     tree = _Tree.load(session, district, view)
     required = tree.pairs()
@@ -286,6 +315,17 @@ def weekly_report(
     pairs = tuple(
         _result(p, tree, attempts.get((p.caller, p.callee), []), scheduled, pol) for p in required
     )
+    if going:
+        ahead = _slots_ahead(slots, as_utc(now))  # type: ignore[arg-type]
+        pairs = tuple(_pending(p, ahead) for p in pairs)
+    if record is None and _before_first_rota(session, district.code, week):
+        return WeeklyReport(
+            **base, exempt=False, exempt_reason=None, required=None, covered=None,
+            coverage_pct=None, missed_by_reason=None, makeups_used=None, towns=(),
+            pairs=tuple(p for p in pairs if p.status != MISSED) if going else (),
+            repeat_misses=(), state=NO_ROTA_YET,
+            notes=("本周尚未排班（系统启用前），不计覆盖率、不排名",),
+        )  # fmt: skip
     notes = tuple(record.warnings) if record is not None else ()
     if record is None:
         notes += ("本周没有轮值表：未发起调度的对象均计为“未排入轮值表”",)
@@ -302,7 +342,39 @@ def weekly_report(
         pairs=pairs,
         repeat_misses=_repeat_misses(session, district, week, pairs, tree, pol, cal),
         notes=notes,
+        state=IN_PROGRESS if going else ENDED,
+        pending=sum(p.status == PENDING for p in pairs) if going else None,
     )
+
+
+def _before_first_rota(session: Session, district: str, week: IsoWeek) -> bool:
+    """No rota of the district for this week or any earlier one."""
+    first = session.exec(
+        select(func.min(RotaWeek.week_start)).where(RotaWeek.district_code == district)
+    ).one()
+    return first is None or week.monday < first
+
+
+def _slots_ahead(slots: Iterable[RotaSlot], now: datetime) -> dict[tuple[str, str], bool]:
+    """(caller, callee) → whether a planned slot naming it is still ahead (has not ended);
+    False when every slot naming it is cancelled or over."""
+    out: dict[tuple[str, str], bool] = {}
+    for slot in slots:
+        if slot.status == plans.CANCELLED:
+            continue
+        ahead = slot.status == plans.PLANNED and as_utc(slot.end) > now
+        for callee in slot.callees:
+            key = (slot.caller_code, callee)
+            out[key] = out.get(key, False) or ahead
+    return out
+
+
+def _pending(pair: PairResult, ahead: Mapping[tuple[str, str], bool]) -> PairResult:
+    """In a week in progress: a pair not covered is pending while a slot naming it is
+    ahead or none names it."""
+    if pair.status != MISSED or not ahead.get((pair.caller, pair.callee), True):
+        return pair
+    return replace(pair, status=PENDING, reason=None)
 
 
 # --- centres and pairs --------------------------------------------------------------------
@@ -588,11 +660,12 @@ def _towns(pairs: Sequence[PairResult], tree: _Tree) -> tuple[TownFigures, ...]:
             name=name,
             required=len(group),
             covered=covered,
-            missed=len(group) - covered,
+            missed=sum(p.status == MISSED for p in group),
             coverage_pct=pct[code],
             missed_by_reason=_by_reason(group),
             makeups_used=sum(p.makeup_used for p in group),
             answered_on_time=sum(p.answered_on_time is True for p in group),
+            pending=sum(p.status == PENDING for p in group),
         )
         for i, (code, name, group, covered) in enumerate(rows, start=1)
     )

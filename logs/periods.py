@@ -70,14 +70,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from dispatch import centres
 from dispatch.accounts import Role, Scope
 from dispatch.centres import Centre, CentreClass, Level
 from dispatch.errors import InvalidInput, NotAuthorised
-from schedules.plans import SHANGHAI, RotaWeek
+from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
 from .coverage import (
@@ -86,7 +86,6 @@ from .coverage import (
     REASONS,
     WeeklyReport,
     coverage_pct,
-    week_bounds,
     weekly_report,
 )
 from .issues import (
@@ -258,6 +257,7 @@ class WeekPoint:
     exempt: bool
     exempt_reason: str | None
     has_rota: bool
+    state: str  # the weekly report's: ended, in_progress, no_rota_yet or exempt
     required: int | None  # None when exempt
     covered: int | None
     coverage_pct: float | None  # None when exempt or nothing was required
@@ -382,7 +382,8 @@ class PeriodReport:
     ends: str  # exclusive
     weeks: tuple[WeekPoint, ...]
     exempt_weeks: int
-    required: int | None  # over the non-exempt weeks; None when every week is exempt
+    uncounted_weeks: int  # exempt, in progress or before the first rota
+    required: int | None  # over the counted weeks; None when no week is counted
     covered: int | None
     coverage_pct: float | None
     missed_by_reason: dict[str, int] | None
@@ -409,15 +410,18 @@ def period_report(
     *,
     town: str | None = None,
     scope: Scope | None = None,
+    now: datetime | None = None,
 ) -> PeriodReport:
     """The report of `period` for a district, or for one of its towns (see the module's
-    rules). NotAuthorised when the scope holds no part of the district or not the town."""
+    rules), as it stands at `now` (default: the clock). NotAuthorised when the scope
+    holds no part of the district or not the town."""
+    now = now or datetime.now(UTC)
     district = centres.get_at_level(session, district_code, Level.district, "district")
     view, weekly_scope = _area(session, district, town, scope)
     area = _Area.load(session, view)
-    current = _figures(session, district, period, weekly_scope, area)
+    current = _figures(session, district, period, weekly_scope, area, now)
     prev_period = period.previous()
-    prev = _figures(session, district, prev_period, weekly_scope, area)
+    prev = _figures(session, district, prev_period, weekly_scope, area, now)
     heat = _heat_map(current, area)
     ranked = [r for r in heat if r.ranked and r.coverage_pct is not None]
     best = sorted(ranked, key=lambda r: (-(r.coverage_pct or 0.0), r.name, r.code))[:RANKED]
@@ -448,6 +452,7 @@ def period_report(
         ends=end.astimezone(SHANGHAI).isoformat(),
         weeks=tuple(_week_point(w) for w in current.weekly),
         exempt_weeks=sum(w.exempt for w in current.weekly),
+        uncounted_weeks=sum(not w.counted for w in current.weekly),
         required=current.required,
         covered=current.covered,
         coverage_pct=current.coverage_pct,
@@ -579,7 +584,7 @@ class _Figures:
 
     @property
     def counted(self) -> list[WeeklyReport]:
-        return [w for w in self.weekly if not w.exempt]
+        return [w for w in self.weekly if w.counted]
 
     @property
     def required(self) -> int | None:
@@ -611,40 +616,27 @@ class _Figures:
 
 
 def _figures(
-    session: Session, district: Centre, period: Period, scope: Scope | None, area: _Area
+    session: Session,
+    district: Centre,
+    period: Period,
+    scope: Scope | None,
+    area: _Area,
+    now: datetime,
 ) -> _Figures:
-    first = session.exec(
-        select(func.min(RotaWeek.week_start)).where(RotaWeek.district_code == district.code)
-    ).one()
     weekly = tuple(
-        _not_counted(weekly_report(session, district.code, w, scope=scope), w, first)
-        for w in period.weeks()
+        weekly_report(session, district.code, w, scope=scope, now=now) for w in period.weeks()
     )
     cells: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
     by_centre: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for i, report in enumerate(weekly):
-        for pair in report.pairs:  # an exempt week has no pairs
+        if not report.counted:
+            continue  # exempt, in progress or before the first rota: counted neither way
+        for pair in report.pairs:
             hit = int(pair.status == COVERED)
             for tally in (cells[(area.unit_of(pair.callee), i)], by_centre[pair.callee]):
                 tally[0] += hit
                 tally[1] += 1
     return _Figures(weekly, dict(cells), dict(by_centre), _issues(session, area, period))
-
-
-NOT_ENDED = "本周尚未结束，不计入"
-BEFORE_USE = "系统启用（首张排班表）之前，不计入"
-
-
-def _not_counted(report: WeeklyReport, week: IsoWeek, first_rota: date | None) -> WeeklyReport:
-    """A week that has not ended yet, or that lies before the district's first rota (the
-    system was not in use), is left out like an exempt week rather than counted as 0%."""
-    ended = week_bounds(week)[1] <= datetime.now(UTC)
-    before_use = not report.has_rota and (first_rota is None or week.monday < first_rota)
-    if report.exempt or (ended and not before_use):
-        return report
-    return replace(report, exempt=True, exempt_reason=NOT_ENDED if not ended else BEFORE_USE,
-                   required=None, covered=None, coverage_pct=None, missed_by_reason=None,
-                   makeups_used=None, towns=(), pairs=(), repeat_misses=())  # fmt: skip
 
 
 def _issues(session: Session, area: _Area, period: Period) -> _Issues:
@@ -777,9 +769,10 @@ def _week_point(report: WeeklyReport) -> WeekPoint:
         exempt=report.exempt,
         exempt_reason=report.exempt_reason,
         has_rota=report.has_rota,
-        required=report.required,
-        covered=report.covered,
-        coverage_pct=report.coverage_pct,
+        state=report.state,
+        required=report.required if report.counted else None,
+        covered=report.covered if report.counted else None,
+        coverage_pct=report.coverage_pct if report.counted else None,
     )
 
 
@@ -792,8 +785,8 @@ def _heat_map(figures: _Figures, area: _Area) -> tuple[HeatRow, ...]:
         required = covered = 0
         for i, report in enumerate(figures.weekly):
             tally = figures.cells.get((unit, i))
-            if report.exempt or tally is None:
-                cells.append(None)  # exempt, or the unit had nothing required that week
+            if not report.counted or tally is None:
+                cells.append(None)  # not counted, or the unit had nothing required that week
                 continue
             cells.append(coverage_pct(tally[0], tally[1]))
             covered, required = covered + tally[0], required + tally[1]
@@ -930,8 +923,10 @@ def _with_narrative(report: PeriodReport, period: Period, prev: Period) -> Perio
     where = "全区" if report.view_level == Level.district.value else report.view_name
     unit_zh = "镇（街道）" if report.unit_level == Level.town.value else "村（社区）"
     parts: list[str] = []
-    if report.required is None:
+    if report.required is None and report.exempt_weeks == len(report.weeks):
         parts.append(f"{now_word}{where}各周均免于调度，不计覆盖率。")
+    elif report.required is None:
+        parts.append(f"{now_word}{where}尚无已结束且已排班的周，暂不计覆盖率。")
     elif report.coverage_pct is None:
         parts.append(f"{now_word}{where}无应调度对象。")
     else:
@@ -947,8 +942,8 @@ def _with_narrative(report: PeriodReport, period: Period, prev: Period) -> Perio
                 text += f"，较{prev_word}下降{_num(-change)}个百分点"
             else:
                 text += f"，与{prev_word}持平"
-        if report.exempt_weeks:
-            text += f"（{report.exempt_weeks}周不计入覆盖率：无工作日、尚未结束或系统启用前）"
+        if report.uncounted_weeks:
+            text += f"（{report.uncounted_weeks}周不计入覆盖率：无工作日、尚未结束或系统启用前）"
         parts.append(text + "。")
     issues = report.issues
     text = f"共登记问题{issues.raised}件"

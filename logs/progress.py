@@ -116,7 +116,7 @@ def week_progress(
     week = IsoWeek.containing(now.date())
     district_code = caller.path.split("/")[0]
     district = centres.get(session, district_code)
-    report = weekly_report(session, district.code, week)
+    report = weekly_report(session, district.code, week, now=now)
     pairs = [p for p in report.pairs if p.caller == caller.code]
     slots = _slots_by_callee(session, caller.code, week)
     invites = _open_invites(session, caller.code)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import uuid4
@@ -168,7 +169,7 @@ def save_result(
     record.workdays = [d.isoformat() for d in result.workdays]
     record.warnings = list(result.warnings)
     record.unplaced = [_unplaced_dict(u) for u in result.unplaced]
-    record.built_by, record.built_at = by, utcnow()
+    record.built_by, record.built_at = by, now
     session.add(record)
     session.flush()
 
@@ -250,14 +251,40 @@ def _unplaced_dict(u: Unplaced) -> dict[str, Any]:
     }
 
 
+def not_planned_days(record: RotaWeek | None, workdays: Iterable[date]) -> tuple[str, ...]:
+    """The week's working days (`workdays`, the calendar's) that had already passed when
+    `record` was built mid-week: the builder planned nothing on them (they are not rest
+    days). Empty without a record."""
+    if record is None:
+        return ()
+    at = record.built_at
+    built = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(SHANGHAI).date()
+    planned = set(record.workdays)
+    return tuple(
+        d.isoformat() for d in sorted(workdays) if d <= built and d.isoformat() not in planned
+    )
+
+
+def all_workdays(record: RotaWeek, workdays: Iterable[date]) -> list[str]:
+    """The week's working days: those planned and those already past when it was built."""
+    return sorted(set(record.workdays) | set(not_planned_days(record, workdays)))
+
+
 def week_json(
-    record: RotaWeek, slots: list[RotaSlot], *, show_hidden: bool = True
+    record: RotaWeek,
+    slots: list[RotaSlot],
+    *,
+    show_hidden: bool = True,
+    workdays: Iterable[date] = (),
 ) -> dict[str, Any]:
-    """The rota as the CLI and the API print it (times ISO 8601 with +08:00)."""
+    """The rota as the CLI and the API print it (times ISO 8601 with +08:00). `workdays`:
+    the calendar's working days of the week, to tell days passed when it was built."""
+    days = list(workdays)
     return {
         "week": record.week,
         "district": record.district_code,
-        "workdays": list(record.workdays),
+        "workdays": all_workdays(record, days),
+        "not_planned_days": list(not_planned_days(record, days)),
         "exempt": record.exempt,
         "revision": record.revision,
         "seed": record.seed,

@@ -18,7 +18,7 @@ from dispatch import centres
 from dispatch.accounts import Scope
 from dispatch.errors import InvalidInput, NotAuthorised
 
-from . import planner, plans
+from . import planner, plans, workdays
 from .plans import SHANGHAI, RotaSlot, RotaWeek
 from .workdays import IsoWeek
 
@@ -44,6 +44,8 @@ class WeekView:
     unplaced: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
+    workdays: list[str] = field(default_factory=list)  # the week's working days
+    not_planned: list[str] = field(default_factory=list)  # of them, past when it was built
 
     def as_dict(self) -> dict[str, Any]:
         if self.record is None:
@@ -52,7 +54,8 @@ class WeekView:
             "week": self.record.week,
             "district": self.district,
             "built": True,
-            "workdays": list(self.record.workdays),
+            "workdays": list(self.workdays),
+            "not_planned_days": list(self.not_planned),
             "exempt": self.record.exempt,
             "revision": self.record.revision,
             "slots": [v.as_dict() for v in self.slots],
@@ -105,6 +108,9 @@ def week_view(
     view = WeekView(week, code, record, names=names)
     if record is None:
         return view
+    days = workdays.load_calendar(session).workdays(week)
+    view.workdays = plans.all_workdays(record, days)
+    view.not_planned = list(plans.not_planned_days(record, days))
     for slot in plans.week_slots(session, record.id or 0):
         if centre is not None and slot.caller_code != centre and centre not in slot.callees:
             continue

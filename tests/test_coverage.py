@@ -396,6 +396,7 @@ async def test_scopes_outside_the_district_are_refused(db: Database, cast: Cast)
             coverage.weekly_report(s, cast.district, W46, scope=elsewhere)
         with pytest.raises(InvalidInput, match="not a district"):
             coverage.weekly_report(s, cast.town_a, W46)
+    build(db, cast.district, W45)  # W46 comes after the first rota: its pairs count
     with db.session() as s:
         # A town operator asks for the whole district: it gets its own part only.
         part = coverage.weekly_report(s, cast.district, W46, scope=scope_of(db, cast.town_b))
@@ -403,10 +404,18 @@ async def test_scopes_outside_the_district_are_refused(db: Database, cast: Cast)
 
 
 async def test_no_rota_means_not_scheduled(db: Database, cast: Cast) -> None:
+    # Before the district's first rota: "no rota yet" — nothing counted, nobody ranked.
+    before = report(db, W46)
+    assert before.state == coverage.NO_ROTA_YET and not before.exempt and not before.has_rota
+    assert (before.required, before.covered, before.coverage_pct) == (None, None, None)
+    assert before.towns == () and before.pairs == () and before.missed_by_reason is None
+    # After it, a week without a rota counts every pair as not scheduled.
+    build(db, cast.district, W45)
     got = report(db, W46)
-    assert not got.exempt and not got.has_rota and got.required == 576
+    assert got.state == coverage.ENDED and not got.exempt and not got.has_rota
+    assert got.required == 576
     assert got.missed_by_reason == {**dict.fromkeys(coverage.REASONS, 0), "not_scheduled": 576}
-    assert got.coverage_pct == 0.0 and got.repeat_misses == ()  # no history yet
+    assert got.coverage_pct == 0.0
 
 
 async def test_an_exempt_week_says_so_and_is_skipped_by_runs(

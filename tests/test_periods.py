@@ -214,8 +214,8 @@ def test_november_report_matches_independent_figures(db: Database) -> None:
     assert [p.week for p in report.weeks] == [str(w) for w in weeks]
     for point, week in zip(report.weeks, weeks, strict=True):
         w = weekly[week]
-        if not ended(week):  # left out, like an exempt week, never counted as 0%
-            assert point.exempt and point.exempt_reason == periods.NOT_ENDED
+        if not ended(week):  # in progress: left out, never counted as 0% and never exempt
+            assert not point.exempt and point.state == coverage.IN_PROGRESS
             assert point.required is None and point.coverage_pct is None
             continue
         assert (point.exempt, point.required, point.covered, point.coverage_pct) == (
@@ -324,14 +324,17 @@ def test_an_exempt_week_is_exempt_not_zero(db: Database) -> None:
     (point,) = [p for p in report.weeks if p.week == str(EXEMPT)]
     assert point.exempt and point.exempt_reason == exempt.exempt_reason
     assert point.required is None and point.coverage_pct is None
-    assert report.exempt_weeks == 1 + sum(not ended(IsoWeek.parse(p.week)) for p in report.weeks)
+    assert report.exempt_weeks == 1
+    assert report.uncounted_weeks == 1 + sum(
+        not ended(IsoWeek.parse(p.week)) for p in report.weeks
+    )
     index = [p.week for p in report.weeks].index(str(EXEMPT))
     assert all(row.cells[index] is None for row in report.heat_map)
     # Counting the exempt week as 0 % would have added its pairs to `required`.
-    others = [p for p in report.weeks if not p.exempt]
+    others = [p for p in report.weeks if p.state == coverage.ENDED]
     assert report.required == sum(p.required or 0 for p in others)
     assert report.coverage_pct == pct(sum(p.covered or 0 for p in others), report.required or 0)
-    assert f"{report.exempt_weeks}周不计入覆盖率" in report.narrative
+    assert f"{report.uncounted_weeks}周不计入覆盖率" in report.narrative
 
 
 def test_class_progress_against_target_years(db: Database) -> None:

@@ -144,22 +144,33 @@ def _names(session: Session, district: str) -> dict[str, str]:
 def _render(session: Session, record: plans.RotaWeek, fmt: str) -> str:
     slots = plans.week_slots(session, record.id or 0)
     if fmt == "json":
-        return json.dumps(plans.week_json(record, slots), ensure_ascii=False, indent=2) + "\n"
+        days = workdays.load_calendar(session).workdays(IsoWeek.parse(record.week))
+        data = plans.week_json(record, slots, workdays=days)
+        return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
     names = _names(session, record.district_code)
     if fmt == "ics":
         title = f"{names[record.district_code]} {record.week} 调度安排"
         return ics.feed(slots, names, title=title, join_url="/calls/slot/{slot_id}").decode()
-    return render_table(record, slots, names)
+    days = workdays.load_calendar(session).workdays(IsoWeek.parse(record.week))
+    return render_table(record, slots, names, days)
 
 
-def render_table(record: plans.RotaWeek, slots: list[plans.RotaSlot], names: dict[str, str]) -> str:
+def render_table(
+    record: plans.RotaWeek,
+    slots: list[plans.RotaSlot],
+    names: dict[str, str],
+    days: list[date] | None = None,
+) -> str:
     lines = [
         f"{record.week}  {names.get(record.district_code, '')} ({record.district_code})"
         f"  revision {record.revision}, seed {record.seed}"
     ]
     if record.exempt:
         lines.append("本周无工作日，免于调度 — no working day this week: exempt")
-    lines.append("working days: " + ", ".join(record.workdays))
+    lines.append("working days: " + ", ".join(plans.all_workdays(record, days or [])))
+    passed = plans.not_planned_days(record, days or [])
+    if passed:
+        lines.append("建周前已过，未安排 — not planned (built mid-week): " + ", ".join(passed))
     day = None
     for slot in slots:
         start, end = slot.start.astimezone(SHANGHAI), slot.end.astimezone(SHANGHAI)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiohttp import web
 from sqlmodel import Session
@@ -39,11 +39,14 @@ def last_week() -> IsoWeek:
 def build(
     session: Session, scope: Scope | None, week: IsoWeek, district: str | None
 ) -> coverage.WeeklyReport:
-    """The report for the scope's district (an admin names one, or there is only one)."""
+    """The report for the scope's district (an admin names one, or there is only one),
+    as it stands now: a week not yet ended is in progress."""
+    now = datetime.now(UTC)
     if scope is None:
-        return coverage.weekly_report(session, resolve_district(session, district), week)
+        code = resolve_district(session, district)
+        return coverage.weekly_report(session, code, week, now=now)
     code = views.district_of_scope(session, scope, district)
-    return coverage.weekly_report(session, code, week, scope=scope)
+    return coverage.weekly_report(session, code, week, scope=scope, now=now)
 
 
 def weekly_bytes(report: coverage.WeeklyReport, fmt: str) -> bytes:

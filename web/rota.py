@@ -101,7 +101,8 @@ IN = 0  # the column of calls the centre takes (it is called)
 def _days(view: views.WeekView, centre: str) -> tuple[list[dict[str, Any]], list[int]]:
     """Rows for the week page: each day with the centre's calls by its console, and a
     column (IN) for the calls it takes; and the columns that have any call."""
-    workdays = set(view.record.workdays) if view.record else set()
+    workdays = set(view.workdays)
+    not_planned = set(view.not_planned)
     cells: dict[tuple[str, int], list[views.SlotView]] = defaultdict(list)
     for v in view.slots:
         column = v.slot.console if v.slot.caller_code == centre else IN
@@ -109,6 +110,7 @@ def _days(view: views.WeekView, centre: str) -> tuple[list[dict[str, Any]], list
     columns = sorted({column for _day, column in cells}) or [1]
     days = [
         {"date": d, "workday": d.isoformat() in workdays,
+         "not_planned": d.isoformat() in not_planned,
          "cells": {c: cells.get((d.isoformat(), c), []) for c in columns}}
         for d in view.week.days()
     ]  # fmt: skip
