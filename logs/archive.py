@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Text, UniqueConstraint
@@ -79,15 +79,41 @@ def store_weekly(session: Session, district: str, week: IsoWeek, by: str) -> Sto
     return store(session, "weekly", str(week), district, report.as_dict(), by)
 
 
+KIND_ORDER = ("half-year", "quarterly", "monthly", "weekly")
+
+
+def period_start(row: StoredReport) -> date:
+    """The first day of a stored report's period, from its label ("2026-W47", "2026-11",
+    "2026-Q4@town", "2026-H2")."""
+    label = row.label.partition("@")[0]
+    if row.kind == "weekly":
+        return IsoWeek.parse(label).monday
+    year, _sep, rest = label.partition("-")
+    if rest[:1] in "Qq":
+        return date(int(year), (int(rest[1:]) - 1) * 3 + 1, 1)
+    if rest[:1] in "Hh":
+        return date(int(year), (int(rest[1:]) - 1) * 6 + 1, 1)
+    return date(int(year), int(rest), 1)
+
+
 def list_for(session: Session, scope: Scope) -> list[StoredReport]:
-    """The stored reports of the districts in the scope (a town reads its district's list;
-    the report itself is cut to its scope when shown)."""
+    """The stored reports of the districts in the scope, newest period first (the longer
+    period first on the same day). A town or village reads its district's list, but of
+    the towns' quarterly reports only its own town's; each report is cut to its scope
+    when shown."""
     stmt = select(StoredReport).order_by(col(StoredReport.created_at).desc()).limit(500)
     rows = list(session.exec(stmt))
-    if scope.root_path is None:
-        return rows
-    district = scope.root_path.split("/")[0]
-    return [r for r in rows if r.district_code == district]
+    if scope.root_path is not None:
+        parts = scope.root_path.strip("/").split("/")
+        town = parts[1] if len(parts) >= 2 else None
+        rows = [
+            r for r in rows
+            if r.district_code == parts[0]
+            and (town is None or "@" not in r.label or r.label.endswith("@" + town))
+        ]  # fmt: skip
+    rows.sort(key=lambda r: (period_start(r), -KIND_ORDER.index(r.kind)
+                             if r.kind in KIND_ORDER else 0, r.label), reverse=True)  # fmt: skip
+    return rows
 
 
 def get(session: Session, scope: Scope, report_id: int) -> StoredReport:

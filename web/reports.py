@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import Any
 
 from aiohttp import web
 from sqlmodel import Session
@@ -131,35 +132,123 @@ async def period(request: web.Request) -> web.StreamResponse:
     return web.Response(body=data, content_type=FORMATS[fmt], headers=disposition)
 
 
+def latest_links(scope: Scope, today: date) -> list[tuple[str, str]]:
+    """(report kind, path) of the latest ended period of every kind, for the reader's
+    own area (a town's or village's quarterly report is its town's)."""
+    month = periods.Period.of("month", today.year, today.month).previous()
+    quarter = periods.Period.of("quarter", today.year, (today.month - 1) // 3 + 1).previous()
+    half = periods.Period.of("half", today.year, (today.month - 1) // 6 + 1).previous()
+    parts = (scope.root_path or "").strip("/").split("/")
+    town = f"&town={parts[1]}" if len(parts) >= 2 else ""
+    return [
+        ("weekly", f"/reports/weekly?week={IsoWeek.containing(today).previous()}"),
+        ("monthly", f"/reports/monthly?month={month.code}"),
+        ("quarterly", f"/reports/quarterly?quarter={quarter.code}{town}"),
+        ("half-year", f"/reports/half-year?half={half.code}"),
+    ]
+
+
 async def stored_list(request: web.Request) -> web.Response:
-    """The reports produced on time, newest first."""
+    """The reports produced on time, newest period first."""
     scope = scope_of(request)
     rows = await request.app[DB].read(archive.list_for, scope)
     if request.path.startswith("/api/"):
         return web.json_response({"reports": [r.summary() for r in rows]})
-    return render(request, "reports.html", rows=rows)
+    links = latest_links(scope, datetime.now(SHANGHAI).date())
+    return render(request, "reports.html", rows=rows, links=links, shanghai=SHANGHAI, utc=UTC)
+
+
+class Figures(dict):  # type: ignore[type-arg]
+    """A stored report's JSON read back with attribute access (`r.towns[0].name`), so the
+    templates and the CSV/XLSX writers take it as they take a live report."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def figures(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Figures({k: figures(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [figures(v) for v in value]
+    return value
+
+
+def older_stored(kind: str, data: Figures) -> Figures:
+    """A report stored before a field existed reads as it would have: an ended week."""
+    if kind == "weekly":
+        data.setdefault("state", "exempt" if data.get("exempt") else "ended")
+        data.setdefault("pending", None)
+        data.setdefault("not_planned_days", [])
+        return data
+    for w in data.get("weeks", []):
+        w.setdefault("state", "exempt" if w.get("exempt") else "ended")
+    data.setdefault("uncounted_weeks", data.get("exempt_weeks", 0))
+    return data
+
+
+def stored_bytes(kind: str, data: Any, fmt: str) -> bytes:
+    """A stored report in one of FORMATS but JSON (blocking for PDF: run it off the loop)."""
+    if kind == "weekly":
+        if fmt in ("csv", "xlsx"):
+            return report_files.weekly_file(data, fmt)
+        if fmt == "html":
+            return render_html("weekly_print.html", r=data, standalone=True).encode()
+        return render_pdf("weekly_print.html", r=data, standalone=True)
+    if fmt in ("csv", "xlsx"):
+        return report_files.period_file(data, fmt)
+    if fmt == "html":
+        return render_html("period_print.html", r=data).encode()
+    return render_pdf("period_print.html", r=data)
+
+
+def live_path(row: archive.StoredReport, fmt: str | None) -> str:
+    """The live report of a stored one's kind and period, for a scope narrower than its
+    district (the live report is cut to the reader's scope)."""
+    if row.kind == "weekly":
+        path = f"/reports/weekly?week={row.label}"
+    else:
+        label, _at, town = row.label.partition("@")
+        path = f"/reports/{row.kind}?{PERIOD_PARAM[row.kind][1]}={label}"
+        if town:
+            path += f"&town={town}"
+    return path + (f"&format={fmt}" if fmt else "")
 
 
 async def stored_one(request: web.Request) -> web.Response:
-    """A stored weekly report, exactly as produced (JSON), or shown as the page.
-    A scope narrower than the district gets the live report cut to its scope instead."""
+    """A stored report, exactly as produced (JSON, with `X-Content-SHA256`), in any of
+    FORMATS (`?format=`), or shown as the page. A scope narrower than the district is sent
+    to the live report of the same period, cut to its scope."""
     scope = scope_of(request)
     try:
         report_id = int(request.match_info["report_id"])
     except ValueError:
         raise InvalidInput("report_id", "must be a number") from None
+    fmt = request.query.get("format")
+    if fmt is not None and fmt not in FORMATS:
+        raise InvalidInput("format", f"one of {', '.join(FORMATS)}")
     row = await request.app[DB].read(archive.get, scope, report_id)
     whole = scope.root_path is None or scope.root_path == row.district_code + "/"
+    api = request.path.startswith("/api/")
     if not whole:
-        raise web.HTTPFound(f"/reports/weekly?week={row.label}")
-    if request.path.startswith("/api/"):
+        raise web.HTTPFound(("/api/v1" if api else "") + live_path(row, fmt))
+    if fmt == "json" or (api and fmt is None):
         return web.Response(text=row.body, content_type="application/json",
                             headers={"X-Content-SHA256": row.sha256})  # fmt: skip
-    data = json.loads(row.body)
+    data = older_stored(row.kind, figures(json.loads(row.body)))
+    if fmt is not None:
+        body = await asyncio.to_thread(stored_bytes, row.kind, data, fmt)
+        name = f"{row.kind}-{row.label.replace('@', '-')}.{fmt}"
+        disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+        return web.Response(body=body, content_type=FORMATS[fmt], headers=disposition)
     if row.kind != "weekly":
         return render(request, "period.html", r=data, request_path=f"/reports/{row.id}?")
     week = IsoWeek.parse(row.label)
-    return render(request, "weekly.html", r=data, week=week, standalone=False)
+    return render(request, "weekly.html", r=data, week=week, standalone=False,
+                  files_path=f"/reports/{row.id}?")  # fmt: skip
 
 
 def routes() -> list[web.RouteDef]:
