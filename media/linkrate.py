@@ -12,9 +12,10 @@ packets lost, which ``LossWindow`` measures from the viewer's RTCP receiver repo
 over at least ``MIN_SAMPLE`` packets: one report covers a second, a few dozen packets
 at a low layer, where one random loss already reads as several per cent.
 
-- Lossy (> ``LOSSY``): one step down — all layers → layers 0-1 → layer 0 → paused
-  (without layers: all → paused) — at most once per ``DOWN_HOLD`` seconds, so the
-  effect of a step is seen before the next.
+- Lossy (> ``LOSSY``): one step down — all layers → layers 0-1 → layer 0 → paused —
+  at most once per ``DOWN_HOLD`` seconds, so the effect of a step is seen before the
+  next. Without layers the only step is all → paused, which takes every picture
+  away: it is taken only above ``LOSSY_UNLAYERED``.
 - Clean (< ``CLEAN``) for ``UP_AFTER`` seconds: one step up, at most once per
   ``UP_HOLD``; a paused viewer gets no video packets, so its reports are clean and
   it is probed again after ``UP_AFTER`` seconds.
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 TOP = 2  # every temporal layer
 PAUSED = -1  # no video at all: audio only
 LOSSY = 0.10
+LOSSY_UNLAYERED = 0.25
 CLEAN = 0.02
 DOWN_HOLD = 2.0
 UP_AFTER = 5.0
@@ -87,7 +89,7 @@ class LinkGovernor:
         Returns the new cap."""
         if self._probing_since is not None and now - self._probing_since >= PROBE_WINDOW:
             self._probing_since, self._up_after = None, UP_AFTER  # the step held
-        if lost > LOSSY:
+        if lost > (LOSSY if layered else LOSSY_UNLAYERED):
             self._clean_since = None
             if self.cap != PAUSED and now - self._changed_at >= DOWN_HOLD:
                 if self._probing_since is not None:  # the last step up was too far

@@ -22,6 +22,7 @@ def test_loss_steps_down_one_layer_at_a_time_then_pauses() -> None:
 
 def test_a_stream_without_layers_goes_straight_to_audio_only_and_back() -> None:
     governor = LinkGovernor()
+    assert governor.report(0.2, 0, layered=False) == TOP  # it would lose every picture
     assert governor.report(0.3, 0, layered=False) == PAUSED
     caps = reports(governor, 0.0, 1, 8, layered=False)
     assert caps[:5] == [PAUSED] * 5 and caps[5] == TOP

@@ -114,7 +114,9 @@ class Step:
 def participant(i: int) -> PeerSpec:
     name = f"p{i}"
     probes = (0, 1) if name in PROBE_PARTICIPANTS else ()
-    return PeerSpec(name, publish=True, duplex=True, recv_pairs=1, probes=probes)
+    # p0 and p1 are decoded by the operator's probes (their barcodes give the delay):
+    # they encode live; the others send a camera's bitrate encoded once.
+    return PeerSpec(name, publish=True, duplex=True, recv_pairs=1, probes=probes, live=i < 2)
 
 
 def ready(n: int) -> Callable[[dict[str, list[int]]], bool]:
