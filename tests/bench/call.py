@@ -924,11 +924,9 @@ def summary(results: list[Meeting]) -> None:
     text += (
         f"The server's cost is linear in the meeting: about {per:.0%} "
         f"of a core per participant, so one core serves about {1 / per:.0f} participants. "
-        f"Each village costs the server one VP8 decode and two VP8 encodes at 15 fps "
-        f"(MediaRelay: every viewer's sender re-encodes — the village's picture for the "
-        f"operator and the operator's picture for the village), Opus decode and encode both "
-        f"ways (aiortc computes each sent audio frame's level in pure Python), RTP/SRTP in "
-        f"Python on the event loop, and a once-a-second OpenCV check. The client processes, "
+        f"The server forwards each frame as it arrived (no encoding; one decode per "
+        f"publisher, in its receiver thread, for the once-a-second OpenCV check); what is "
+        f"left is RTP/SRTP in Python on the event loop. The client processes, "
         f"encoding and decoding as browsers would, cost about {client_per:.0%} of a core per "
         f"participant on the same {cores} cores"
     )
@@ -947,8 +945,8 @@ def summary(results: list[Meeting]) -> None:
             "the ceiling"
         )
     text += (
-        ". Forwarding the encoded frames instead of decoding and re-encoding them "
-        "(WEBRTC-NOTES.md: ≈0.2% of a core per stream) is what would move the limit."
+        ". Live-encoding clients are what limit this table on a small machine; "
+        "tests/bench/meeting.py measures the server with light clients."
     )
     print("  " + text)
 
