@@ -38,7 +38,7 @@ from media.room import Room, SpanSink
 logger = logging.getLogger(__name__)
 
 MAX_BUFFERED = 8 * 1024 * 1024  # bytes a connection to a slow part may hold
-CONNECT_TRIES = 40  # a new worker may not listen yet: 40 tries, 50 ms apart
+CONNECT_TRIES = 300  # a new worker listens once it has imported aiortc: 15 s at most
 CONNECT_GAP = 0.05
 
 
@@ -51,6 +51,7 @@ class _Link:
         self._path = path
         self._writer: asyncio.StreamWriter | None = None
         self._waiting: list[bytes] = []  # messages sent before the connection is up
+        self._waiting_size = 0
         self._broken: set[tuple[str, str]] = set()  # (room, participant): video dropped
         self._task = asyncio.get_running_loop().create_task(self._connect())
         self.closed = False
@@ -70,6 +71,7 @@ class _Link:
         for message in self._waiting:
             writer.write(message)
         self._waiting.clear()
+        self._waiting_size = 0
         self._writer = writer
 
     def send(self, message: tuple[Any, ...]) -> None:
@@ -82,6 +84,7 @@ class _Link:
         data = wire.encode(message)
         if self._writer is None:
             self._waiting.append(data)
+            self._waiting_size += len(data)
         elif not self._writer.is_closing():
             self._writer.write(data)
 
@@ -91,7 +94,7 @@ class _Link:
         buffered = (
             self._writer.transport.get_write_buffer_size()
             if self._writer is not None
-            else sum(map(len, self._waiting))
+            else self._waiting_size
         )
         key = (room_id, participant)
         if buffered > MAX_BUFFERED:
