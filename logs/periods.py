@@ -979,3 +979,104 @@ def _with_narrative(report: PeriodReport, period: Period, prev: Period) -> Perio
             text += f"；已过目标年度仍未达标{lagging}个"
         parts.append(text + "。")
     return replace(report, narrative="".join(parts))
+
+
+# --- the report in English (pages in English; works on a report or its stored JSON) ------
+
+MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August",
+             "September", "October", "November", "December")  # fmt: skip
+TITLE_EN = {MONTH: "Monthly information report", QUARTER: "Quarterly analysis report",
+            HALF: "Half-year analysis report"}  # fmt: skip
+CLASS_EN = {CentreClass.demonstration.value: "demonstration",
+            CentreClass.establishing.value: "establishing", "follow-on": "follow-on"}  # fmt: skip
+
+
+def label_en(kind: str, code: str) -> str:
+    """ "2026-11" → "November 2026", "2026-Q4" → "Q4 2026", "2026-H2" → "H2 2026"."""
+    period = parse_period(kind, code)
+    if kind == MONTH:
+        return f"{MONTHS_EN[period.number - 1]} {period.year}"
+    return f"{'Q' if kind == QUARTER else 'H'}{period.number} {period.year}"
+
+
+def title_en(kind: str, code: str) -> str:
+    title = f"{TITLE_EN[kind]}, {label_en(kind, code)}"
+    if kind == MONTH:
+        period = parse_period(kind, code)
+        title += f" (No. {period.number} of {period.year})"
+    return title
+
+
+def _names_en(rows: Sequence[Any], pct: float) -> str:
+    names = [r.name for r in rows if r.coverage_pct == pct]
+    if len(names) <= 3:
+        return ", ".join(names)
+    return f"{', '.join(names[:3])} and {len(names) - 3} more"
+
+
+def narrative_en(report: Any) -> str:
+    """The narrative of `_with_narrative` in English, from the same figures."""
+    kind = report.kind
+    this = {MONTH: "This month", QUARTER: "This quarter", HALF: "This half-year"}[kind]
+    last = {MONTH: "last month", QUARTER: "last quarter", HALF: "the previous half-year"}[kind]
+    where = "the district" if report.view_level == Level.district.value else report.view_name
+    units = "towns" if report.unit_level == Level.town.value else "villages"
+    parts: list[str] = []
+    uncounted = getattr(report, "uncounted_weeks", report.exempt_weeks)
+    if report.required is None and report.exempt_weeks == len(report.weeks):
+        parts.append(f"{this}, every week in {where} was exempt: no coverage is counted.")
+    elif report.required is None:
+        parts.append(f"{this}, {where} has no week yet that has ended with a rota: "
+                     "no coverage is counted.")  # fmt: skip
+    elif report.coverage_pct is None:
+        parts.append(f"{this}, nothing was required in {where}.")
+    else:
+        text = (f"{this}, {where} had {report.required} required dispatches, "
+                f"{report.covered} covered: coverage {_pct(report.coverage_pct)}%")  # fmt: skip
+        change = report.previous.coverage_pct.change
+        if change is not None:
+            if change > 0:
+                text += f", up {_num(change)} points on {last}"
+            elif change < 0:
+                text += f", down {_num(-change)} points on {last}"
+            else:
+                text += f", the same as {last}"
+        if uncounted:
+            text += (f" ({uncounted} week(s) not counted: no working day, not yet ended "
+                     "or before the first rota)")  # fmt: skip
+        parts.append(text + ".")
+    issues = report.issues
+    text = f"{issues.raised} issue(s) were raised"
+    if issues.raised:
+        text += f", {issues.by_severity[Severity.major.value]} of them major"
+        text += f"; {issues.resolved} resolved by the period's end"
+        if issues.resolution_rate is not None:
+            text += f" (resolution rate {_pct(issues.resolution_rate)}%)"
+        if issues.median_days_to_resolve is not None:
+            text += f", in a median of {_num(issues.median_days_to_resolve)} day(s)"
+    if issues.escalated:
+        text += f"; {issues.escalated} escalated"
+    if issues.overdue:
+        text += f"; {issues.overdue} overdue at the period's end"
+    parts.append(text + ".")
+    ranked = [r for r in report.heat_map if r.ranked and r.coverage_pct is not None]
+    if len(ranked) >= 2 and report.best and report.worst:
+        top, bottom = report.best[0].coverage_pct, report.worst[0].coverage_pct
+        if top == bottom:
+            parts.append(f"All {units} stand at {_pct(top)}%.")
+        else:
+            ordered = sorted(ranked, key=lambda r: (r.name, r.code))
+            parts.append(f"Highest: {_names_en(ordered, top)} ({_pct(top)}%); "
+                         f"lowest: {_names_en(ordered, bottom)} ({_pct(bottom)}%).")  # fmt: skip
+    classes = [c for c in report.class_progress if c.assessed]
+    if classes:
+        text = "By class: " + "; ".join(
+            f"{c.met} of {c.assessed} {CLASS_EN.get(c.centre_class, c.centre_class)} centres "
+            "met the standard" for c in classes
+        )
+        text += f" (the standard: coverage of at least {MEETS_STANDARD_PCT}%)"
+        lagging = sum(len(c.past_target_not_met) for c in classes)
+        if lagging:
+            text += f"; {lagging} past their target year and not meeting it"
+        parts.append(text + ".")
+    return " ".join(parts)

@@ -160,3 +160,39 @@ async def test_reports_page_links_every_kind_newest_first(
     for link in re.findall(r'class="button" href="([^"]+)"', html):
         resp = await client.get(link.replace("&amp;", "&"), headers=town)
         assert resp.status == 200, link
+
+
+FULL_WIDTH = re.compile(r"[：（）、，。；]")
+
+
+async def test_english_pages_are_complete(
+    client: TestClient, cast: Cast, demo_settings: Settings, stored: dict[str, int]
+) -> None:
+    """Titles, labels and the narrative in English, with half-width punctuation (centre
+    names stay as they are)."""
+    pages = {
+        "/reports/monthly?month=2026-11": "Monthly information report, November 2026",
+        f"/reports/quarterly?quarter=2026-Q4&town={cast.town_a}": "Quarterly analysis report",
+        "/reports/half-year?half=2026-H2": "Half-year analysis report, H2 2026",
+        f"/reports/{stored['monthly']}": "Monthly information report, October 2026",
+        f"/reports/weekly?week={W46}": "Weekly coverage compliance",
+        f"/reports/{stored['weekly']}": "Weekly coverage compliance",
+        "/reports": "Reports produced on time",
+    }
+    for who in (cast.district, cast.village_a1):
+        h = bearer(make_token(demo_settings, who))
+        for path, title in pages.items():
+            sep = "&" if "?" in path else "?"
+            resp = await client.get(f"{path}{sep}lang=en", headers=h)
+            assert resp.status == 200, (who, path)
+            html = await resp.text()
+            assert title in html, (who, path)
+            assert not FULL_WIDTH.findall(html), (who, path, FULL_WIDTH.findall(html)[:5])
+            for word in ("信息月报", "研判分析报告", "本月", "本季度", "共登记问题", "示范类"):
+                assert word not in html, (who, path, word)
+            narrative = re.search(r'data-testid="narrative">(.*?)</p>', html, re.S)
+            if narrative:
+                assert narrative.group(1).startswith("This "), narrative.group(1)
+        # In Chinese, the same pages keep their Chinese titles.
+        html = await (await client.get("/reports/monthly?month=2026-11&lang=zh", headers=h)).text()
+        assert "信息月报" in html and "2026年11月" in html

@@ -99,6 +99,13 @@ def build_period(
     return periods.period_report(session, code, period, town=town, scope=scope)
 
 
+def english(report: Any) -> dict[str, str]:
+    """A period report's title, label and narrative in English, from its figures."""
+    return {"title": periods.title_en(report.kind, report.period),
+            "label": periods.label_en(report.kind, report.period),
+            "narrative": periods.narrative_en(report)}  # fmt: skip
+
+
 def period_bytes(report: periods.PeriodReport, fmt: str) -> bytes:
     if fmt == "json":
         return json.dumps(report.as_dict(), ensure_ascii=False, indent=2).encode()
@@ -124,7 +131,8 @@ async def period(request: web.Request) -> web.StreamResponse:
     district, town = request.query.get("district"), request.query.get("town")
     report = await request.app[DB].read(build_period, scope, kind, label, district, town)
     if fmt == "page":
-        return render(request, "period.html", r=report, request_path=request.path_qs)
+        return render(request, "period.html", r=report, request_path=request.path_qs,
+                      en=english(report))  # fmt: skip
     if fmt == "json":
         return web.json_response(report.as_dict())
     data = await asyncio.to_thread(period_bytes, report, fmt)
@@ -245,7 +253,8 @@ async def stored_one(request: web.Request) -> web.Response:
         disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
         return web.Response(body=body, content_type=FORMATS[fmt], headers=disposition)
     if row.kind != "weekly":
-        return render(request, "period.html", r=data, request_path=f"/reports/{row.id}?")
+        return render(request, "period.html", r=data, request_path=f"/reports/{row.id}?",
+                      en=english(data))  # fmt: skip
     week = IsoWeek.parse(row.label)
     return render(request, "weekly.html", r=data, week=week, standalone=False,
                   files_path=f"/reports/{row.id}?")  # fmt: skip
