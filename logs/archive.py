@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Text, UniqueConstraint
@@ -21,6 +21,7 @@ from dispatch import centres
 from dispatch.accounts import Scope
 from dispatch.centres import utcnow
 from dispatch.errors import NotFound
+from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
 from . import coverage
@@ -40,8 +41,11 @@ class StoredReport(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text, nullable=False))
 
     def summary(self) -> dict[str, Any]:
+        """The list entry; `created_at` in Asia/Shanghai (+08:00), like every shown time."""
+        at = self.created_at if self.created_at.tzinfo else self.created_at.replace(tzinfo=UTC)
         return {"id": self.id, "kind": self.kind, "label": self.label,
-                "district": self.district_code, "created_at": self.created_at.isoformat(),
+                "district": self.district_code,
+                "created_at": at.astimezone(SHANGHAI).isoformat(),
                 "sha256": self.sha256}  # fmt: skip
 
 

@@ -153,6 +153,9 @@ async def test_reports_page_links_every_kind_newest_first(
         local = row.created_at.replace(tzinfo=UTC).astimezone(SHANGHAI)
     db.close()
     assert local.strftime("%Y-%m-%d %H:%M") in html
+    listed = await (await client.get("/api/v1/reports", headers=h)).json()
+    (entry,) = [r for r in listed["reports"] if r["id"] == stored["weekly"]]
+    assert entry["created_at"] == local.isoformat() and entry["created_at"].endswith("+08:00")
     # A town's links lead to its own quarterly report.
     town = bearer(make_token(demo_settings, cast.town_a))
     html = await (await client.get("/reports", headers=town)).text()
