@@ -170,3 +170,21 @@ async def test_the_current_week_is_in_progress(
             assert p["status"] in ("pending", "covered"), p
     assert report["pending"] == sum(p["status"] == "pending" for p in report["pairs"])
     assert date.fromisoformat(report["workdays"][0]) >= week.monday
+
+
+def test_files_of_a_week_in_progress_say_pending(demo_settings: Settings) -> None:
+    import csv
+    import io
+
+    from logs import report_files
+
+    district = build_mid_week(demo_settings)
+    db = Database(demo_settings.db_url)
+    with db.session() as s:
+        report = coverage.weekly_report(
+            s, district, W47, now=datetime(2026, 11, 18, 11, tzinfo=SHANGHAI)
+        )
+    db.close()
+    rows = list(csv.DictReader(io.StringIO(report_files.weekly_file(report, "csv").decode(
+        "utf-8-sig"))))  # fmt: skip
+    assert rows and {r["结果"] for r in rows} == {"待调度"}
