@@ -11,9 +11,12 @@ Rules:
   and ends in December is November's.
 - Coverage is the weekly reports' (`logs.coverage.weekly_report`), added up, never
   re-derived: a period's required / covered are the sums over its non-exempt weeks, and
-  its coverage % is covered / required (`coverage.coverage_pct`). An exempt week is shown
-  as exempt, with no figures, and counts neither way — never as 0 %. A week without a
-  rota is not exempt: its weekly report counts its pairs as not scheduled.
+  its coverage % is covered / required (`coverage.coverage_pct`). Only weeks whose
+  weekly report is `ended` count; the others keep the weekly report's state — `exempt`,
+  `in_progress` (not ended at `now`) or `no_rota_yet` (before the district's first
+  rota) — shown as such, with no figures, counted neither way (never 0 %, and only an
+  exempt week is called exempt). A week without a rota after the first one is counted:
+  its weekly report counts its pairs as not scheduled.
 - Area: the district, or one of its towns (`town=`), narrowed further by the caller's
   `scope` as the weekly report narrows it (a town operator sees its town only; a
   scope outside the district, or a town outside the caller's scope, is refused). The
@@ -52,8 +55,8 @@ Rules:
   them, printed as in the report.
 
 Invariants:
-- A pure read: nothing here writes, and the report holds no clock reading, so the same
-  rows give the same report (and the same `as_dict()`), whenever it is run.
+- A pure read: nothing here writes; the only clock reading is `now` (passed in, or read
+  once), so the same rows and `now` give the same report (and the same `as_dict()`).
 - Bulk reads only: one weekly report per week (each reads in bulk), one range scan of
   the area's centres, and a fixed handful of issue queries per period; never a query per
   pair, centre or issue (IN lists are cut at `coverage.CHUNK` keys).
