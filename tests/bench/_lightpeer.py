@@ -147,6 +147,14 @@ class BarcodeTrack(MediaStreamTrack):
         self.sent = array("d")
         self._start = 0.0
 
+    def picture(self, index: int) -> np.ndarray:
+        """Frame ``index``'s yuv420p planes, barcode rows still blank."""
+        picture = self._base.copy()
+        picture[2 * BAR_ROWS : HEIGHT] += self._noise[index % len(self._noise)]
+        x = (index * 8) % (WIDTH - 40)
+        picture[2 * BAR_ROWS : HEIGHT, x : x + 40] = 235
+        return picture
+
     async def recv(self) -> VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
@@ -155,10 +163,7 @@ class BarcodeTrack(MediaStreamTrack):
             self._start = time.monotonic()
         else:
             await asyncio.sleep(self._start + index / FPS - time.monotonic())
-        picture = self._base.copy()
-        picture[2 * BAR_ROWS : HEIGHT] += self._noise[index % len(self._noise)]
-        x = (index * 8) % (WIDTH - 40)
-        picture[2 * BAR_ROWS : HEIGHT, x : x + 40] = 235
+        picture = self.picture(index)
         self.sent.append(time.monotonic())
         write_barcode(picture, monotonic_ms())
         frame = VideoFrame.from_ndarray(picture, format="yuv420p")
@@ -207,11 +212,7 @@ def _encode_second(source: BarcodeTrack) -> list[bytes]:
     encoder.options = {"deadline": "realtime", "lag-in-frames": "0", "cpu-used": "8"}
     frames: list[bytes] = []
     for index in range(2 * FPS):  # the second second: rate control has settled
-        picture = source._base.copy()
-        picture[2 * BAR_ROWS : HEIGHT] += source._noise[index % len(source._noise)]
-        x = (index * 8) % (WIDTH - 40)
-        picture[2 * BAR_ROWS : HEIGHT, x : x + 40] = 235
-        frame = VideoFrame.from_ndarray(picture, format="yuv420p")
+        frame = VideoFrame.from_ndarray(source.picture(index), format="yuv420p")
         frame.pts, frame.time_base = index * 90_000 // FPS, Fraction(1, 90_000)
         if index % FPS == 0:
             frame.pict_type = av.video.frame.PictureType.I
