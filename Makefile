@@ -34,7 +34,7 @@ system-deps:
 
 serve: $(VENV)/.installed
 	mkdir -p var
-	$(BIN)/dispatch demo load --if-empty
+	$(BIN)/dispatch demo load --if-empty --history-weeks 8
 	$(BIN)/dispatch serve
 
 # The PostgreSQL tests run against a local server that .ci/postgres.sh installs and

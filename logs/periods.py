@@ -7,8 +7,10 @@ Rules:
 - A period is a calendar month, quarter or half-year in Asia/Shanghai: [start 00:00,
   end 00:00) with `end` exclusive. Its weeks are the ISO weeks whose Monday falls in
   [start, end) — each week belongs to exactly one month (and so one quarter and one
-  half), the month its weekly report is counted in; a week that starts on 28 November
-  and ends in December is November's.
+  half), the month its weekly report is counted in; a week that starts on 30 November
+  and ends in December is November's (`month_of_week`). A period's report is stored
+  once its last week has ended (`logs.report_jobs`: the Monday after), so every week
+  is in exactly one stored report of each kind, and never as in progress.
 - Coverage is the weekly reports' (`logs.coverage.weekly_report`), added up, never
   re-derived: a period's required / covered are the sums over its non-exempt weeks, and
   its coverage % is covered / required (`coverage.coverage_pct`). Only weeks whose
@@ -213,6 +215,18 @@ class Period:
     def bounds(self) -> tuple[datetime, datetime]:
         """[start 00:00, end 00:00) in Asia/Shanghai, as UTC (no DST in China)."""
         return _midnight(self.start), _midnight(self.end)
+
+
+def period_of_week(kind: str, week: IsoWeek) -> Period:
+    """The one period of `kind` that counts `week`: the one its Monday falls in (the rule
+    of `Period.weeks`). Its stored report is made once its last week has ended."""
+    monday = week.monday
+    return Period.of(kind, monday.year, (monday.month - 1) // MONTHS_IN[kind] + 1)
+
+
+def month_of_week(week: IsoWeek) -> Period:
+    """The month whose report counts `week`: the month of its Monday."""
+    return period_of_week(MONTH, week)
 
 
 def _midnight(day: date) -> datetime:

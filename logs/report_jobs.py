@@ -1,8 +1,11 @@
 """Reports produced on time by the scheduler (Asia/Shanghai): every Monday 08:00 the
-weekly coverage report of the week just ended, for every district; on the 1st at 08:30
-the monthly information report of the month just ended; on the 1st of January, April,
-July and October each town's quarterly analysis report; on the 1st of January and July
-the district's half-year analysis report.
+weekly coverage report of the week just ended, for every district; every Monday 08:30
+the report of each period whose last week is the week just ended — the monthly
+information report, each town's quarterly analysis report, the district's half-year
+analysis report. A week belongs to the period its Monday falls in
+(`periods.period_of_week`), so a month's report waits for its last week to end (at most
+six days into the next month) and no week is left out of every stored report, nor
+stored as in progress.
 
 Exactly once: each run stores through `archive.store_*`, which keeps the first report
 of a period and ignores the rest; and on every start `catch_up` produces last week's
@@ -30,8 +33,8 @@ BY = "scheduler"
 
 def install(scheduler: jobs.WeekScheduler) -> None:
     monday_8 = CronTrigger(day_of_week="mon", hour=8, timezone=SHANGHAI)
-    first_of_month = CronTrigger(day=1, hour=8, minute=30, timezone=SHANGHAI)
-    for job, trigger in (("weekly_reports", monday_8), ("period_reports", first_of_month)):
+    monday_830 = CronTrigger(day_of_week="mon", hour=8, minute=30, timezone=SHANGHAI)
+    for job, trigger in (("weekly_reports", monday_8), ("period_reports", monday_830)):
         scheduler.scheduler.add_job(
             f"logs.report_jobs:{job}", trigger, id=job.replace("_", "-"),
             kwargs={"context": scheduler.name}, replace_existing=True,
@@ -39,14 +42,14 @@ def install(scheduler: jobs.WeekScheduler) -> None:
 
 
 def due_periods(today: date) -> list[periods.Period]:
-    """The periods whose reports are due by `today`: the month just ended, and the quarter
-    and half-year just ended when the month starts one."""
-    month = periods.Period.of("month", today.year, today.month).previous()
-    due = [month]
-    if today.month in (1, 4, 7, 10):
-        due.append(periods.Period.of("quarter", today.year, (today.month - 1) // 3 + 1).previous())
-    if today.month in (1, 7):
-        due.append(periods.Period.of("half", today.year, (today.month - 1) // 6 + 1).previous())
+    """The periods whose reports are due by `today`: those whose last week is the week
+    before `today`'s (a month, and the quarter and half-year it closes)."""
+    last = IsoWeek.containing(today).previous()
+    due = []
+    for kind in (periods.MONTH, periods.QUARTER, periods.HALF):
+        period = periods.period_of_week(kind, last)
+        if period.weeks()[-1] == last:
+            due.append(period)
     return due
 
 
@@ -104,7 +107,7 @@ async def catch_up(scheduler: jobs.WeekScheduler) -> int:
     if now.weekday() == 0 and now.hour < 8:
         return 0  # not due yet
     made: int = await scheduler.db.write(_produce, last_week())
-    if now.day > 1 or now.hour >= 9:  # the 1st's period run is due at 08:30
+    if now.weekday() > 0 or now.hour >= 9:  # Monday's period run is due at 08:30
         made += await scheduler.db.write(_produce_periods, now.date())
     if made:
         log.info("caught up %d report(s)", made)

@@ -81,6 +81,11 @@ async def test_launch_refusals(client: TestClient, cast: Cast, demo_settings: Se
     village = bearer(make_token(demo_settings, cast.village_a1))
     resp = await client.post("/api/v1/calls", json={"callees": [cast.village_a2]}, headers=village)
     assert resp.status == 403
+    # A 1:1 inspection calls one centre: two callees are refused, naming the field.
+    two = [cast.village_a1, cast.village_a2]
+    for body in ({"callees": two, "kind": "inspection"}, {"callees": two}):
+        resp = await client.post("/api/v1/calls", json=body, headers=town)
+        assert resp.status == 400 and (await resp.json())["field"] == "callees"
 
 
 async def test_launch_from_a_rota_slot(

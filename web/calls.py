@@ -71,6 +71,13 @@ def _call_id(request: web.Request) -> int:
         raise InvalidInput("call_id", "must be a number") from None
 
 
+def _one_to_one(callees: list[str], kind: str) -> None:
+    """An ad-hoc 1:1 inspection calls exactly one centre (the console refuses more too)."""
+    if kind == "inspection" and len(callees) > 1:
+        raise InvalidInput("callees", f"a 1:1 inspection calls exactly one centre, got "
+                           f"{len(callees)}; launch a meeting to call several")  # fmt: skip
+
+
 async def launch(request: web.Request) -> web.Response:
     """POST /api/v1/calls {"slot_id"} or {"callees": [...], "kind"?} — ring them now."""
     scope = scope_of(request)
@@ -93,6 +100,7 @@ async def launch(request: web.Request) -> web.Response:
                 raise InvalidInput("callees", "a list of 12-digit centre codes")
             if kind not in ("inspection", "meeting"):
                 raise InvalidInput("kind", "inspection or meeting")
+            _one_to_one(callees, kind)
         district = (centres.get(s, scope.centre_code).path.split("/"))[0]
         rules = policy.policy_for(s, district)
         return {"callees": callees, "kind": kind, "deadline": rules.answer_deadline_seconds,

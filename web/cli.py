@@ -17,6 +17,7 @@ from dispatch import accounts, centre_files, centres, demo
 from dispatch.db import Database
 from dispatch.errors import DispatchError, ImportRejected, InvalidInput
 from dispatch.settings import DEFAULT_DB, Settings
+from logs import first_run
 
 from . import cli_logs, cli_schedules
 from .schema import in_session, open_database
@@ -74,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--if-empty",
         action="store_true",
         help="do nothing (exit 0) when the database already holds centres",
+    )
+    load.add_argument(
+        "--history-weeks",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after loading, play out the N weeks before this one: calls, sealed journals, "
+        "issues, stored reports, and build this week's rota (make serve: 8)",
     )
     load.set_defaults(run=cmd_demo_load)
     cli_logs.register_demo(demo_sub, common)
@@ -162,6 +171,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo_load(args: argparse.Namespace, settings: Settings) -> int:
+    if not 0 <= args.history_weeks <= first_run.MAX_WEEKS:
+        raise InvalidInput("--history-weeks", f"from 0 to {first_run.MAX_WEEKS}")
+    if args.history_weeks and args.scale != "district":
+        raise InvalidInput("--history-weeks", "history is for the demo district only")
     db = _open_db(settings)
     try:
         with db.session() as s:
@@ -174,6 +187,12 @@ def cmd_demo_load(args: argparse.Namespace, settings: Settings) -> int:
             f"{summary.villages} villages, {summary.accounts} accounts "
             f"in {summary.seconds:.1f} s"
         )
+        if args.history_weeks:
+            print(f"demo: playing out the {args.history_weeks} weeks before this one …",
+                  flush=True)  # fmt: skip
+            with db.session() as s:
+                lived = first_run.load_history(s, weeks=args.history_weeks)
+            print("\n".join(lived.lines()))
         with db.session() as s:
             for role, username, password, name in demo.demo_credentials(s):
                 print(f"  {role:<18} {username:<14} {password:<20} {name}")
