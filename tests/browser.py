@@ -32,10 +32,12 @@ async def chromium(
     *,
     executable: str | Path = CHROMIUM,
     flags: Sequence[str] = (),
+    timezone: str | None = None,
 ) -> AsyncIterator[BrowserContext]:
     """A fresh browser profile in `profile`; the context closes with the block.
     ``executable``: a wrapper that runs Debian's chromium (e.g. in a network
-    namespace); ``flags``: more command-line flags."""
+    namespace); ``flags``: more command-line flags; ``timezone``: the browser's own
+    time zone (an IANA name), default the machine's."""
     assert os.access(CHROMIUM, os.X_OK), "run `make test` (it installs Debian's chromium)"
     async with async_playwright() as pw:
         context = await pw.chromium.launch_persistent_context(
@@ -44,6 +46,7 @@ async def chromium(
             headless=True,
             args=[*FLAGS, *flags],
             locale=locale,
+            timezone_id=timezone,
         )
         try:
             yield context

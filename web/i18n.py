@@ -337,6 +337,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "report.stored": ("按时生成的报告", "Reports produced on time"),
     "report.period": ("期间", "Period"),
     "report.produced": ("生成时间", "Produced"),
+    "report.kinds.weekly-current": ("本周周报（进行中）", "This week (in progress)"),
     "report.kinds.weekly": ("周报", "Weekly"),
     "report.kinds.monthly": ("信息月报", "Monthly"),
     "report.kinds.quarterly": ("季度研判", "Quarterly"),

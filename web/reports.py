@@ -141,15 +141,22 @@ async def period(request: web.Request) -> web.StreamResponse:
 
 
 def latest_links(scope: Scope, today: date) -> list[tuple[str, str]]:
-    """(report kind, path) of the latest ended period of every kind, for the reader's
-    own area (a town's or village's quarterly report is its town's)."""
-    month = periods.Period.of("month", today.year, today.month).previous()
-    quarter = periods.Period.of("quarter", today.year, (today.month - 1) // 3 + 1).previous()
-    half = periods.Period.of("half", today.year, (today.month - 1) // 6 + 1).previous()
+    """(report kind, path) of this week (in progress), and of the latest ended period of
+    every kind — the last whose last week has ended (`periods.period_of_week`) — for the
+    reader's own area (a town's or village's quarterly report is its town's)."""
+    this_week = IsoWeek.containing(today)
+    last = this_week.previous()
+
+    def ended(kind: str) -> periods.Period:
+        period = periods.period_of_week(kind, last)
+        return period if period.weeks()[-1] == last else period.previous()
+
+    month, quarter, half = ended("month"), ended("quarter"), ended("half")
     parts = (scope.root_path or "").strip("/").split("/")
     town = f"&town={parts[1]}" if len(parts) >= 2 else ""
     return [
-        ("weekly", f"/reports/weekly?week={IsoWeek.containing(today).previous()}"),
+        ("weekly-current", f"/reports/weekly?week={this_week}"),
+        ("weekly", f"/reports/weekly?week={last}"),
         ("monthly", f"/reports/monthly?month={month.code}"),
         ("quarterly", f"/reports/quarterly?quarter={quarter.code}{town}"),
         ("half-year", f"/reports/half-year?half={half.code}"),

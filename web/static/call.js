@@ -78,9 +78,13 @@ let floorHolder = null;
 let pinned = null;
 let buffered = null; // events that arrive while labels are being refreshed
 
+// Times on the page are Asia/Shanghai's, whatever the browser's own zone is.
+const clock = () => new Date().toLocaleTimeString(zh ? "zh-CN" : "en-GB",
+  { timeZone: "Asia/Shanghai", hour12: false });
+
 function log(text) {
   const item = document.createElement("li");
-  item.textContent = `${new Date().toLocaleTimeString()} ${text}`;
+  item.textContent = `${clock()} ${text}`;
   logBox.prepend(item);
 }
 
