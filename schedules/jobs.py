@@ -1,4 +1,4 @@
-"""The APScheduler jobs that drive the week, persisted in the application's database.
+"""The APScheduler jobs that drive the week, rebuilt from the rota tables on every start.
 
 Jobs: build next week's rota (Friday 16:00, Asia/Shanghai); for every planned slot, a
 reminder `reminder_minutes` before it and a close at its end (+ `close_delay`) that
@@ -7,34 +7,41 @@ callee, missed when none) and places a make-up in the same week's reserve for th
 callees the week has not covered.
 
 Invariants:
-- The rota tables are the truth. Job ids derive from slot ids (`remind:42`,
-  `close:42`); `plan_horizon` (on start and every 30 minutes) gives the jobs to every
-  open slot starting within the next 36 hours that lacks them and closes, in one pass,
-  open slots whose close time passed with no job to do it. A job whose slot is gone or
-  already handled does nothing.
-- Exactly once: APScheduler may skip a run (SIGKILL mid-job advances the next run
-  time first) or, without coalescing, repeat one. So each job checks and sets its own
-  record of completion in the same transaction as its effect (`reminded_at`,
-  `closed_at`, a make-up's `makeup_of`), and missed runs execute once on start
+- The rota tables are the truth and the jobs live only in memory (APScheduler's
+  `MemoryJobStore`: no job store I/O on the event loop, nothing stored twice). Job ids
+  derive from slot ids (`remind:42`, `close:42`); `plan_horizon` (on start and every 30
+  minutes) gives the jobs to every open slot starting within the next 36 hours that
+  lacks them and closes, in one pass, open slots whose close time passed with no job to
+  do it — on start that is every slot that ended while the server was down. A reminder
+  whose time passed while the server was down, for a slot not yet reminded, runs on
+  start. A job whose slot is gone or already handled does nothing.
+- Exactly once: a job may be lost (SIGKILL mid-job, a restart) or overlap the horizon
+  pass. So each job checks and sets its own record of completion in the same
+  transaction as its effect (`reminded_at`, `closed_at`, a make-up's `makeup_of`), on
+  the database's one writer thread; runs missed while the loop was busy execute once
   (`coalesce=True`, `misfire_grace_time=None`).
-- APScheduler stores a job as an importable function plus picklable arguments, so the
-  job functions find the database and the event bus in `_CONTEXTS` by name; the
-  `WeekScheduler` that owns them registers itself there on start and leaves on stop.
+- Next week's rota: the cron job builds it (Friday 16:00); on start, a district whose
+  current week has a rota and whose next week has none gets it built when this week's
+  build time has passed (the server was down at that time).
+- Jobs are the `WeekScheduler`'s own bound methods: they reach the database and the
+  event bus through it, never through module state. `context(name)` remains for jobs
+  added by name from another layer (`logs/report_jobs.py`); see the note at `_CONTEXTS`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar
 
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from dispatch.db import Database
@@ -45,7 +52,6 @@ from .plans import SHANGHAI, RotaSlot
 from .workdays import IsoWeek
 
 log = logging.getLogger(__name__)
-JOBS_TABLE = "apscheduler_jobs"
 
 
 @dataclass(frozen=True)
@@ -99,15 +105,15 @@ class JobContext:
     scheduler: WeekScheduler
 
 
+# Running schedulers by name, only for jobs added by reference from another layer
+# (`logs/report_jobs.py` adds "logs.report_jobs:weekly_reports" with `context=name`).
+# The week's own jobs are bound methods and never look here. Once report_jobs adds its
+# jobs through `WeekScheduler.add_job` (which hands them the JobContext), this goes.
 _CONTEXTS: dict[str, JobContext] = {}
 
 
 def context(name: str) -> JobContext | None:
-    """The running scheduler named `name` (jobs of other layers find it here too)."""
-    return _context(name)
-
-
-def _context(name: str) -> JobContext | None:
+    """The running scheduler named `name`, for jobs added by reference (see above)."""
     ctx = _CONTEXTS.get(name)
     if ctx is None:
         log.warning("job for scheduler %r ran with no such scheduler running; skipped", name)
@@ -115,7 +121,8 @@ def _context(name: str) -> JobContext | None:
 
 
 class WeekScheduler:
-    """An AsyncIOScheduler over the application's database, with the week's jobs."""
+    """An AsyncIOScheduler with the week's jobs, kept in memory and rebuilt from the rota
+    tables on start (`plan_horizon`)."""
 
     def __init__(
         self,
@@ -129,50 +136,55 @@ class WeekScheduler:
         self.db, self.bus, self.name = db, bus, name
         self.close_delay = close_delay
         self.build_at = build_at or {"day_of_week": "fri", "hour": 16, "minute": 0}
+        self.context = JobContext(db, bus, self)
         self.scheduler = AsyncIOScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=db.engine, tablename=JOBS_TABLE)},
+            jobstores={"default": MemoryJobStore()},
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
             timezone=SHANGHAI,
         )
 
     async def start(self) -> None:
-        """Start inside the running loop, then plan the horizon once."""
-        _CONTEXTS[self.name] = JobContext(self.db, self.bus, self)
+        """Start inside the running loop, then plan the horizon and build a next week
+        whose build time passed while the server was down."""
+        _CONTEXTS[self.name] = self.context
         self.scheduler.start()
-        kwargs = {"context": self.name}
-        self.scheduler.add_job(
-            "schedules.jobs:build_next_week",
-            CronTrigger(timezone=SHANGHAI, **self.build_at),
-            id="build-next-week",
-            kwargs=kwargs,
-            replace_existing=True,
-        )
-        self.scheduler.add_job(
-            "schedules.jobs:plan_horizon",
-            IntervalTrigger(minutes=30),
-            id="plan-horizon",
-            kwargs=kwargs,
-            replace_existing=True,
-        )
+        self.scheduler.add_job(self.build_next_week, self._build_trigger(),
+                               id="build-next-week", replace_existing=True)  # fmt: skip
+        self.scheduler.add_job(self.plan_horizon, IntervalTrigger(minutes=30),
+                               id="plan-horizon", replace_existing=True)  # fmt: skip
         await self.plan_horizon()
+        await self._catch_up_build()
 
     def shutdown(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        _CONTEXTS.pop(self.name, None)
+        if _CONTEXTS.get(self.name) is self.context:
+            del _CONTEXTS[self.name]
+
+    def add_job(
+        self, func: Callable[[JobContext], Awaitable[None]], trigger: BaseTrigger, id: str
+    ) -> None:
+        """A job of another layer: `func(context)` runs at each of `trigger`'s times."""
+        self.scheduler.add_job(func, trigger, args=[self.context], id=id, replace_existing=True)
+
+    def job_ids(self) -> set[str]:
+        return {job.id for job in self.scheduler.get_jobs()}
+
+    def _build_trigger(self) -> CronTrigger:
+        return CronTrigger(timezone=SHANGHAI, **self.build_at)
 
     # -- slot jobs --------------------------------------------------------------------
     #
-    # Slots get their own jobs only once they start within HORIZON, so the job store
+    # Slots get their own jobs only once they start within HORIZON, so the scheduler
     # holds about a day's calls, not every week built ahead. Slots whose close time has
     # passed without a close (the server was down, or they never had jobs) are closed
     # in one pass instead of one job each.
 
     async def plan_horizon(self) -> None:
         now = datetime.now(UTC)
-        have = await self.db.read(_job_ids)
+        have = self.job_ids()
         overdue, upcoming = await self.db.read(self._open_slots, now)
-        # A stored close job runs on its own (once, on start); the rest close in one pass.
+        # A close job already here runs on its own; the rest close in one pass.
         unscheduled = [slot_id for slot_id in overdue if f"close:{slot_id}" not in have]
         if unscheduled:
             closed = await self.db.write(_close_many, unscheduled, self)
@@ -206,93 +218,93 @@ class WeekScheduler:
 
     def add_jobs(self, times: list[Times]) -> None:
         """Add the jobs of the slots in `times` (from `times_for`) that start within the
-        horizon; later ones get theirs from `plan_horizon`. Call after the slots'
-        transaction committed: the job store writes through its own connection, and
-        SQLite would wait on the still-open write transaction."""
+        horizon; later ones get theirs from `plan_horizon`. A reminder time already past
+        runs at once. Call after the slots' transaction committed."""
         now = datetime.now(UTC)
         for slot_id, remind_at, start, close_at in times:
             if start >= now + HORIZON or close_at <= now:
                 continue  # later: `plan_horizon` adds them; overdue: it closes them in a pass
-            kwargs = {"context": self.name, "slot_id": slot_id}
             if remind_at is not None:
-                self.scheduler.add_job("schedules.jobs:remind", DateTrigger(remind_at),
-                                       id=f"remind:{slot_id}", kwargs=kwargs,
-                                       replace_existing=True)  # fmt: skip
-            self.scheduler.add_job("schedules.jobs:close_slot", DateTrigger(close_at),
-                                   id=f"close:{slot_id}", kwargs=kwargs,
-                                   replace_existing=True)  # fmt: skip
+                self.scheduler.add_job(self.remind, DateTrigger(remind_at), args=[slot_id],
+                                       id=f"remind:{slot_id}", replace_existing=True)  # fmt: skip
+            self.scheduler.add_job(self.close_slot, DateTrigger(close_at), args=[slot_id],
+                                   id=f"close:{slot_id}", replace_existing=True)  # fmt: skip
+
+    # -- the jobs ---------------------------------------------------------------------
+
+    async def build_next_week(self, *, only_continuing: bool = False) -> None:
+        """Build next week's rota for every district that lacks one (with
+        `only_continuing`, only for districts whose current week has a rota)."""
+        this = IsoWeek.containing(datetime.now(SHANGHAI).date())
+        cal = await self.db.read(workdays.load_calendar)  # one calendar for every district
+        districts = await self.db.read(planner.districts)
+        if only_continuing:
+            districts = await self.db.read(_with_week, districts, this)
+        for district in districts:
+            await self.build_if_missing(district, this.next(), cal)
+
+    async def _catch_up_build(self) -> None:
+        """The Friday build missed while the server was down: due once this week's build
+        time has passed; a district without this week's rota is not started by it (a
+        new database, a district not yet scheduled)."""
+        now = datetime.now(SHANGHAI)
+        monday = datetime.combine(IsoWeek.containing(now.date()).monday, time(0), SHANGHAI)
+        due = self._build_trigger().get_next_fire_time(None, monday)
+        if due is not None and due <= now:
+            await self.build_next_week(only_continuing=True)
+
+    async def build_if_missing(
+        self, district: str, week: IsoWeek, cal: workdays.WorkdayCalendar | None = None
+    ) -> plans.RotaWeek | None:
+        """Build and schedule a week once; an existing build (by a person or a run) stays."""
+
+        def run(session: Session) -> tuple[plans.RotaWeek, list[Any]] | None:
+            if plans.get_week(session, district, week) is not None:
+                return None
+            record = planner.build_week(session, district, week, by="scheduler", cal=cal)
+            return record, self.times_for(session, plans.week_slots(session, record.id or 0))
+
+        built = await self.db.write(run)
+        if built is None:
+            return None
+        record, times = built
+        self.add_jobs(times)
+        log.info("built rota %s for %s: %d slots", week, district, len(times))
+        self.bus.publish(RotaBuilt(district, str(week), len(times), len(record.unplaced)))
+        return record
+
+    async def remind(self, slot_id: int) -> None:
+        def run(session: Session) -> SlotReminder | None:
+            slot = session.get(RotaSlot, slot_id)
+            if slot is None or slot.reminded_at is not None or slot.status != plans.PLANNED:
+                return None
+            slot.reminded_at = datetime.now(UTC)
+            session.add(slot)
+            return reminder_for(session, slot)
+
+        event = await self.db.write(run)
+        if event is not None:
+            self.bus.publish(event)
+
+    async def close_slot(self, slot_id: int) -> None:
+        closed = await self.db.write(_close, slot_id, self)
+        if closed is not None:
+            event, times = closed
+            self.add_jobs(times)
+            self.bus.publish(event)
 
 
 Times = tuple[int, datetime | None, datetime, datetime]  # slot id, remind, start, close
 HORIZON = timedelta(hours=36)
 
 
-def _job_ids(session: Session) -> set[str]:
-    rows = session.connection().execute(text(f"SELECT id FROM {JOBS_TABLE}"))
-    return {row[0] for row in rows}
+def _with_week(session: Session, districts: list[str], week: IsoWeek) -> list[str]:
+    return [d for d in districts if plans.get_week(session, d, week) is not None]
 
 
 def _district_of(session: Session, slot: RotaSlot) -> str:
     week = session.get(plans.RotaWeek, slot.week_id)
     return week.district_code if week else ""
-
-
-# -- the job functions (module level: APScheduler stores them by name) ---------------------
-
-
-async def plan_horizon(context: str) -> None:
-    ctx = _context(context)
-    if ctx is not None:
-        await ctx.scheduler.plan_horizon()
-
-
-async def build_next_week(context: str) -> None:
-    ctx = _context(context)
-    if ctx is None:
-        return
-    week = IsoWeek.containing(datetime.now(SHANGHAI).date()).next()
-    cal = await ctx.db.read(workdays.load_calendar)  # one calendar for every district
-    for district in await ctx.db.read(planner.districts):
-        await build_if_missing(ctx, district, week, cal)
-
-
-async def build_if_missing(
-    ctx: JobContext, district: str, week: IsoWeek, cal: workdays.WorkdayCalendar | None = None
-) -> plans.RotaWeek | None:
-    """Build and schedule a week once; an existing build (by a person or a run) stays."""
-
-    def run(session: Session) -> tuple[plans.RotaWeek, list[Any]] | None:
-        if plans.get_week(session, district, week) is not None:
-            return None
-        record = planner.build_week(session, district, week, by="scheduler", cal=cal)
-        return record, ctx.scheduler.times_for(session, plans.week_slots(session, record.id or 0))
-
-    built = await ctx.db.write(run)
-    if built is None:
-        return None
-    record, times = built
-    ctx.scheduler.add_jobs(times)
-    log.info("built rota %s for %s: %d slots", week, district, len(times))
-    ctx.bus.publish(RotaBuilt(district, str(week), len(times), len(record.unplaced)))
-    return record
-
-
-async def remind(context: str, slot_id: int) -> None:
-    ctx = _context(context)
-    if ctx is None:
-        return
-
-    def run(session: Session) -> SlotReminder | None:
-        slot = session.get(RotaSlot, slot_id)
-        if slot is None or slot.reminded_at is not None or slot.status != plans.PLANNED:
-            return None
-        slot.reminded_at = datetime.now(UTC)
-        session.add(slot)
-        return reminder_for(session, slot)
-
-    event = await ctx.db.write(run)
-    if event is not None:
-        ctx.bus.publish(event)
 
 
 def reminder_for(session: Session, slot: RotaSlot) -> SlotReminder:
@@ -317,17 +329,6 @@ def reminders_due(session: Session, code: str, now: datetime | None = None) -> l
     found = plans.slots_for_centre(session, code, now, now + HORIZON)
     return [reminder_for(session, s) for s in found
             if s.reminded_at is not None and s.status == plans.PLANNED]  # fmt: skip
-
-
-async def close_slot(context: str, slot_id: int) -> None:
-    ctx = _context(context)
-    if ctx is None:
-        return
-    closed = await ctx.db.write(_close, slot_id, ctx.scheduler)
-    if closed is not None:
-        event, times = closed
-        ctx.scheduler.add_jobs(times)
-        ctx.bus.publish(event)
 
 
 def _close_many(

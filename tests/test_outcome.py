@@ -18,7 +18,7 @@ from schedules import jobs, outcome, plans, rota
 from schedules.plans import SHANGHAI, RotaSlot
 from schedules.workdays import IsoWeek
 from web.app import create_app
-from web.appkeys import BUS, SWITCHBOARD
+from web.appkeys import BUS, SCHEDULER, SWITCHBOARD
 from web.schema import open_database
 
 from conftest import Cast, bearer, make_token
@@ -93,7 +93,7 @@ async def test_a_town_meeting_where_one_village_of_five_answers(
         await board.end(call_id, "done")
         # … and the scheduler's close (the job the scheduler runs at the slot's end)
         # keeps it held and books one make-up for the four villages that missed it.
-        await jobs.close_slot("main", slot_id)
+        await app[SCHEDULER].close_slot(slot_id)
         assert slot(db, slot_id).status == plans.HELD and slot(db, slot_id).closed_at
         with db.session() as s:
             made = list(s.exec(select(RotaSlot).where(RotaSlot.makeup_of == slot_id)))
@@ -137,7 +137,7 @@ async def test_a_meeting_nobody_attended_is_missed_with_a_makeup_for_all(
     slot_id, villages = town_meeting(demo_settings, cast, 3)
     app = create_app(demo_settings)
     await aiohttp_client(app)
-    await jobs.close_slot("main", slot_id)
+    await app[SCHEDULER].close_slot(slot_id)
     db = open_database(demo_settings.db_url)
     try:
         assert slot(db, slot_id).status == plans.MISSED

@@ -1,7 +1,8 @@
 """The week's jobs with a real AsyncIOScheduler over the test's SQLite file.
 
 Time runs for real here: slots are placed a few seconds ahead, and a "restart" is a
-scheduler shut down while a slot ends and a new one started on the same database.
+scheduler shut down while a slot ends and a new one started on the same database. The
+jobs live in the scheduler's memory; what a restart keeps, it rebuilds from the tables.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from sqlmodel import select
 
 from dispatch import calls, centres
@@ -20,7 +20,7 @@ from dispatch.db import Database
 from dispatch.events import Event, EventBus
 from dispatch.settings import Settings
 from dispatch.switchboard import Switchboard
-from schedules import jobs, outcome, plans, policy, rota, workdays
+from schedules import jobs, outcome, planner, plans, policy, rota, workdays
 from schedules.plans import SHANGHAI, RotaSlot
 from schedules.workdays import IsoWeek
 from web.schema import open_database
@@ -92,9 +92,8 @@ def makeups(db: Database, slot_id: int) -> list[RotaSlot]:
         return list(s.exec(select(RotaSlot).where(RotaSlot.makeup_of == slot_id)))
 
 
-def stored_job_ids(db: Database) -> set[str]:
-    with db.engine.connect() as conn:
-        return {row[0] for row in conn.execute(text(f"SELECT id FROM {jobs.JOBS_TABLE}"))}
+def job_ids(scheduler: jobs.WeekScheduler) -> set[str]:
+    return {job.id for job in scheduler.scheduler.get_jobs()}
 
 
 async def test_jobs_survive_a_restart_and_a_missed_close_runs_once(demo_db: Database) -> None:
@@ -105,12 +104,11 @@ async def test_jobs_survive_a_restart_and_a_missed_close_runs_once(demo_db: Data
 
     first = jobs.WeekScheduler(demo_db, bus, name="restart", close_delay=timedelta(0))
     await first.start()
-    assert {f"remind:{slot_id}", f"close:{slot_id}", "build-next-week"} <= stored_job_ids(demo_db)
+    assert {f"remind:{slot_id}", f"close:{slot_id}", "build-next-week"} <= job_ids(first)
     await wait_for(lambda: any(isinstance(e, jobs.SlotReminder) for e in seen))
     first.shutdown()  # the server goes down before the slot ends …
     await asyncio.sleep(2.5)
-    assert slot(demo_db, slot_id).status == plans.PLANNED
-    assert f"close:{slot_id}" in stored_job_ids(demo_db)  # … and its jobs stay stored
+    assert slot(demo_db, slot_id).status == plans.PLANNED  # … and nothing closed it
 
     second = jobs.WeekScheduler(demo_db, bus, name="restart", close_delay=timedelta(0))
     await second.start()  # the missed close runs once, on start
@@ -121,6 +119,7 @@ async def test_jobs_survive_a_restart_and_a_missed_close_runs_once(demo_db: Data
     third = jobs.WeekScheduler(demo_db, bus, name="restart", close_delay=timedelta(0))
     await third.start()
     await asyncio.sleep(1.5)
+    kept = job_ids(third)  # the restart's jobs, rebuilt from the tables
     third.shutdown()
     assert [type(e) for e in seen].count(jobs.SlotMissed) == 1
     assert [type(e) for e in seen].count(jobs.SlotReminder) == 1
@@ -132,7 +131,8 @@ async def test_jobs_survive_a_restart_and_a_missed_close_runs_once(demo_db: Data
     assert missed.makeup_slot_id == made[0].id
     assert made[0].kind == "makeup" and made[0].callees == slot(demo_db, slot_id).callees
     assert made[0].start.astimezone(SHANGHAI) > slot(demo_db, slot_id).end.astimezone(SHANGHAI)
-    assert {f"remind:{made[0].id}", f"close:{made[0].id}"} <= stored_job_ids(demo_db)
+    assert {f"remind:{made[0].id}", f"close:{made[0].id}", "build-next-week"} <= kept
+    assert not {f"remind:{slot_id}", f"close:{slot_id}"} & kept  # done: not again
 
 
 async def test_a_held_slot_is_not_missed(demo_db: Database) -> None:
@@ -188,8 +188,9 @@ async def test_next_week_is_built_once_by_the_friday_job(demo_db: Database) -> N
     assert job is not None
     fire = job.next_run_time.astimezone(SHANGHAI)
     assert (fire.weekday(), fire.hour, fire.minute) == (4, 16, 0)
-    await jobs.build_next_week("friday")
-    await jobs.build_next_week("friday")  # a second run finds the week built
+    await scheduler.build_next_week()
+    await scheduler.build_next_week()  # a second run finds the week built
+    held = job_ids(scheduler)
     scheduler.shutdown()
     built = [e for e in seen if isinstance(e, jobs.RotaBuilt)]
     assert len(built) == 1 and built[0].slots > 0
@@ -201,7 +202,7 @@ async def test_next_week_is_built_once_by_the_friday_job(demo_db: Database) -> N
     # Jobs exist for the calls of the next 36 hours; later ones get theirs as they near.
     soon = {f"close:{x.id}" for x in slots if x.start < datetime.now(UTC) + jobs.HORIZON}
     later = {f"close:{x.id}" for x in slots} - soon
-    assert soon <= stored_job_ids(demo_db) and not later & stored_job_ids(demo_db)
+    assert soon <= held and not later & held
 
 
 def test_slot_times_are_stored_in_utc(demo_db: Database) -> None:
@@ -222,3 +223,27 @@ async def test_slots_without_jobs_are_closed_in_one_pass_on_start(demo_db: Datab
     scheduler.shutdown()
     assert all(slot(demo_db, i).status == plans.MISSED for i in ids)
     assert sorted(e.slot_id for e in seen if isinstance(e, jobs.SlotMissed)) == sorted(ids)
+
+
+async def test_a_friday_build_missed_while_down_runs_on_start(demo_db: Database) -> None:
+    """The build time has passed this week (here: Monday 00:00) and next week has no rota:
+    the start builds it, once, for a district already scheduled this week — not on a new
+    database."""
+    monday = {"day_of_week": "mon", "hour": 0, "minute": 0}
+    bus = EventBus()
+    seen = recorder(bus)
+    fresh = jobs.WeekScheduler(demo_db, bus, name="fresh", build_at=monday)
+    await fresh.start()
+    fresh.shutdown()
+    assert not any(isinstance(e, jobs.RotaBuilt) for e in seen)  # no rota this week yet
+
+    this = IsoWeek.containing(datetime.now(SHANGHAI).date())
+    with demo_db.session() as s:
+        district = centres.roots(s)[0].code
+        planner.build_week(s, district, this, by="test")
+    for _ in range(2):  # a second restart finds next week built
+        again = jobs.WeekScheduler(demo_db, bus, name="again", build_at=monday)
+        await again.start()
+        again.shutdown()
+    built = [e for e in seen if isinstance(e, jobs.RotaBuilt)]
+    assert [(e.district, e.week) for e in built] == [(district, str(this.next()))]
