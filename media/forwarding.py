@@ -1,20 +1,22 @@
 """Encoded frames from one publisher to many viewers: no decode, no encode per viewer.
 
 A ``Feed`` is one track a participant publishes. Each whole encoded frame arrives
-once (``media.ingest``), is restamped once onto the room's clock and wrapped once in
-an ``av.Packet`` that every subscribed ``Slot`` shares. A ``Slot`` is what one
-viewer's ``RTCRtpSender`` sends on one m-line: because its track yields
-``av.Packet``, aiortc's sender only packetises (``Encoder.pack``) — RTP sequence
-numbers, SSRC, picture ids and the retransmission history stay the sender's own, so
-NACKs are answered hop by hop from each sender's history and the server's receiver
-NACKs the publisher on its own.
+once (``media.ingest``), is restamped once onto the room's clock and cut once into
+RTP payloads (``media.rtpout.Packetised``) that every subscribed ``Slot`` shares. A
+``Slot`` is what one viewer receives on one m-line: it decides, frame by frame and
+synchronously in the feed's call, whether its viewer gets the frame (key frames,
+layers, timestamps) and writes it through its ``RtpOut`` — RTP sequence numbers,
+SSRC, picture ids and the retransmission history are each viewer's own, so NACKs are
+answered hop by hop from each viewer's history and the server's receiver NACKs the
+publisher on its own. No task wakes per viewer per packet.
 
 Invariants:
-- A packet handed to a slot is never modified: it is shared by every viewer. A slot
-  that must shift timestamps sends a copy.
+- A frame handed to a slot is never modified: it is shared by every viewer; a slot
+  shifts only the timestamp it writes.
 - A video slot forwards nothing between a change of source and that source's next
   key frame, and asks the source for one (a viewer cannot decode inter frames whose
-  references it never got). The same holds after a slot's backlog overflowed.
+  references it never got). The same holds for a frame that could not be sent
+  because the viewer's connection was not up yet.
 - Each slot's timestamps only increase, across changes of source too: every feed is
   restamped onto the room clock, and a slot shifts a new source forward if needed.
 - Key frame requests reach the publisher at most once per ``KEYFRAME_GAP`` and never
@@ -37,16 +39,14 @@ import asyncio
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable
-from fractions import Fraction
 
-from aiortc import MediaStreamTrack
+from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
-from av.packet import Packet
 
 from media.codecs import VIDEO_CLOCK, black_keyframe, is_keyframe
 from media.linkrate import PAUSED, TOP, LinkGovernor, LossWindow
+from media.rtpout import Packetised, RtpOut, ntp_now
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,6 @@ KEYFRAME_GAP = 0.25  # seconds between two key frame requests to one publisher
 KEYFRAME_RETRY = 1.0  # an unanswered request is repeated after this long
 RESYNC_AFTER = 0.2  # seconds a source's timeline may drift from the room clock
 IDLE_FRAME_INTERVAL = 1.0  # seconds between black frames of a video slot without source
-VIDEO_BACKLOG = 30  # frames a video slot holds for a slow sender before it resyncs
-AUDIO_BACKLOG = 10  # audio packets (20 ms each) a slot holds; the oldest go first
 AUDIO_STEP = 960  # one 20 ms Opus packet at 48 kHz
 LAYERED_WITHIN = 30  # frames: a feed with no upper layer in this many has no layers
 SILENT_REPORT = 1.0  # seconds without a report after which a paused viewer's link counts clean
@@ -127,11 +125,11 @@ class Feed:
             self._broken = True
             self.request_keyframe()
             return
-        packet = Packet(data)
-        packet.pts = self._restamp(timestamp, clock)
-        packet.time_base = Fraction(1, clock)
+        frame = Packetised(data, self._restamp(timestamp, clock), codec)
+        now = time.time()
+        ntp = ntp_now(now)
         for slot in tuple(self._slots):
-            slot.push(self, packet, key, tid)
+            slot.push(self, frame, key, tid, ntp, now)
 
     def request_keyframe(self) -> None:
         if self.kind != "video" or self.ended:
@@ -168,9 +166,11 @@ def _layers(cap: int) -> str:
 
 
 class Slot(MediaStreamTrack):
-    """What one viewer's sender sends on one m-line; the room attaches its source.
+    """What one viewer receives on one m-line; the room attaches its source.
 
-    The sender's task is the only reader (``recv``); feeds push on the event loop.
+    It is the track of the viewer's ``RTCRtpSender`` only so that aiortc negotiates
+    and reports the stream: ``recv`` never yields a frame, ``push`` sends (see
+    ``media.rtpout``). Everything runs on the event loop.
     """
 
     def __init__(self, name: str, kind: str, codec: str, epoch: float) -> None:
@@ -181,18 +181,24 @@ class Slot(MediaStreamTrack):
         self._epoch = epoch
         self._clock = VIDEO_CLOCK if kind == "video" else 48_000
         self._feed: Feed | None = None
-        self._mailbox: deque[Packet] = deque()
-        self._wakeup = asyncio.Event()
+        self._out: RtpOut | None = None
+        self._stopped = asyncio.Event()
+        self._idle: asyncio.TimerHandle | None = None
         self._need_key = False
         self._shift: int | None = None  # added to the current source's timestamps
         self._last: int | None = None  # last timestamp sent
-        self._next_black = -math.inf
         self.forwarded = 0
         self._link = LinkGovernor()
         self._loss = LossWindow()
         self._reported_at = -math.inf  # when the viewer last sent a receiver report
         self._cap = TOP  # the highest temporal layer forwarded now; PAUSED: none
         self.dropped = 0  # frames left out for this viewer's link
+
+    def bind(self, sender: RTCRtpSender) -> None:
+        """Send through ``sender``'s negotiated stream (before negotiation ends)."""
+        self._out = RtpOut(sender, self.kind)
+        if self.kind == "video" and self._feed is None:
+            self._go_black()
 
     @property
     def feed(self) -> Feed | None:
@@ -226,8 +232,6 @@ class Slot(MediaStreamTrack):
                     _layers(before), _layers(after))  # fmt: skip
         if after < self._cap:  # leaving frames out is safe at once
             self._cap = after
-            if after == PAUSED:
-                self._mailbox.clear()
         elif self._cap == PAUSED:  # its decoder lost its references: from a key frame
             self._cap = after
             self._need_key = True
@@ -252,18 +256,20 @@ class Slot(MediaStreamTrack):
         if self._feed is not None:
             self._feed.unsubscribe(self)
         self._feed = feed
-        self._mailbox.clear()
         self._shift = None
         self._need_key = self.kind == "video"
         if feed is not None:
+            self._cancel_idle()
             feed.subscribe(self)
             feed.request_keyframe()
-        else:
-            self._next_black = -math.inf  # go black now, not in a second
-        self._wakeup.set()
+        elif self.kind == "video":
+            self._go_black()  # now, not in a second
 
-    def push(self, feed: Feed, packet: Packet, key: bool, tid: int = 0) -> None:
-        if feed is not self._feed or self.readyState != "live":
+    def push(
+        self, feed: Feed, frame: Packetised, key: bool, tid: int, ntp: int, now: float
+    ) -> None:
+        """``feed``'s next frame (``ntp``, ``now``: the time, once for all slots)."""
+        if feed is not self._feed or self._stopped.is_set():
             return
         if self.kind == "video":
             if self._cap == PAUSED:
@@ -278,51 +284,40 @@ class Slot(MediaStreamTrack):
                 feed.request_keyframe()
                 return
             self._need_key = False
-        if self.kind == "video" and len(self._mailbox) >= VIDEO_BACKLOG:
-            logger.warning("%s: %d frames behind, waiting for a key frame",
-                           self.name, len(self._mailbox))  # fmt: skip
-            self._mailbox.clear()
-            self._need_key = True
-            feed.request_keyframe()
-            return
-        if len(self._mailbox) >= AUDIO_BACKLOG and self.kind == "audio":
-            self._mailbox.popleft()
-        self._mailbox.append(packet)
-        self._wakeup.set()
+        if not self._send(frame, self._stamp(frame.pts), ntp, now) and self.kind == "video":
+            self._need_key = True  # not connected yet: start from a key frame
 
     def keyframe_wanted(self) -> None:
         """The viewer sent PLI or FIR (replaces the sender's ``_send_keyframe``)."""
         if self._feed is not None:
             self._feed.request_keyframe()
-        else:
-            self._next_black = -math.inf
-            self._wakeup.set()
+        elif self.kind == "video":
+            self._go_black()
 
-    async def recv(self) -> Packet:
-        while self.readyState == "live":
-            if self._mailbox:
-                return self._stamp(self._mailbox.popleft())
-            self._wakeup.clear()
-            if self.kind == "video" and self._feed is None:
-                try:
-                    async with asyncio.timeout(max(0.0, self._next_black - time.monotonic())):
-                        await self._wakeup.wait()
-                except TimeoutError:
-                    return self._black()
-            else:
-                await self._wakeup.wait()
+    async def recv(self) -> Packetised:
+        """Parks the sender's own RTP task until the slot stops: frames go by ``push``."""
+        await self._stopped.wait()
         raise MediaStreamError
 
     def stop(self) -> None:
         if self._feed is not None:
             self._feed.unsubscribe(self)
             self._feed = None
+        self._cancel_idle()
         super().stop()
-        self._wakeup.set()
+        self._stopped.set()
 
-    def _stamp(self, packet: Packet) -> Packet:
-        pts = packet.pts or 0
-        if self._shift is None:  # the first packet from this source
+    def _send(self, frame: Packetised, timestamp: int, ntp: int, now: float) -> bool:
+        if self._out is None or not self._out.send(frame, timestamp, ntp, now):
+            return False
+        self._last = timestamp
+        self.forwarded += 1
+        return True
+
+    def _stamp(self, pts: int) -> int:
+        """``pts`` shifted so this slot's timestamps only increase (not yet recorded:
+        ``_send`` records what was sent)."""
+        if self._shift is None:  # the first frame from this source
             step = AUDIO_STEP if self.kind == "audio" else 1
             last = self._last if self._last is not None else -step
             self._shift = max(0, last + step - pts)
@@ -330,22 +325,25 @@ class Slot(MediaStreamTrack):
         if self._last is not None and out <= self._last:  # cannot happen: feeds are monotonic
             self._shift += self._last + 1 - out
             out = self._last + 1
-        self._last = out
-        self.forwarded += 1
-        if out == pts:
-            return packet
-        copy = Packet(bytes(packet))
-        copy.pts, copy.time_base = out, packet.time_base
-        return copy
+        return out
 
-    def _black(self) -> Packet:
-        now = time.monotonic()
-        self._next_black = now + IDLE_FRAME_INTERVAL
-        pts = round((now - self._epoch) * VIDEO_CLOCK)
+    def _go_black(self) -> None:
+        """Send a black key frame now and every ``IDLE_FRAME_INTERVAL`` while the slot
+        has no source (a viewer's decoder needs a picture to show; the first ones are
+        lost while the connection comes up)."""
+        self._cancel_idle()
+        if self._feed is not None or self._stopped.is_set():
+            return
+        now = time.time()
+        pts = round((time.monotonic() - self._epoch) * VIDEO_CLOCK)
         if self._last is not None:
             pts = max(pts, self._last + 1)
-        self._last = pts
         self._shift = None  # the next source re-anchors after this frame
-        packet = Packet(black_keyframe(self._codec))
-        packet.pts, packet.time_base = pts, Fraction(1, VIDEO_CLOCK)
-        return packet
+        self._send(Packetised(black_keyframe(self._codec), pts, self._codec), pts,
+                   ntp_now(now), now)  # fmt: skip
+        self._idle = asyncio.get_running_loop().call_later(IDLE_FRAME_INTERVAL, self._go_black)
+
+    def _cancel_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None

@@ -553,6 +553,7 @@ class Room:
                 slot = Slot(name, kind, self.video_codec, self._epoch)
                 peer.slots[transceiver.kind].append(slot)
                 transceiver.sender.replaceTrack(slot)
+                slot.bind(transceiver.sender)
                 # A viewer's PLI/FIR asks the slot's source, not an encoder (there is none).
                 transceiver.sender._send_keyframe = slot.keyframe_wanted  # type: ignore[method-assign]
                 if kind == "video":

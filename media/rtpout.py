@@ -1,0 +1,240 @@
+"""One viewer's outgoing RTP stream, written straight from the forwarding loop.
+
+aiortc's ``RTCRtpSender`` runs a task per stream that awaits the next frame,
+packetises it, builds each packet with its header extensions, and awaits three
+layers of transport per packet. For a forwarded frame shown to N viewers that is N
+task wake-ups and N packetisations of the same bytes. Here a frame is packetised once
+per publisher (``Packetised``) and each viewer's ``RtpOut`` only writes a 12-byte
+header, the viewer's own header extensions and (VP8) picture id, protects the packet
+with the viewer's SRTP session and hands it to the socket of the viewer's selected
+ICE pair, synchronously, from the feed's own call.
+
+The ``RTCRtpSender`` still exists and still does what is not per packet: its task
+sends RTCP sender reports (from the counters kept here), answers RTCP through
+``_handle_rtcp_packet`` (a NACK is retransmitted from this stream's history, with RTX
+when negotiated), and stops the stream. Its own RTP task waits on the slot's track,
+which never yields.
+
+Private aiortc 1.16 / aioice 0.13 attributes used, all read where they are set once
+per connection: the sender's negotiated parameters (captured from ``send``),
+``sender._ssrc`` / ``_rtx_ssrc``, the SR counters ``_RTCRtpSender__*``, the DTLS
+transport's ``_tx_srtp`` and state, and the ICE connection's nominated pair.
+
+Invariants:
+- Nothing is sent before the DTLS handshake has finished; a frame offered earlier is
+  refused (``send`` returns False) so the caller can wait for a key frame.
+- Sequence numbers, the RTP timestamp origin, the SSRC and the VP8 picture id are this
+  stream's own, continuous whatever the source; only frames actually sent advance them.
+- A retransmission carries the original packet's bytes, under RTX when negotiated.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import time
+from typing import Any
+
+from aiortc import RTCRtpSender
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.rtcdtlstransport import State
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+
+from media.codecs import H264, VP8
+
+HISTORY = 128  # packets kept for retransmission (aiortc keeps as many)
+PACKET_MAX = 1300  # bytes of payload per packet, as aiortc's packetisers
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+NTP_EPOCH = 2_208_988_800  # seconds from 1900 to 1970
+
+_HEADER = struct.Struct("!BBHII")
+_VP8_DESCRIPTOR = struct.Struct("!BBH")
+
+
+class Packetised:
+    """One encoded frame cut into RTP payloads once, shared by every viewer.
+
+    VP8 chunks carry no payload descriptor: each viewer prefixes its own, with its own
+    picture id. H.264 and Opus payloads are final.
+    """
+
+    __slots__ = ("_chunks", "codec", "data", "pts")
+
+    def __init__(self, data: bytes, pts: int, codec: str) -> None:
+        self.data = data
+        self.pts = pts
+        self.codec = codec
+        self._chunks: list[bytes] | None = None
+
+    @property
+    def chunks(self) -> list[bytes]:
+        if self._chunks is None:
+            self._chunks = _cut(self.codec, self.data)
+        return self._chunks
+
+
+def _cut(codec: str, data: bytes) -> list[bytes]:
+    if codec == VP8:
+        room = PACKET_MAX - _VP8_DESCRIPTOR.size
+        return [data[i : i + room] for i in range(0, len(data), room)] or [b""]
+    if codec == H264:
+        return H264Encoder._packetize(H264Encoder._split_bitstream(data))
+    return [data]
+
+
+def _extension_ids(parameters: RTCRtpSendParameters) -> tuple[int | None, int | None]:
+    mid = ast = None
+    for ext in parameters.headerExtensions:
+        if ext.uri == MID_URI:
+            mid = ext.id
+        elif ext.uri == ABS_SEND_TIME_URI:
+            ast = ext.id
+    return mid, ast
+
+
+class RtpOut:
+    """The RTP stream ``sender`` carries, written by ``send``; see the module doc."""
+
+    def __init__(self, sender: RTCRtpSender, kind: str) -> None:
+        self.kind = kind
+        self._sender = sender
+        self._configured = False
+        self._pt = 0
+        self._rtx_pt: int | None = None
+        self._ssrc = sender._ssrc
+        self._rtx_ssrc = sender._rtx_ssrc
+        self._mid_ext = b""  # the one-byte header extension block without abs-send-time
+        self._ast_id: int | None = None
+        self._seq = random.getrandbits(15)  # below 2**15 at first, as aiortc
+        self._rtx_seq = random.getrandbits(15)
+        self._origin = random.getrandbits(32)
+        self._picture_id = random.getrandbits(15)
+        self._history: list[tuple[int, int, int, bytes, bytes] | None] = [None] * HISTORY
+        self.packets = 0
+        self.octets = 0
+        start = sender.send
+
+        async def send(parameters: RTCRtpSendParameters) -> None:
+            self._configure(parameters)
+            await start(parameters)
+
+        sender.send = send  # type: ignore[method-assign]  # captures what was negotiated
+        sender._retransmit = self.retransmit  # type: ignore[method-assign]
+
+    def _configure(self, parameters: RTCRtpSendParameters) -> None:
+        codec = parameters.codecs[0]
+        self._pt = codec.payloadType
+        for other in parameters.codecs:
+            if other.mimeType.lower().endswith("/rtx") and (
+                other.parameters.get("apt") == codec.payloadType
+            ):
+                self._rtx_pt = other.payloadType
+        mid_id, self._ast_id = _extension_ids(parameters)
+        mid = (parameters.muxId or "").encode()
+        if mid_id is not None and 0 < len(mid) <= 16:
+            self._mid_ext = bytes([(mid_id << 4) | (len(mid) - 1)]) + mid
+        self._configured = True
+
+    @property
+    def ready(self) -> bool:
+        return self._configured and self._sender.transport._state == State.CONNECTED
+
+    def send(self, frame: Packetised, timestamp: int, ntp: int, now: float) -> bool:
+        """Send ``frame`` at RTP ``timestamp`` (this stream's clock, before its random
+        origin); ``ntp``: the NTP time now, for sender reports. False: not sent (the
+        connection is not up yet)."""
+        if not self.ready:
+            return False
+        pair = self._pair()
+        if pair is None:
+            return False
+        ts = (timestamp + self._origin) & 0xFFFFFFFF
+        extensions = self._extensions(now)
+        chunks = frame.chunks
+        last = len(chunks) - 1
+        vp8 = frame.codec == VP8
+        octets = 0
+        for i, chunk in enumerate(chunks):
+            prefix = (
+                _VP8_DESCRIPTOR.pack(0x90 if i == 0 else 0x80, 0x80, 0x8000 | self._picture_id)
+                if vp8
+                else b""
+            )
+            seq = self._seq
+            marker = 1 if i == last else 0
+            self._history[seq % HISTORY] = (seq, ts, marker, prefix, chunk)
+            self._write(pair, self._pt, seq, ts, self._ssrc, marker, extensions, prefix, chunk)
+            self._seq = (seq + 1) & 0xFFFF
+            octets += len(prefix) + len(chunk)
+        if vp8:
+            self._picture_id = (self._picture_id + 1) & 0x7FFF
+        self.packets += len(chunks)
+        self.octets += octets
+        sender = self._sender  # the counters its RTCP task puts in sender reports
+        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = ts  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count = self.packets  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count = self.octets  # type: ignore[attr-defined]
+        return True
+
+    async def retransmit(self, sequence_number: int) -> None:
+        """The viewer NACKed ``sequence_number``: resend it if still in the history
+        (replaces the sender's ``_retransmit``, which reads a history nothing fills)."""
+        kept = self._history[sequence_number % HISTORY]
+        pair = self._pair() if self.ready else None
+        if kept is None or kept[0] != sequence_number or pair is None:
+            return
+        seq, ts, marker, prefix, chunk = kept
+        extensions = self._extensions(time.time())
+        if self._rtx_pt is None:
+            self._write(pair, self._pt, seq, ts, self._ssrc, marker, extensions, prefix, chunk)
+            return
+        rtx_seq = self._rtx_seq
+        self._rtx_seq = (rtx_seq + 1) & 0xFFFF
+        original = struct.pack("!H", seq) + prefix
+        self._write(pair, self._rtx_pt, rtx_seq, ts, self._rtx_ssrc, marker, extensions,
+                    original, chunk)  # fmt: skip
+
+    def _pair(self) -> Any:
+        ice = self._sender.transport.transport._connection
+        return ice._nominated.get(1)
+
+    def _extensions(self, now: float) -> bytes:
+        """The header extension block: mid, then abs-send-time (6.18 fixed-point
+        seconds, mod 64 s), padded to 32-bit words."""
+        body = self._mid_ext
+        if self._ast_id is not None:
+            ast = int((now + NTP_EPOCH) * 262_144) & 0xFFFFFF
+            body += bytes([(self._ast_id << 4) | 2]) + ast.to_bytes(3, "big")
+        if not body:
+            return b""
+        body += bytes(-len(body) % 4)
+        return b"\xbe\xde" + (len(body) // 4).to_bytes(2, "big") + body
+
+    def _write(
+        self,
+        pair: Any,
+        pt: int,
+        seq: int,
+        ts: int,
+        ssrc: int,
+        marker: int,
+        extensions: bytes,
+        prefix: bytes,
+        chunk: bytes,
+    ) -> None:
+        first = 0x90 if extensions else 0x80
+        header = _HEADER.pack(first, (marker << 7) | pt, seq, ts, ssrc)
+        data = self._sender.transport._tx_srtp.protect(
+            b"".join((header, extensions, prefix, chunk))
+        )
+        transport = pair.protocol.transport
+        if transport is not None:  # None once the ICE connection closed
+            transport.sendto(data, pair.remote_addr)
+
+
+def ntp_now(now: float) -> int:
+    """NTP time (32.32 fixed point) of the Unix time ``now``."""
+    return int((now + NTP_EPOCH) * 4_294_967_296)
+
