@@ -19,7 +19,9 @@ from schedules import policy, workdays
 from schedules.policy import Policy
 
 from .appkeys import ACCOUNT, DB
-from .auth import read_json, redirect, scope_of
+from .auth import redirect, scope_of
+from .bodies import NewBlackout, PolicyPatch
+from .reading import parse_int, path_int, read_body
 from .render import render
 
 # How the admin form shows each field; "json" fields are edited as JSON text.
@@ -52,7 +54,7 @@ def _parse_form_value(name: str, kind: str, raw: str) -> Any:
             return float(raw)
         if kind == "json":
             return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidInput(name, f"cannot read {raw!r}") from None
     return raw
 
@@ -120,10 +122,7 @@ async def policy_submit(request: web.Request) -> web.StreamResponse:
 
 
 def _int(value: Any, name: str) -> int:
-    try:
-        return int(str(value))
-    except ValueError:
-        raise InvalidInput(name, "must be a number") from None
+    return parse_int(str(value if value is not None else ""), name, lo=0)
 
 
 def _day(value: Any) -> date:
@@ -162,7 +161,7 @@ async def api_policy(request: web.Request) -> web.Response:
 async def api_policy_patch(request: web.Request) -> web.Response:
     scope = scope_of(request)
     accounts.require_admin(scope)
-    changes = await read_json(request)
+    changes = (await read_body(request, PolicyPatch)).sent()
     who = request[ACCOUNT].username
 
     def run(s: Session) -> Policy:
@@ -180,15 +179,13 @@ async def api_blackouts(request: web.Request) -> web.Response:
 
 async def api_blackout_add(request: web.Request) -> web.Response:
     scope = scope_of(request)
-    body = await read_json(request)
-    code = body.pop("centre", None)
-    if not isinstance(code, str):
-        raise InvalidInput("centre", "required: the centre's 12-digit code")
+    body = await read_body(request, NewBlackout)
+    code, spec = body.centre, {k: v for k, v in body.sent().items() if k != "centre"}
     who = request[ACCOUNT].username
 
     def run(s: Session) -> policy.BlackoutRecord:
         accounts.get_centre_in_scope(s, scope, code)
-        return policy.add_blackout(s, code, body, who)
+        return policy.add_blackout(s, code, spec, who)
 
     record = await request.app[DB].write(run)
     return web.json_response(record.as_dict(), status=201)
@@ -196,7 +193,7 @@ async def api_blackout_add(request: web.Request) -> web.Response:
 
 async def api_blackout_remove(request: web.Request) -> web.Response:
     scope = scope_of(request)
-    blackout_id = _int(request.match_info["id"], "id")
+    blackout_id = path_int(request, "id")
 
     def run(s: Session) -> None:
         record = s.get(policy.BlackoutRecord, blackout_id)

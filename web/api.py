@@ -11,7 +11,9 @@ from dispatch import accounts, centre_files, centres
 from dispatch.errors import InvalidInput
 
 from .appkeys import ACCOUNT, DB, SETTINGS
-from .auth import read_json, scope_of
+from .auth import scope_of
+from .bodies import CentrePatch, NewAccount
+from .reading import parse_int, read_body
 
 MAX_PAGE = 1000
 EXPORT_TYPES = {
@@ -24,13 +26,7 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(name, f"must be a whole number, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise InvalidInput(name, f"must be between {lo} and {hi}")
-    return value
+    return parse_int(raw, name, lo=lo, hi=hi)
 
 
 def _under_path(session: Session, scope: accounts.Scope, under: str | None) -> str | None:
@@ -96,7 +92,7 @@ async def centre_children(request: web.Request) -> web.Response:
 async def patch_centre(request: web.Request) -> web.Response:
     scope = scope_of(request)
     code = request.match_info["code"]
-    changes = await read_json(request)
+    changes = (await read_body(request, CentrePatch)).sent()
     centre = await request.app[DB].write(accounts.update_centre, scope, code, changes)
     return web.json_response(centre.as_dict())
 
@@ -146,13 +142,8 @@ async def list_accounts(request: web.Request) -> web.Response:
 async def create_account(request: web.Request) -> web.Response:
     """Admins add any account; operators add accounts for centres strictly below theirs."""
     scope = scope_of(request)
-    body = await read_json(request)
-    for name in ("username", "password", "role"):
-        if not isinstance(body.get(name), str):
-            raise InvalidInput(name, "required text")
-    centre_code = body.get("centre")
-    if centre_code is not None and not isinstance(centre_code, str):
-        raise InvalidInput("centre", "must be a 12-digit code")
+    body = await read_body(request, NewAccount)
+    centre_code = body.centre
 
     def run(s: Session) -> accounts.Account:
         if not scope.is_admin:
@@ -163,11 +154,11 @@ async def create_account(request: web.Request) -> web.Response:
                 raise accounts.NotAuthorised("you may add accounts only for centres below yours")
         return accounts.create_account(
             s,
-            username=body["username"],
-            password=body["password"],
-            role=body["role"],
+            username=body.username,
+            password=body.password,
+            role=body.role,
             centre_code=centre_code,
-            display_name=str(body.get("display_name", ""))[:100],
+            display_name=body.display_name,
         )
 
     account = await request.app[DB].write(run)

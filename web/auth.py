@@ -22,6 +22,8 @@ from dispatch import accounts
 from dispatch.errors import InvalidInput, NotAuthenticated, NotAuthorised
 
 from .appkeys import ACCOUNT, CSRF, DB, SCOPE, SETTINGS, THROTTLE, VIA
+from .bodies import TokenRequest
+from .reading import read_body
 from .render import render
 from .sessions import get_session
 from .throttle import MAX_USERNAME
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 JOIN_TOKEN_PREFIX = "jt1."
 JOIN_PAGES = re.compile(r"^/(ws/)?calls/\d+$")
 JOIN_PATHS = re.compile(r"^/(api/v1/calls/\d+(/[a-z]+)?|whip/\d+(/[a-z0-9-]+)?)$")
-PUBLIC_PATHS = frozenset({"/login", "/healthz", "/api/v1/auth/token"})
+PUBLIC_PATHS = frozenset({"/login", "/healthz", "/api/v1/auth/token", "/api/v1/openapi.json"})
 PUBLIC_PREFIXES = ("/static/", "/calendar/")  # feeds carry their own token
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -189,14 +191,8 @@ def redirect(location: str) -> web.Response:
 
 async def token_create(request: web.Request) -> web.Response:
     """POST /api/v1/auth/token {username, password, label?} → a bearer token, shown once."""
-    body = await read_json(request)
-    username, password = body.get("username"), body.get("password")
-    if not isinstance(username, str) or not username:
-        raise InvalidInput("username", "required")
-    if not isinstance(password, str) or not password:
-        raise InvalidInput("password", "required")
-    if len(username) > MAX_USERNAME:
-        raise InvalidInput("username", f"at most {MAX_USERNAME} characters")
+    body = await read_body(request, TokenRequest)
+    username, password = body.username, body.password
     throttle = request.app[THROTTLE]
     remote = request.remote or "?"
     if not throttle.attempt(username, remote):  # counted now, before the await below
@@ -207,9 +203,7 @@ async def token_create(request: web.Request) -> web.Response:
     db = request.app[DB]
     account = await db.read(accounts.authenticate, username, password)
     throttle.succeeded(username, remote)
-    label = body.get("label", "")
-    if not isinstance(label, str):
-        raise InvalidInput("label", "must be text")
+    label = body.label
     max_age = request.app[SETTINGS].token_max_age
     token, row = await db.write(_issue, account.id, max_age, label)
     return web.json_response(
@@ -235,15 +229,3 @@ async def token_revoke(request: web.Request) -> web.Response:
         raise InvalidInput("Authorization", "send the token to revoke as a bearer token")
     await request.app[DB].write(accounts.revoke_token, token)
     return web.json_response({"revoked": True})
-
-
-async def read_json(request: web.Request) -> dict:  # type: ignore[type-arg]
-    if request.content_type != "application/json":
-        raise InvalidInput("Content-Type", "send application/json")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidInput("body", "not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("body", "must be a JSON object")
-    return body

@@ -26,7 +26,9 @@ from schedules import outcome, plans, policy
 
 from . import live, offers
 from .appkeys import BUS, CONFERENCE, DB, SECRET, SETTINGS, SWITCHBOARD
-from .auth import join_token, read_json, scope_of
+from .auth import join_token, scope_of
+from .bodies import CallLaunch, Floor, Leave, Snapshot
+from .reading import path_int, read_body
 from .render import render
 
 
@@ -65,10 +67,7 @@ async def switchboard_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def _call_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["call_id"])
-    except ValueError:
-        raise InvalidInput("call_id", "must be a number") from None
+    return path_int(request, "call_id")
 
 
 def _one_to_one(callees: list[str], kind: str) -> None:
@@ -81,10 +80,8 @@ def _one_to_one(callees: list[str], kind: str) -> None:
 async def launch(request: web.Request) -> web.Response:
     """POST /api/v1/calls {"slot_id"} or {"callees": [...], "kind"?} — ring them now."""
     scope = scope_of(request)
-    body = await read_json(request)
-    slot_id = body.get("slot_id")
-    if slot_id is not None and (isinstance(slot_id, bool) or not isinstance(slot_id, int)):
-        raise InvalidInput("slot_id", "must be a number")
+    body = await read_body(request, CallLaunch)
+    slot_id = body.slot_id
 
     def plan(s: Session) -> dict[str, Any]:
         if scope.centre_code is None:
@@ -95,11 +92,9 @@ async def launch(request: web.Request) -> web.Response:
                 raise NotAuthorised(f"rota slot {slot_id} is not your centre's call")
             callees, kind = list(slot.callees), slot.kind
         else:
-            callees, kind = body.get("callees"), body.get("kind", "inspection")
-            if not isinstance(callees, list) or not all(isinstance(c, str) for c in callees):
-                raise InvalidInput("callees", "a list of 12-digit centre codes")
-            if kind not in ("inspection", "meeting"):
-                raise InvalidInput("kind", "inspection or meeting")
+            callees, kind = body.callees, body.kind
+            if callees is None:
+                raise InvalidInput("callees", "a list of 12-digit centre codes, or a slot_id")
             _one_to_one(callees, kind)
         district = (centres.get(s, scope.centre_code).path.split("/"))[0]
         rules = policy.policy_for(s, district)
@@ -207,9 +202,7 @@ async def leave(request: web.Request) -> web.Response:
     centre = _participant(request, call_id)
     token = None
     if request.can_read_body:
-        token = (await read_json(request)).get("leave_token")
-        if token is not None and not isinstance(token, str):
-            raise InvalidInput("leave_token", "the leave token of the page's connection")
+        token = (await read_body(request, Leave)).leave_token
     closed = await request.app[CONFERENCE].leave(call_id, centre, token=token)
     return web.json_response({"left": call_id, "closed": closed})
 
@@ -243,9 +236,7 @@ async def floor(request: web.Request) -> web.Response:
     """POST {"centre": code | null}: who every participant sees besides the operator."""
     call_id = _call_id(request)
     await _require_caller_side(request, call_id)
-    centre = (await read_json(request)).get("centre")
-    if centre is not None and not isinstance(centre, str):
-        raise InvalidInput("centre", "a centre code or null")
+    centre = (await read_body(request, Floor)).centre
     event = await request.app[CONFERENCE].give_floor(call_id, centre)
     return web.json_response(event.as_dict())
 
@@ -253,9 +244,7 @@ async def floor(request: web.Request) -> web.Response:
 async def snapshot(request: web.Request) -> web.Response:
     call_id = _call_id(request)
     await _require_caller_side(request, call_id)
-    centre = (await read_json(request)).get("centre")
-    if not isinstance(centre, str):
-        raise InvalidInput("centre", "required: whose picture to take")
+    centre = (await read_body(request, Snapshot)).centre
     event = await request.app[CONFERENCE].snapshot(call_id, centre)
     return web.json_response(event.as_dict(), status=201)
 

@@ -15,7 +15,9 @@ from dispatch.errors import InvalidInput
 from logs import issues, ledgers
 
 from .appkeys import BUS, DB
-from .auth import read_json, scope_of
+from .auth import scope_of
+from .bodies import IssueAction, NewIssue
+from .reading import parse_int, path_int, read_body
 from .render import render
 
 FILE_TYPES = {
@@ -25,10 +27,7 @@ FILE_TYPES = {
 
 
 def _issue_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["issue_id"])
-    except ValueError:
-        raise InvalidInput("issue_id", "must be a number") from None
+    return path_int(request, "issue_id")
 
 
 async def _act(request: web.Request, fn: Callable[[Session], issues.Outcome]) -> web.Response:
@@ -46,20 +45,13 @@ async def raise_issue(request: web.Request) -> web.Response:
     """POST /api/v1/issues {centre, category, severity, parties, description, deadline?,
     call_id?, subcategory?, assignee?}"""
     scope = scope_of(request)
-    body = await read_json(request)
-    fields = ("centre", "category", "severity", "parties", "description", "deadline",
-              "call_id", "subcategory", "assignee")  # fmt: skip
-    unknown = sorted(set(body) - set(fields))
-    if unknown:
-        raise InvalidInput(unknown[0], "not a field of an issue")
+    body = await read_body(request, NewIssue)
 
     def run(s: Session) -> issues.Outcome:
         return issues.raise_issue(
-            s, scope, centre=body.get("centre"), category=body.get("category"),
-            severity=body.get("severity"), parties=body.get("parties", ""),
-            description=body.get("description"), deadline=body.get("deadline"),
-            call_id=body.get("call_id"), subcategory=body.get("subcategory", ""),
-            assignee=body.get("assignee"),
+            s, scope, centre=body.centre, category=body.category, severity=body.severity,
+            parties=body.parties, description=body.description, deadline=body.deadline,
+            call_id=body.call_id, subcategory=body.subcategory, assignee=body.assignee,
         )  # fmt: skip
 
     return await _act(request, run)
@@ -72,19 +64,16 @@ async def act(request: web.Request) -> web.Response:
     """POST /api/v1/issues/{id}/{action} {note?, assignee?, changes?}"""
     scope = scope_of(request)
     issue_id, action = _issue_id(request), request.match_info["action"]
-    body = await read_json(request)
-    note = body.get("note", "")
-    if not isinstance(note, str):
-        raise InvalidInput("note", "must be text")
+    body = await read_body(request, IssueAction)
+    note = body.note
 
     def run(s: Session) -> issues.Outcome:
         if action == "assign":
-            return issues.assign(s, scope, issue_id, body.get("assignee"), note)
+            return issues.assign(s, scope, issue_id, body.assignee, note)
         if action == "edit":
-            changes = body.get("changes")
-            if not isinstance(changes, dict):
+            if body.changes is None:
                 raise InvalidInput("changes", "an object of the fields to correct")
-            return issues.edit(s, scope, issue_id, changes)
+            return issues.edit(s, scope, issue_id, body.changes.sent())
         fn = {"start": issues.start, "resolve": issues.resolve, "escalate": issues.escalate,
               "reopen": issues.reopen, "comment": issues.comment}[action]  # fmt: skip
         return fn(s, scope, issue_id, note)
@@ -180,7 +169,7 @@ async def board_page(request: web.Request) -> web.Response:
 
 def _call_param(request: web.Request) -> int | None:
     raw = request.query.get("call", "")
-    return int(raw) if raw.isdigit() else None
+    return parse_int(raw, "call") if raw else None
 
 
 async def issue_page(request: web.Request) -> web.Response:

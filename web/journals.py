@@ -17,19 +17,17 @@ from dispatch.errors import InvalidInput, NotAuthorised, NotFound
 from logs import issues, journal, seal
 from logs.journal import Journal
 from schedules.plans import SHANGHAI
-from schedules.workdays import IsoWeek
 
 from .appkeys import ACCOUNT, DB
-from .auth import read_json, scope_of
+from .auth import scope_of
+from .bodies import Amendment, JournalNotes
 from .printing import render_pdf
+from .reading import parse_week, path_int, read_body
 from .render import render
 
 
 def _call_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["call_id"])
-    except ValueError:
-        raise InvalidInput("call_id", "must be a number") from None
+    return path_int(request, "call_id")
 
 
 def journal_for(s: Session, scope: Scope, call_id: int) -> Journal:
@@ -55,7 +53,7 @@ def _flag(request: web.Request, name: str) -> bool | None:
 def _filters(request: web.Request) -> dict[str, Any]:
     week = request.query.get("week")
     return {
-        "week": IsoWeek.parse(week) if week else None,
+        "week": parse_week(week) if week else None,
         "centre": request.query.get("centre") or None,
         "interrupted": _flag(request, "interrupted"),
         "unsigned": _flag(request, "unsigned"),
@@ -89,11 +87,8 @@ def _require_signer(s: Session, scope: Scope, call_id: int) -> calls.Call:
 
 async def api_notes(request: web.Request) -> web.Response:
     scope, call_id = scope_of(request), _call_id(request)
-    body = await read_json(request)
-    agenda, notes = body.get("agenda", ""), body.get("notes", "")
-    for name, value in (("agenda", agenda), ("notes", notes)):
-        if not isinstance(value, str) or len(value) > 20_000:
-            raise InvalidInput(name, "text of at most 20,000 characters")
+    body = await read_body(request, JournalNotes)
+    agenda, notes = body.agenda, body.notes
     who = request[ACCOUNT].username
 
     def run(s: Session) -> None:
@@ -119,10 +114,10 @@ async def api_sign(request: web.Request) -> web.Response:
 
 async def api_amend(request: web.Request) -> web.Response:
     scope, call_id = scope_of(request), _call_id(request)
-    body = await read_json(request)
-    reason, text = body.get("reason", ""), body.get("text", "")
-    if not isinstance(reason, str) or not isinstance(text, str) or not text.strip():
-        raise InvalidInput("text" if isinstance(reason, str) else "reason", "required text")
+    body = await read_body(request, Amendment)
+    reason, text = body.reason, body.text
+    if not text.strip():
+        raise InvalidInput("text", "required text")
     who = request[ACCOUNT].username
 
     def run(s: Session) -> dict[str, Any]:
@@ -136,10 +131,7 @@ async def api_amend(request: web.Request) -> web.Response:
 async def snapshot_file(request: web.Request) -> web.StreamResponse:
     """A snapshot JPEG of a call, for whoever may read that centre's record."""
     scope, call_id = scope_of(request), _call_id(request)
-    try:
-        event_id = int(request.match_info["event_id"])
-    except ValueError:
-        raise InvalidInput("event_id", "must be a number") from None
+    event_id = path_int(request, "event_id")
 
     def run(s: Session) -> Path:
         found = journal_for(s, scope, call_id)

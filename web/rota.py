@@ -13,14 +13,16 @@ from sqlmodel import Session
 
 from dispatch import accounts, centres
 from dispatch.accounts import Role, Scope
-from dispatch.errors import InvalidInput, NotAuthorised
+from dispatch.errors import NotAuthorised
 from schedules import ics, planner, plans, views
 from schedules.jobs import WeekScheduler
 from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
 from .appkeys import ACCOUNT, DB, SCHEDULER, SECRET, SETTINGS
-from .auth import read_json, redirect, scope_of
+from .auth import redirect, scope_of
+from .bodies import RotaBuild
+from .reading import parse_week, path_int, read_body
 from .render import render
 
 WEEKDAYS = {"zh": "一二三四五六日", "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]}
@@ -29,7 +31,7 @@ WEEKDAYS = {"zh": "一二三四五六日", "en": ["Mon", "Tue", "Wed", "Thu", "F
 def _week_param(request: web.Request) -> IsoWeek:
     raw = request.query.get("week")
     if raw:
-        return IsoWeek.parse(raw)
+        return parse_week(raw)
     return IsoWeek.containing(datetime.now(SHANGHAI).date())
 
 
@@ -70,17 +72,9 @@ async def api_week(request: web.Request) -> web.Response:
 
 
 async def api_build(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    if not isinstance(body.get("week"), str):
-        raise InvalidInput("week", "required, e.g. 2026-W48")
-    seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise InvalidInput("seed", "must be a whole number")
-    district = body.get("district")
-    if district is not None and not isinstance(district, str):
-        raise InvalidInput("district", "must be a 12-digit code")
-    week = IsoWeek.parse(body["week"])
-    await _build(request, week, district, seed)
+    body = await read_body(request, RotaBuild)
+    week, district = parse_week(body.week), body.district
+    await _build(request, week, district, body.seed)
     view = await request.app[DB].read(views.week_view, scope_of(request), week, district)
     return web.json_response(view.as_dict(), status=201)
 
@@ -151,17 +145,14 @@ async def week_page(request: web.Request) -> web.Response:
 
 async def build_page(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    week = IsoWeek.parse(str(form.get("week", "")))
+    week = parse_week(str(form.get("week", "")))
     await _build(request, week, str(form.get("district") or "") or None, None)
     return redirect(f"/rota?week={week}")
 
 
 async def slot_page(request: web.Request) -> web.Response:
     scope = scope_of(request)
-    try:
-        slot_id = int(request.match_info["slot_id"])
-    except ValueError:
-        raise InvalidInput("slot_id", "must be a number") from None
+    slot_id = path_int(request, "slot_id")
     shown, names = await request.app[DB].read(views.slot_for_scope, scope, slot_id)
     return render(request, "slot.html", v=shown, names=names, shanghai=SHANGHAI)
 
@@ -190,7 +181,8 @@ async def calendar_feed(request: web.Request) -> web.Response:
 
     def run(s: Session) -> bytes:
         centre = centres.get(s, code)
-        slots = plans.slots_for_centre(s, code, now - timedelta(days=35), now + timedelta(days=70))
+        slots = plans.slots_for_centre(s, code, now - timedelta(days=35),
+                                       now + timedelta(days=70), cancelled=True)  # fmt: skip
         names = {code: centre.name}
         if any(slot.caller_code == code for slot in slots):
             names.update({c.code: c.name for c in centres.all_below(s, centre)})
