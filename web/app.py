@@ -13,7 +13,21 @@ from dispatch.settings import Settings
 from logs import report_jobs
 from schedules.jobs import WeekScheduler
 
-from . import admin, api, auth, calls, console, issues, journals, live, pages, reports, rota, whip
+from . import (
+    admin,
+    api,
+    auth,
+    calls,
+    console,
+    issues,
+    journals,
+    live,
+    openapi,
+    pages,
+    reports,
+    rota,
+    whip,
+)
 from .appkeys import BUS, DB, SCHEDULER, SECRET, SETTINGS, TEMPLATES, THROTTLE
 from .errors import error_middleware
 from .render import make_templates
@@ -96,6 +110,7 @@ def create_app(settings: Settings) -> web.Application:
             web.post("/api/v1/auth/token", auth.token_create),
             web.delete("/api/v1/auth/token", auth.token_revoke),
             *pages.routes(),
+            *openapi.routes(),
             *api.routes(),
             *rota.routes(),
             *admin.routes(),
