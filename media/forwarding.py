@@ -57,6 +57,7 @@ IDLE_FRAME_INTERVAL = 1.0  # seconds between black frames of a video slot withou
 AUDIO_STEP = 960  # one 20 ms Opus packet at 48 kHz
 LAYERED_WITHIN = 30  # frames: a feed with no upper layer in this many has no layers
 SILENT_REPORT = 1.0  # seconds without a report after which a paused viewer's link counts clean
+GOP_FRAMES = 8  # frames since a key frame a feed keeps for viewers that start late
 
 
 class Feed:
@@ -91,6 +92,10 @@ class Feed:
         self._broken = False  # packets were lost: forward nothing until a key frame
         self._upper_at = -LAYERED_WITHIN  # frame count when a layer above 0 last came
         self.frames = 0
+        # The last key frame and every frame forwarded since, while at most GOP_FRAMES
+        # (None: more, or the chain broke): a viewer whose connection came up after
+        # that key frame starts from here instead of waiting for the next one.
+        self.gop: list[tuple[Packetised, int]] | None = None
 
     @property
     def layered(self) -> bool:
@@ -123,9 +128,17 @@ class Feed:
             self._broken = False
         elif gap or self._broken:
             self._broken = True
+            self.gop = None
             self.request_keyframe()
             return
         frame = Packetised(data, self._restamp(timestamp, clock), codec)
+        if self.kind == "video":
+            if key:
+                self.gop = [(frame, tid)]
+            elif self.gop is not None and len(self.gop) < GOP_FRAMES:
+                self.gop.append((frame, tid))
+            else:
+                self.gop = None
         now = time.time()
         ntp = ntp_now(now)
         for slot in tuple(self._slots):
@@ -196,7 +209,7 @@ class Slot(MediaStreamTrack):
 
     def bind(self, sender: RTCRtpSender) -> None:
         """Send through ``sender``'s negotiated stream (before negotiation ends)."""
-        self._out = RtpOut(sender, self.kind)
+        self._out = RtpOut(sender, self.kind, on_ready=self.connected)
         if self.kind == "video" and self._feed is None:
             self._go_black()
 
@@ -281,11 +294,35 @@ class Slot(MediaStreamTrack):
                 return
         if self._need_key:
             if not key:
-                feed.request_keyframe()
+                if not self._catch_up(ntp, now):
+                    feed.request_keyframe()
                 return
             self._need_key = False
         if not self._send(frame, self._stamp(frame.pts), ntp, now) and self.kind == "video":
             self._need_key = True  # not connected yet: start from a key frame
+
+    def connected(self) -> None:
+        """The stream can be sent (the viewer's connection is up and aiortc started the
+        sender): a video slot that waits for a key frame starts from its feed's latest
+        one if the feed still holds it, else asks for one."""
+        if self.kind != "video" or not self._need_key or self._feed is None:
+            return
+        now = time.time()
+        if not self._catch_up(ntp_now(now), now):
+            self._feed.request_keyframe()
+
+    def _catch_up(self, ntp: int, now: float) -> bool:
+        """Send the feed's kept key frame and the frames since (the last being the
+        newest), within this viewer's layers. False: nothing kept, or not connected."""
+        gop = self._feed.gop if self._feed is not None else None
+        if not gop:
+            return False
+        cap = self._cap
+        for frame, tid in gop:
+            if tid <= cap and not self._send(frame, self._stamp(frame.pts), ntp, now):
+                return False
+        self._need_key = False
+        return True
 
     def keyframe_wanted(self) -> None:
         """The viewer sent PLI or FIR (replaces the sender's ``_send_keyframe``)."""

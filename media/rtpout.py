@@ -33,6 +33,7 @@ from __future__ import annotations
 import random
 import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCRtpSender
@@ -96,7 +97,9 @@ def _extension_ids(parameters: RTCRtpSendParameters) -> tuple[int | None, int | 
 class RtpOut:
     """The RTP stream ``sender`` carries, written by ``send``; see the module doc."""
 
-    def __init__(self, sender: RTCRtpSender, kind: str) -> None:
+    def __init__(
+        self, sender: RTCRtpSender, kind: str, on_ready: Callable[[], None] = lambda: None
+    ) -> None:
         self.kind = kind
         self._sender = sender
         self._configured = False
@@ -116,8 +119,11 @@ class RtpOut:
         start = sender.send
 
         async def send(parameters: RTCRtpSendParameters) -> None:
+            # aiortc starts a sender once its DTLS transport is connected: from here
+            # on packets can go (``on_ready``: a late viewer starts at once).
             self._configure(parameters)
             await start(parameters)
+            on_ready()
 
         sender.send = send  # type: ignore[method-assign]  # captures what was negotiated
         sender._retransmit = self.retransmit  # type: ignore[method-assign]

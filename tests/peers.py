@@ -31,6 +31,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 from av.packet import Packet
 
+from media.codecs import is_keyframe
 from media.ice import IceSettings, configure_host_addresses, peer_connection, restore_host_addresses
 from media.ingest import Ingest, tap
 from media.jitter import use_bounded_jitter_buffer
@@ -315,6 +316,40 @@ class PrecodedVideo(MediaStreamTrack):
         packet = Packet(self._frames[self._index % len(self._frames)])
         packet.pts, packet.time_base = self._index * 90_000 // self._fps, Fraction(1, 90_000)
         return packet
+
+
+class OneKeyVideo(PrecodedVideo):
+    """A colour's picture as ONE key frame followed by inter frames only, encoded once:
+    a publisher that never answers a key frame request (a viewer can only start from
+    frames the server kept since that key frame)."""
+
+    @classmethod
+    def _encoded(cls, colour: str, width: int, height: int, grain: int) -> list[bytes]:
+        key = (colour + "/one-key", width, height, grain)
+        if key not in cls._cache:
+            encoder = av.CodecContext.create("libvpx", "w")
+            encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+            encoder.time_base = Fraction(1, 90_000)
+            encoder.options = {"deadline": "realtime", "lag-in-frames": "0", "cpu-used": "8",
+                               "g": "100000", "keyint_min": "100000"}  # fmt: skip
+            source = PatternTrack(colour, width, height)
+            frames = []
+            for index in range(300):
+                picture = source._base.copy()
+                x = index * 20 % (width - source._bar)
+                picture[:, x : x + source._bar] = 255
+                frame = VideoFrame.from_ndarray(picture, format="bgr24").reformat(format="yuv420p")
+                frame.pts, frame.time_base = index * 9000, Fraction(1, 90_000)
+                frames += [bytes(p) for p in encoder.encode(frame)]
+            assert is_keyframe("VP8", frames[0])
+            assert not any(is_keyframe("VP8", f) for f in frames[1:])
+            cls._cache[key] = frames
+        return cls._cache[key]
+
+    async def recv(self) -> Packet:
+        if self._index + 1 >= len(self._frames):  # never loop back to the key frame
+            await asyncio.sleep(3600)
+        return await super().recv()
 
 
 class LayeredPacker(Vp8Encoder):

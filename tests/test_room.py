@@ -24,6 +24,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtp import RtpPacket
 from av import AudioFrame
 
+import media.forwarding
 import media.room
 from media.codecs import CodecError, black_keyframe, is_keyframe
 from media.forwarding import KEYFRAME_RETRY
@@ -53,6 +54,7 @@ from peers import (
     LOOPBACK,
     WIDTH,
     Client,
+    OneKeyVideo,
     PatternTrack,
     colour_of,
     eventually,
@@ -469,6 +471,25 @@ async def test_viewers_get_the_publishers_frames_without_any_encode_on_the_serve
                for slots in peer.slots.values() for slot in slots if slot.feed]  # fmt: skip
     # op: p1, p2; p2: op and p1 (the floor); p1: op — video and audio each
     assert len(showing) == 10 and all(slot.forwarded > 0 for slot in showing)
+
+
+async def test_a_viewer_that_connects_after_the_key_frame_starts_from_the_frames_kept(
+    room: Room, clients: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # p1's camera sends one key frame, then inter frames only, and ignores every key
+    # frame request: the operator, joining later, can only start from what the feed kept.
+    monkeypatch.setattr(media.forwarding, "GOP_FRAMES", 1000)
+    p1 = clients("p1", None)
+    p1.offer_as_participant(camera=OneKeyVideo("red", fps=15))
+    await p1.join(room)
+    feed = lambda: room._peers["p1"].feed("video")  # noqa: E731
+    await eventually(lambda: (f := feed()) is not None and f.gop is not None and len(f.gop) > 5)
+    op = clients("op", "blue")
+    op.offer_as_operator(slots=1)
+    await op.join(room, operator=True)
+    await eventually(sees(op, 0, "red"))
+    gop = feed().gop
+    assert gop is not None and is_keyframe("VP8", gop[0][0].data)  # still the one key frame
 
 
 async def test_a_floor_change_brings_a_key_frame_within_a_second_and_timestamps_only_grow(
