@@ -21,7 +21,7 @@ from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import JSON, Column, UniqueConstraint, insert
-from sqlmodel import Field, Session, SQLModel, col, delete, select
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from dispatch.centres import utcnow
 from dispatch.errors import Conflict, NotFound
@@ -133,20 +133,31 @@ def require_week(session: Session, district_code: str, week: IsoWeek) -> RotaWee
     return found
 
 
-def week_slots(session: Session, week_id: int) -> list[RotaSlot]:
+def week_slots(session: Session, week_id: int, *, cancelled: bool = False) -> list[RotaSlot]:
+    """The week's slots; those a rebuild dropped (CANCELLED) only when asked for (the
+    calendar feeds keep them, marked cancelled)."""
     stmt = select(RotaSlot).where(RotaSlot.week_id == week_id)
+    if not cancelled:
+        stmt = stmt.where(RotaSlot.status != CANCELLED)
     return list(session.exec(stmt.order_by(RotaSlot.start, RotaSlot.caller_code, RotaSlot.console)))
 
 
 def save_result(
     session: Session, week: IsoWeek, result: RotaResult, by: str, now: datetime | None = None
 ) -> RotaWeek:
-    """Store a built rota, replacing an earlier build of the same week that has not begun."""
+    """Store a built rota, replacing an earlier build of the same week that has not begun.
+    A slot of the earlier build that the new one keeps (same uid) is updated in place
+    (SEQUENCE raised when it moves); one it drops is CANCELLED with SEQUENCE raised and
+    closed, never deleted, so calendar feeds show it cancelled instead of losing it; a
+    cancelled slot the new build brings back is planned again."""
     now = now or datetime.now(UTC)
     record = get_week(session, result.district, week)
     old: dict[str, RotaSlot] = {}
     if record is not None:
-        for slot in week_slots(session, record.id or 0):
+        for slot in week_slots(session, record.id or 0, cancelled=True):
+            if slot.status == CANCELLED:
+                old[slot.uid] = slot
+                continue
             if slot.status != PLANNED or slot.start <= now:
                 raise Conflict(
                     f"rota {week} of {result.district} has begun (slot {slot.id} is "
@@ -193,15 +204,22 @@ def save_result(
             })  # fmt: skip
             continue
         # The uid encodes the callees, so a kept slot's callee rows stay as they are.
-        if (slot.start, slot.end, slot.console) != (planned.start, planned.end, planned.console):
+        at = (planned.start, planned.end, planned.console)
+        moved = (slot.start, slot.end, slot.console) != at
+        if moved or slot.status == CANCELLED:
             slot.sequence += 1
+        if slot.status == CANCELLED:
+            slot.status, slot.closed_at = PLANNED, None
         slot.start, slot.end, slot.console = planned.start, planned.end, planned.console
         slot.reserve, slot.hidden, slot.updated_at = planned.reserve, planned.hidden, stamp
         session.add(slot)
-    gone = [slot.id for uid, slot in old.items() if uid not in kept]
-    if gone:
-        session.exec(delete(RotaSlotCallee).where(col(RotaSlotCallee.slot_id).in_(gone)))
-        session.exec(delete(RotaSlot).where(col(RotaSlot.id).in_(gone)))
+    for uid, slot in old.items():
+        if uid in kept or slot.status == CANCELLED:
+            continue
+        slot.status, slot.closed_at = CANCELLED, stamp  # closed: no job is given to it
+        slot.sequence += 1
+        slot.updated_at = stamp
+        session.add(slot)
     _insert_slots(session, fresh)
     return record
 
@@ -305,10 +323,17 @@ def week_json(
 
 
 def slots_for_centre(
-    session: Session, code: str, start: datetime, end: datetime, *, as_callee_hidden: bool = False
+    session: Session,
+    code: str,
+    start: datetime,
+    end: datetime,
+    *,
+    as_callee_hidden: bool = False,
+    cancelled: bool = False,
 ) -> list[RotaSlot]:
     """Slots in [start, end) where `code` calls or is called. Hidden spot checks count
-    only as caller unless `as_callee_hidden` (the caller's own feed never hides them)."""
+    only as caller unless `as_callee_hidden` (the caller's own feed never hides them);
+    slots a rebuild dropped only with `cancelled` (the calendar feed)."""
     as_caller = select(RotaSlot).where(
         RotaSlot.caller_code == code, RotaSlot.start >= start, RotaSlot.start < end
     )
@@ -317,6 +342,9 @@ def slots_for_centre(
         .join(RotaSlotCallee, col(RotaSlotCallee.slot_id) == col(RotaSlot.id))
         .where(RotaSlotCallee.centre_code == code, RotaSlot.start >= start, RotaSlot.start < end)
     )
+    if not cancelled:
+        as_caller = as_caller.where(RotaSlot.status != CANCELLED)
+        as_callee = as_callee.where(RotaSlot.status != CANCELLED)
     if not as_callee_hidden:
         as_callee = as_callee.where(col(RotaSlot.hidden).is_(False))
     found = {s.id: s for s in session.exec(as_caller)} | {s.id: s for s in session.exec(as_callee)}

@@ -186,7 +186,7 @@ def test_serve_prints_the_login_url_and_demo_logins(settings: Settings) -> None:
 def test_demo_history(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(settings, "demo", "load") == 0
     assert run(settings, "demo", "history", "--weeks", "2", "--end-week", "2026-W46") == 0
-    assert "calls=" in capsys.readouterr().out
+    assert "调度 calls:" in capsys.readouterr().out  # a readable summary
     assert run(settings, "demo", "history", "--weeks", "0") == 2
     assert run(settings, "demo", "history", "--weeks", "1", "--end-week", "2999-W01") == 2
     assert run(settings, "rota", "build", "--week", "2026-W50", "--seed", "-1") == 2

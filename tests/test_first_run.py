@@ -77,6 +77,29 @@ def test_first_run_loads_history_seals_stores_and_builds_this_week(
         db.close()
 
 
+def test_weekly_report_and_history_read_on_a_terminal(
+    demo_template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "dispatch.db"
+    shutil.copyfile(demo_template, target)
+    url = f"sqlite:///{target}"
+    assert main(["--db", url, "demo", "history", "--weeks", "1", "--end-week", "2026-W49"]) == 0
+    out = capsys.readouterr().out
+    assert "history: 1 周 weeks (2026-W49 – 2026-W49)" in out and "调度 calls:" in out
+    assert "HistorySummary(" not in out
+    assert main(["--db", url, "report", "weekly", "--week", "2026-W49"]) == 0
+    table = capsys.readouterr().out
+    assert "周调度覆盖达标报告" in table and "已结束 ended" in table
+    assert "镇/街道 town" in table and "三里桥街道" in table and "{" not in table
+    lines = table.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("镇/街道 town"))
+    assert set(lines[header + 1]) <= {"-", " "}  # a rule under the column heads
+    assert main(["--db", url, "report", "weekly", "--week", "2026-W49", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["week"] == "2026-W49"
+    assert main(["--db", url, "report", "weekly", "--week", "2026-W30"]) == 0
+    assert "尚未排班 no rota yet" in capsys.readouterr().out
+
+
 def test_an_existing_database_is_never_touched(
     demo_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

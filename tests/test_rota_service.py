@@ -267,6 +267,31 @@ async def test_calendar_feed(
     for uid, (start, seq) in after.items():
         assert seq == before[uid][1] + (1 if start != before[uid][0] else 0)
     assert any(seq > 0 for _start, seq in after.values())
+    # A rebuild that drops a call keeps it in the feed as CANCELLED with a higher SEQUENCE;
+    # a later build that brings it back confirms it again, higher still.
+    def feed_events() -> dict[str, tuple[str, int, str]]:
+        return {str(e["UID"]): (str(e["STATUS"]), int(e["SEQUENCE"]), str(e["CATEGORIES"].cats))
+                for e in icalendar.Calendar.from_ical(raw).walk("VEVENT")}  # fmt: skip
+
+    def rebuild(mode: str) -> None:
+        db = open_database(demo_settings.db_url)
+        with db.session() as s:
+            policy.set_policy(s, None, {"district_mode": mode}, "test")
+            planner.build_week(s, centres.roots(s)[0].code, built_week)
+        db.close()
+
+    token = feed_token(secret, cast.village_a1)
+    rebuild("inspection")
+    raw = await (await client.get(f"{url}?token={token}")).read()
+    dropped = feed_events()
+    meetings = {u for u, (_st, _sq, kinds) in dropped.items() if "district_meeting" in kinds}
+    assert meetings and all(dropped[u][0] == "CANCELLED" for u in meetings)
+    assert all(dropped[u][1] == after[u][1] + 1 for u in meetings)
+    assert any("district_inspection" in k and st == "CONFIRMED" for st, _sq, k in dropped.values())
+    rebuild("meeting")
+    raw = await (await client.get(f"{url}?token={token}")).read()
+    back = feed_events()
+    assert all(back[u][0] == "CONFIRMED" and back[u][1] == dropped[u][1] + 1 for u in meetings)
 
 
 async def test_pages(
@@ -321,3 +346,29 @@ async def test_admin_edits_policy_and_blackouts(client: TestClient, cast: Cast) 
     assert resp.status == 303
     listed = await (await client.get("/api/v1/blackouts")).json()
     assert listed["blackouts"][0]["day_digits"] == [2, 5, 8]
+
+
+def test_a_build_says_what_it_does_to_stored_slots(demo_settings: Settings, capsys) -> None:  # type: ignore[no-untyped-def]
+    from web.cli_schedules import build_note
+
+    assert cli(demo_settings, "rota", "build", "--week", "2026-W10") == 0
+    err = capsys.readouterr().err
+    assert "2026-W10: 新建" in err and "the week has ended" in err
+    assert "settles them as missed" in err
+    db = open_database(demo_settings.db_url)
+    with db.session() as s:
+        district = centres.roots(s)[0].code
+        week = IsoWeek.parse("2026-W20")
+        record = planner.build_week(s, district, week, now=datetime(2026, 5, 1, tzinfo=SHANGHAI))
+        slots = plans.week_slots(s, record.id or 0)
+        before = {x.uid: (x.start, x.end, x.console) for x in slots}
+        before["gone@pingan-dispatch"] = (slots[0].start, slots[0].end, 1)
+        slots[0].status = plans.CANCELLED
+        slots[0].uid = "gone@pingan-dispatch"
+        record.revision = 2
+        note = build_note(week, record, before, slots, date(2026, 5, 13))  # a Wednesday
+        s.rollback()
+    db.close()
+    assert "rebuilt as revision 2" in note[0] and f"kept {len(slots) - 1}" in note[0]
+    assert "cancelled 1" in note[0] and "STATUS:CANCELLED" in note[0]
+    assert "the week is under way" in note[1]

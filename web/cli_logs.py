@@ -16,10 +16,11 @@ from dispatch import calls, centres
 from dispatch.errors import InvalidInput
 from dispatch.settings import Settings
 from logs import exports, journal, ledgers, seal
-from logs.history import generate_history
+from logs.history import HistorySummary, generate_history
 from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
+from .report_table import weekly_table
 from .schema import in_session
 
 EXIT_BROKEN = 1  # verify found a problem (2 stays for usage errors)
@@ -49,8 +50,25 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
                                 progress=lambda line: print(line, file=sys.stderr))  # fmt: skip
 
     summary = _with_db(settings, run)
-    print(f"history: {summary}")
+    print("\n".join(history_lines(summary, end)))
     return 0
+
+
+def history_lines(summary: HistorySummary, end: IsoWeek) -> list[str]:
+    """What `demo history` did, as a person reads it (Chinese, then English)."""
+    first = end
+    for _ in range(summary.weeks - 1):
+        first = first.previous()
+    return [
+        f"历史 / history: {summary.weeks} 周 weeks ({first} – {end}), "
+        f"{summary.districts} 个区 district(s)",
+        f"  补全的区周 district-weeks played out: {summary.rota_weeks}, "
+        f"已有历史而跳过 skipped (already had history): {summary.skipped}",
+        f"  时段 slots: {summary.slots} ({summary.makeups} 补调度 make-ups), "
+        f"调度 calls: {summary.calls}, 事件 events: {summary.events}, "
+        f"问题 issues: {summary.issues}",
+        f"  用时 took {summary.seconds:.1f} s ({summary.calls_per_second():.0f} calls/s)",
+    ]
 
 
 def register_reports(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -59,7 +77,8 @@ def register_reports(sub: Any, common: argparse.ArgumentParser) -> None:
     weekly = rsub.add_parser("weekly", parents=[common], help="weekly coverage compliance")
     weekly.add_argument("--week", help="ISO week, e.g. 2026-W47 (default: last week)")
     weekly.add_argument("--district", metavar="CODE")
-    weekly.add_argument("--format", choices=["html", "csv", "xlsx", "pdf", "json"], default="json")
+    weekly.add_argument("--format", choices=["table", "html", "csv", "xlsx", "pdf", "json"],
+                        default="table", help="table: readable text (default); json for scripts")
     weekly.add_argument("-o", "--output", type=Path, help="default: standard output (not pdf/xlsx)")
     weekly.set_defaults(run=cmd_report_weekly)
     for kind, flag, example in (("monthly", "--month", "2026-11"),
@@ -83,7 +102,11 @@ def cmd_report_weekly(args: argparse.Namespace, settings: Settings) -> int:
     week = IsoWeek.parse(args.week) if args.week else last_week()
     _check_output(args)
     report = _with_db(settings, lambda s: build(s, None, week, args.district))
-    return _write(args, weekly_bytes(report, args.format), f"weekly report {report.week}")
+    if args.format == "table":
+        data = weekly_table(report).encode()
+    else:
+        data = weekly_bytes(report, args.format)
+    return _write(args, data, f"weekly report {report.week}")
 
 
 def cmd_report_period(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import sys
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlmodel import Session
@@ -117,13 +118,54 @@ def _district(session: Session, code: str | None) -> str:
 
 def cmd_rota_build(args: argparse.Namespace, settings: Settings) -> int:
     week = IsoWeek.parse(args.week)
+    today = datetime.now(SHANGHAI).date()
 
-    def run(s: Session) -> str:
-        record = planner.build_week(s, _district(s, args.district), week, seed=args.seed, by=_who())
-        return _render(s, record, args.format)
+    def run(s: Session) -> tuple[str, list[str]]:
+        district = _district(s, args.district)
+        stored = plans.get_week(s, district, week)
+        slots = plans.week_slots(s, stored.id or 0) if stored else []
+        before = {x.uid: (x.start, x.end, x.console) for x in slots}
+        record = planner.build_week(s, district, week, seed=args.seed, by=_who())
+        after = plans.week_slots(s, record.id or 0, cancelled=True)
+        return _render(s, record, args.format), build_note(week, record, before, after, today)
 
-    print(_with_db(settings, run), end="")
+    text, note = _with_db(settings, run)
+    print(text, end="")
+    print("\n".join(note), file=sys.stderr)
     return 0
+
+
+def build_note(
+    week: IsoWeek,
+    record: plans.RotaWeek,
+    before: dict[str, Any],
+    after: list[plans.RotaSlot],
+    today: date,
+) -> list[str]:
+    """What a build did to the week's stored slots, for a person (standard error)."""
+    live = [x for x in after if x.status != plans.CANCELLED]
+    if not before and record.revision == 1:
+        lines = [f"{week}: 新建 {len(live)} 个时段 / built {len(live)} slots"]
+    else:
+        kept = [x for x in live if x.uid in before]
+        moved = sum(1 for x in kept if before[x.uid] != (x.start, x.end, x.console))
+        dropped = sum(1 for x in after if x.status == plans.CANCELLED and x.uid in before)
+        lines = [
+            f"{week}: 重建为第 {record.revision} 版 / rebuilt as revision {record.revision}: "
+            f"保留 kept {len(kept)} (改时 moved {moved}, SEQUENCE +1), "
+            f"新增 added {len(live) - len(kept)}, 取消 cancelled {dropped} "
+            "(日历订阅中标为已取消 / STATUS:CANCELLED in calendar feeds)"
+        ]
+    days = week.days()
+    if days[0] <= today <= days[-1]:
+        lines.append("本周已开始：从下一个工作日起安排，已过的工作日不安排 / the week is under "
+                     "way: planned from the next working day, days already past are not "
+                     "planned")  # fmt: skip
+    elif days[-1] < today:
+        lines.append("该周已结束：时段都在过去，不会响铃，运行中的调度器会按未覆盖结算 / the week "
+                     "has ended: its slots lie in the past, none rings, and a running scheduler "
+                     "settles them as missed")  # fmt: skip
+    return lines
 
 
 def cmd_rota_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -142,7 +184,7 @@ def _names(session: Session, district: str) -> dict[str, str]:
 
 
 def _render(session: Session, record: plans.RotaWeek, fmt: str) -> str:
-    slots = plans.week_slots(session, record.id or 0)
+    slots = plans.week_slots(session, record.id or 0, cancelled=fmt == "ics")
     if fmt == "json":
         days = workdays.load_calendar(session).workdays(IsoWeek.parse(record.week))
         data = plans.week_json(record, slots, workdays=days)
