@@ -20,7 +20,7 @@ from aiortc import (
     RTCRtpSender,
 )
 from aiortc.codecs.opus import OpusEncoder
-from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder
 from aiortc.rtp import RtpPacket
 from av import AudioFrame
 
@@ -54,8 +54,10 @@ from peers import (
     LOOPBACK,
     WIDTH,
     Client,
+    LayeredPacker,
     OneKeyVideo,
     PatternTrack,
+    PrecodedVideo,
     colour_of,
     eventually,
     on_loopback,
@@ -228,6 +230,34 @@ async def test_frames_are_sampled_about_once_a_second(
         assert all(0.9 <= gap <= 1.3 for gap in gaps), gaps
         assert (samples[-1].frame.width, samples[-1].frame.height) == (WIDTH, HEIGHT)
         assert colour_of(samples[-1].frame) == colour
+
+
+async def test_a_layered_publisher_is_decoded_on_layer_0_only_and_still_sampled(
+    room: Room, clients: ClientFactory, events: list[RoomEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[int] = []
+    decode = Vp8Decoder.decode
+
+    def counting(self, encoded):  # type: ignore[no-untyped-def]
+        decoded.append(id(self))
+        return decode(self, encoded)
+
+    monkeypatch.setattr(Vp8Decoder, "decode", counting)
+    p1 = clients("p1", None)
+    camera = PrecodedVideo("red", WIDTH, HEIGHT, fps=15)  # every frame a key frame
+    p1.pc.addTransceiver(camera, direction="sendonly").sender._RTCRtpSender__encoder = (  # type: ignore[attr-defined]
+        LayeredPacker()  # labels the frames TID 0, 2, 1, 2 as a browser's L1T3
+    )
+    await p1.join(room)
+    await eventually(lambda: camera._index >= 20)
+    decoded.clear()  # alone in the room: only the server decodes p1's video
+    sent = camera._index
+    await eventually(lambda: camera._index >= sent + 40)
+    frames = camera._index - sent
+    assert frames / 4 - 3 <= len(decoded) <= frames / 4 + 3, (frames, len(decoded))
+    await eventually(lambda: len(of(events, FrameSampled, "p1")) >= 2)
+    sample = of(events, FrameSampled, "p1")[-1]
+    assert isinstance(sample, FrameSampled) and colour_of(sample.frame) == "red"
 
 
 async def test_sendonly_publisher_with_passive_dtls_is_received(
