@@ -20,7 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from . import centres
+from . import centres, passwords
 from .centres import Centre, Level, utcnow
 from .errors import Conflict, InvalidInput, NotAuthenticated, NotAuthorised, NotFound
 
@@ -43,7 +43,7 @@ class Role(StrEnum):
 
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{3,64}$")
-MIN_PASSWORD = 8
+MIN_PASSWORD = passwords.MIN_LENGTH
 _hasher = PasswordHasher()
 
 
@@ -80,9 +80,9 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = None
 
 
-def hash_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD:
-        raise InvalidInput("password", f"must be at least {MIN_PASSWORD} characters")
+def hash_password(password: str, field: str = "password") -> str:
+    """The only way a password is hashed for storing: the policy is checked first."""
+    passwords.check(password, field)
     return _hasher.hash(password)
 
 

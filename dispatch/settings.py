@@ -110,6 +110,13 @@ class Settings:
         "Rows after the header a centre import file may have; a longer file is refused "
         "before its rows are checked.",
     )
+    trusted_proxies: str = _setting(  # type: ignore[assignment]
+        "",
+        "DISPATCH_TRUSTED_PROXIES",
+        "Comma-separated addresses or networks (e.g. 127.0.0.1,10.0.0.0/8) of reverse "
+        "proxies whose X-Forwarded-For is believed: the client's address is the last one "
+        "in it not of a trusted proxy. Empty: the peer's own address, the header ignored.",
+    )
     default_lang: str = _setting(  # type: ignore[assignment]
         "zh", "DISPATCH_LANG", "Language when the browser states none: zh or en."
     )

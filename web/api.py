@@ -7,13 +7,14 @@ from typing import Any
 from aiohttp import web
 from sqlmodel import Session
 
-from dispatch import accounts, centre_files, centres
+from dispatch import accounts, centre_files, centres, logins
 from dispatch.errors import InvalidInput
 
-from .appkeys import ACCOUNT, DB, SETTINGS
+from .appkeys import ACCOUNT, DB, SETTINGS, THROTTLE
 from .auth import scope_of
-from .bodies import CentrePatch, NewAccount
+from .bodies import CentrePatch, NewAccount, PasswordChange
 from .reading import parse_int, read_body
+from .sessions import get_session
 
 MAX_PAGE = 1000
 EXPORT_TYPES = {
@@ -165,6 +166,25 @@ async def create_account(request: web.Request) -> web.Response:
     return web.json_response(account.as_dict(), status=201)
 
 
+async def change_password(request: web.Request) -> web.Response:
+    """The caller's own password. Every login and token of the account ends with it,
+    this request's included: the client logs in again with the new password."""
+    scope_of(request)
+    body = await read_body(request, PasswordChange)
+    account_id = request[ACCOUNT].id
+    await request.app[DB].write(logins.change_password, account_id, body.current_password,
+                                body.new_password)  # fmt: skip
+    get_session(request).renew()
+    return web.json_response({"changed": True, "logged_out": True})
+
+
+async def unlock_account(request: web.Request) -> web.Response:
+    """Admin: forget the login throttle's failures of a username from every address."""
+    accounts.require_admin(scope_of(request))
+    username = request.match_info["username"]
+    return web.json_response({"unlocked": request.app[THROTTLE].unlock(username)})
+
+
 def routes() -> list[web.RouteDef]:
     # The fixed paths come before /centers/{code} so "export" is never taken for a code.
     return [
@@ -177,4 +197,6 @@ def routes() -> list[web.RouteDef]:
         web.patch("/api/v1/centers/{code}", patch_centre),
         web.get("/api/v1/accounts", list_accounts),
         web.post("/api/v1/accounts", create_account),
+        web.post("/api/v1/accounts/{username}/unlock", unlock_account),
+        web.post("/api/v1/me/password", change_password),
     ]

@@ -12,21 +12,23 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import re
 import secrets
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from dispatch import accounts
+from dispatch import accounts, logins
 from dispatch.errors import InvalidInput, NotAuthenticated, NotAuthorised
 
 from .appkeys import ACCOUNT, CSRF, DB, SCOPE, SETTINGS, THROTTLE, VIA
 from .bodies import TokenRequest
 from .reading import read_body
+from .remote import client_address
 from .render import render
 from .sessions import get_session
-from .throttle import MAX_USERNAME
+from .throttle import MAX_USERNAME, LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +110,12 @@ async def auth_middleware(request: web.Request, handler):  # type: ignore[no-unt
 
     session = get_session(request)
     request[CSRF] = _csrf_token(request)
-    account_id = session.get("account_id")
+    account_id, sid = session.get("account_id"), session.get("sid")
     if isinstance(account_id, int):
         try:
-            account = await db.read(accounts.active_account, account_id)
+            if not isinstance(sid, str):  # a cookie from before logins were recorded
+                raise NotAuthenticated("log in again")
+            account = await db.read(logins.account_for, account_id, sid)
         except NotAuthenticated:
             session.renew()
             account = None
@@ -159,29 +163,42 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     password = str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "/")))
     throttle = request.app[THROTTLE]
-    remote = request.remote or "?"
+    remote = client_address(request, request.app[SETTINGS].trusted_proxies)
     if len(username) > MAX_USERNAME:  # no account has it: refused unhashed, not remembered
         return render(request, "login.html", status=401, next=target, failed="login.failed")
     if not throttle.attempt(username, remote):  # counted now, before the await below
-        return render(request, "login.html", status=429, next=target, failed="login.throttled")
+        resp = render(request, "login.html", status=429, next=target, failed="login.throttled")
+        resp.headers["Retry-After"] = _retry_after(throttle, username, remote)
+        return resp
     try:
         account = await request.app[DB].read(accounts.authenticate, username, password)
     except NotAuthenticated:
         log.info("login failed for %r from %s", username, remote)
         return render(request, "login.html", status=401, next=target, failed="login.failed")
     throttle.succeeded(username, remote)
+    sid = await request.app[DB].write(logins.start, account.id)
     # A fresh session on login: an old cookie (and its CSRF token) cannot be fixed upon us.
     session = get_session(request)
     session.renew()
     session["account_id"] = account.id
+    session["sid"] = sid
     session["csrf"] = secrets.token_urlsafe(24)
     log.info("login %s (%s)", account.username, account.role)
     return redirect(target)
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    get_session(request).renew()
+    """Ends the login in the database too: a copy of the cookie is worth nothing after."""
+    session = get_session(request)
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        await request.app[DB].write(logins.end, sid)
+    session.renew()
     return redirect("/login")
+
+
+def _retry_after(throttle: LoginThrottle, username: str, remote: str) -> str:
+    return str(max(1, math.ceil(throttle.retry_after(username, remote))))
 
 
 def redirect(location: str) -> web.Response:
@@ -194,12 +211,12 @@ async def token_create(request: web.Request) -> web.Response:
     body = await read_body(request, TokenRequest)
     username, password = body.username, body.password
     throttle = request.app[THROTTLE]
-    remote = request.remote or "?"
+    remote = client_address(request, request.app[SETTINGS].trusted_proxies)
     if not throttle.attempt(username, remote):  # counted now, before the await below
-        raise web.HTTPTooManyRequests(
-            text='{"error": "throttled", "message": "too many failed attempts; wait 5 minutes"}',
-            content_type="application/json",
-        )
+        wait = _retry_after(throttle, username, remote)
+        message = f"too many failed attempts; try again in {wait} s"
+        return web.json_response({"error": "throttled", "message": message}, status=429,
+                                 headers={"Retry-After": wait})  # fmt: skip
     db = request.app[DB]
     account = await db.read(accounts.authenticate, username, password)
     throttle.succeeded(username, remote)

@@ -50,6 +50,13 @@ class TokenRequest(Body):
     label: bounded(100) = ""  # type: ignore[valid-type]
 
 
+class PasswordChange(Body):
+    """POST /api/v1/me/password: ends every login and token of the account."""
+
+    current_password: bounded(1024, min_length=1)  # type: ignore[valid-type]
+    new_password: bounded(1024, min_length=1)  # type: ignore[valid-type]
+
+
 class NewAccount(Body):
     """POST /api/v1/accounts. The new account's centre must lie below the caller's."""
 

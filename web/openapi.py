@@ -31,6 +31,7 @@ ISSUE_ACTIONS = ["assign", "comment", "edit", "escalate", "reopen", "resolve", "
 PATH_PARAMS: dict[str, dict[str, Any]] = {
     "code": CODE, "call_id": ID, "issue_id": ID, "event_id": ID, "id": ID, "report_id": ID,
     "action": {"type": "string", "enum": ISSUE_ACTIONS},
+    "username": {"type": "string", "pattern": "^[A-Za-z0-9_.@-]{3,64}$"},
     "kind": {"type": "string", "enum": ["screening", "tracking"]},
 }  # fmt: skip
 
@@ -72,6 +73,10 @@ ROUTES: list[Op] = [
        "shown once.", bodies.TokenRequest, status=201, extra_statuses=(429,), public=True),
     Op("delete", "/api/v1/auth/token", "Revoke the bearer token this request carries."),
     Op("get", "/api/v1/me", "The caller's account and scope."),
+    Op("post", "/api/v1/me/password", "Change one's own password; every login and token "
+       "of the account ends.", bodies.PasswordChange),
+    Op("post", "/api/v1/accounts/{username}/unlock", "Admin: clear the login throttle's "
+       "failures of a username."),
     Op("get", "/api/v1/centers", "Centres in the caller's scope.", query={
         "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
         "offset": {"type": "integer", "minimum": 0, "maximum": 10**9},

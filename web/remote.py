@@ -1,0 +1,53 @@
+"""The client's real address, behind the reverse proxies the settings trust.
+
+Invariant: X-Forwarded-For is read only when the peer itself is a trusted proxy, and
+then from the right: each hop a trusted proxy appended is skipped, the first address
+that is not a trusted proxy is the client. A client can prepend anything it likes to
+the header; it cannot get past the hop its own proxy appended.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+from aiohttp import web
+
+from dispatch.errors import InvalidInput
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=8)
+def trusted_networks(setting: str) -> tuple[Network, ...]:
+    """DISPATCH_TRUSTED_PROXIES read once per distinct value."""
+    nets = []
+    for part in filter(None, (p.strip() for p in setting.split(","))):
+        try:
+            nets.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise InvalidInput("DISPATCH_TRUSTED_PROXIES", f"not an address: {part!r}") from None
+    return tuple(nets)
+
+
+def _trusted(address: str, nets: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(ip in net for net in nets)
+
+
+def client_address(request: web.Request, trusted: str) -> str:
+    peer = request.remote or "?"
+    nets = trusted_networks(trusted)
+    if not nets or not _trusted(peer, nets):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _trusted(hop, nets):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # garbage where the client should be: key on the proxy
+    return peer
