@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from sqlmodel import Session
 
-from media.checks import AttendanceClock, FrameChecker, FrameVerdict, to_bgr
+from media.checks import AttendanceClock, FrameChecker, FrameVerdict, Thresholds, to_bgr
 from media.ice import IceSettings, configure_host_addresses
 from media.pool import RemoteRoom
 from media.room import (
@@ -56,12 +56,22 @@ log = logging.getLogger(__name__)
 # pool's room; both take (room_id, ice, on_event=…, video_codec=…).
 RoomFactory = Callable[..., Room | RemoteRoom]
 
+# Faces are counted on the first sample and then every FACES_EVERY samples (one a
+# second): the cascade is ~95 % of a check's cost (tests/bench/checks.py: one check
+# costs as much as ~30-100 VP8 decodes), and who sits in the room changes slowly;
+# live / black / frozen are judged on every sample.
+FACES_EVERY = 5
+
+
+def _checker() -> FrameChecker:
+    return FrameChecker(Thresholds(faces_every=FACES_EVERY))
+
 
 @dataclass
 class _Presence:
     """What the conference knows of one participant of one call."""
 
-    checker: FrameChecker = field(default_factory=FrameChecker)
+    checker: FrameChecker = field(default_factory=_checker)
     clock: AttendanceClock = field(default_factory=AttendanceClock)
     joined: bool = False
     state: str = ""  # last video verdict: live / black / frozen

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import statistics
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,36 +187,13 @@ def test_a_black_frame_forces_a_fresh_count(photo: BgrFrame) -> None:
     assert counts == [0, 1]
 
 
-def time_checks(frames: list[BgrFrame], checker: FrameChecker, start: float) -> list[float]:
-    """Wall seconds of each check; every frame must show the one face."""
-    walls = []
-    for i, frame in enumerate(frames):
-        started = time.perf_counter()
-        verdict = checker.check(frame, start + i)
-        walls.append(time.perf_counter() - started)
-        assert verdict.faces == 1
-    return walls
-
-
-def test_the_check_is_cheap_enough(photo: BgrFrame, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_check_of_a_noisy_webcam_shot_finds_the_one_face(photo: BgrFrame) -> None:
+    # What the check costs is measured in tests/bench/checks.py, not asserted here.
     rng = np.random.default_rng(7)
-    frames = [jittered(webcam_shot(photo), rng, i % 2) for i in range(11)]
     checker = FrameChecker()
-    checker.check(frames[0], 0.0)  # loads the cascade
-    cpu = time.process_time()  # the CPU of all of OpenCV's threads
-    walls = time_checks(frames, checker, start=1.0)
-    cpu_ms = 1000 * (time.process_time() - cpu) / len(frames)
-    best, median = 1000 * min(walls), 1000 * statistics.median(walls)
-    with capsys.disabled():
-        print(
-            f"\ncheck() of a 640x480 frame with a face: best {best:.1f} ms,"
-            f" median {median:.1f} ms wall, {cpu_ms:.1f} ms CPU"
-        )
-    # Loose: ~30 ms wall on this quiet 2-core machine. Best of 11, as timeit advises.
-    # While other processes hold the cores the wall time measures them, not this code;
-    # CPU time does not grow with their load, and spread over OpenCV's threads it is
-    # what the wall time would be on a quiet machine.
-    assert best < 50 or cpu_ms / cv2.getNumThreads() < 50
+    for i in range(11):
+        frame = jittered(webcam_shot(photo), rng, i % 2)
+        assert checker.check(frame, float(i)).faces == 1, i
 
 
 # --- attendance -----------------------------------------------------------------------
