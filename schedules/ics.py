@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from icalendar import Calendar, Event, Timezone, TimezoneStandard
 
+from dispatch.wording import callees_phrase
+
 from .plans import SHANGHAI, RotaSlot
 from .rota import KIND_ZH
 
@@ -61,7 +63,7 @@ def _event(
 ) -> Event:
     kind = KIND_ZH.get(slot.kind, slot.kind)
     callees = [names.get(c, c) for c in shown]
-    who = callees[0] if len(callees) == 1 else f"{callees[0]}等{len(callees)}个中心"
+    who = callees_phrase(shown, names)[0]
     event = Event()
     event.add("uid", slot.uid)
     event.add("sequence", slot.sequence)

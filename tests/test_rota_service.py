@@ -302,6 +302,7 @@ async def test_pages(
     await login(client, cast.district, "district-demo-2026")
     html = await (await client.get(f"/rota?week={built_week}")).text()
     assert "区级视频调度会" in html and 'data-testid="week"' in html
+    assert "个村（社区）" in html and "等%d个" not in html  # "X街道及所辖N个村（社区）"
     unbuilt = built_week.next()
     html = await (await client.get(f"/rota?week={unbuilt}")).text()
     assert 'data-testid="not-built"' in html

@@ -23,6 +23,7 @@ from dispatch import calls, centres
 from dispatch.accounts import Role, Scope
 from dispatch.centres import Centre, Level
 from dispatch.errors import NotAuthorised
+from dispatch.wording import callees_phrase
 from logs import progress
 from schedules import plans
 from schedules.plans import SHANGHAI
@@ -54,6 +55,7 @@ def console_data(session: Session, scope: Scope, now: datetime | None = None) ->
     slots = [{
         **s.as_dict(),
         "callee_names": [names.get(c, c) for c in s.callees],
+        "callee_text": dict(zip(("zh", "en"), callees_phrase(s.callees, names), strict=True)),
         "today": s.start.astimezone(SHANGHAI).date() == now.date(),
         "ended": s.end.astimezone(SHANGHAI) <= now,
     } for s in mine]  # fmt: skip

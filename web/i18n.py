@@ -212,6 +212,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "issues.category": ("类别", "Category"),
     "issues.severity": ("等级", "Severity"),
     "issues.centre": ("所属中心", "Centre"),
+    "issues.centre_search": ("搜索名称或代码", "Search name or code"),
+    "issues.town_itself": ("本级", "the town itself"),
     "issues.description": ("情况描述", "Description"),
     "issues.deadline": ("办理时限", "Deadline"),
     "issues.holder": ("当前处理单位", "Held by"),

@@ -8,6 +8,8 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from dispatch.wording import callees_text
+
 from .appkeys import ACCOUNT, CSRF, SCOPE, SETTINGS, TEMPLATES
 from .i18n import pick_language, translator
 
@@ -23,6 +25,7 @@ def make_templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["bilingual"] = bilingual
+    env.globals["callees_text"] = callees_text
     return env
 
 

@@ -73,9 +73,7 @@ function drawProgress() {
 
 function drawSlots() {
   const rows = data.slots.map((s) => {
-    const who = s.callee_names.length > 1
-      ? `${s.callee_names[0]} ${fmt(L.more, s.callee_names.length - 1)}`
-      : s.callee_names[0] || "";
+    const who = s.callee_text[zh ? "zh" : "en"];  // "翠屏街道及所辖20个村（社区）"
     const canCall = s.status === "planned" || s.status === "missed";
     const button = canCall
       ? el("button", { type: "button", class: "launch", dataset: { slot: s.id } }, L.call_now)
