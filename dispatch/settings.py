@@ -117,6 +117,24 @@ class Settings:
         "proxies whose X-Forwarded-For is believed: the client's address is the last one "
         "in it not of a trusted proxy. Empty: the peer's own address, the header ignored.",
     )
+    header_timeout: float = _setting(  # type: ignore[assignment]
+        10.0,
+        "DISPATCH_HEADER_TIMEOUT",
+        "Seconds a client has to send a request's headers, from its first byte (from the "
+        "connection's opening for its first request); a slower one is disconnected.",
+    )
+    body_timeout: float = _setting(  # type: ignore[assignment]
+        60.0,
+        "DISPATCH_BODY_TIMEOUT",
+        "Seconds a client has to send a request's body after its headers (uploads "
+        "included); a slower one is disconnected.",
+    )
+    max_connections_per_address: int = _setting(  # type: ignore[assignment]
+        100,
+        "DISPATCH_MAX_CONNECTIONS_PER_ADDRESS",
+        "Connections one client address may hold open at once; one more is closed at once "
+        "(behind a reverse proxy every client shares its address: raise it there).",
+    )
     default_lang: str = _setting(  # type: ignore[assignment]
         "zh", "DISPATCH_LANG", "Language when the browser states none: zh or en."
     )
@@ -171,6 +189,14 @@ def _coerce(kind: object, raw: str, name: str) -> object:
             return int(raw)
         except ValueError:
             raise InvalidInput(name, f"expected a whole number, got {raw!r}") from None
+    if kind in (float, "float"):
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InvalidInput(name, f"expected a number, got {raw!r}") from None
+        if not 0 < value < 86_400:
+            raise InvalidInput(name, f"expected seconds above 0 and below a day, got {raw!r}")
+        return value
     if kind in (bool, "bool"):
         if raw.lower() in ("1", "true", "yes", "on"):
             return True

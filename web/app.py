@@ -19,6 +19,7 @@ from . import (
     auth,
     calls,
     console,
+    guard,
     issues,
     journals,
     live,
@@ -92,6 +93,9 @@ def create_app(settings: Settings) -> web.Application:
         ],
         client_max_size=20 * 1024 * 1024,
     )
+    guard.install(app, header_timeout=settings.header_timeout,
+                  body_timeout=settings.body_timeout,
+                  per_address=settings.max_connections_per_address)  # fmt: skip
     app[SETTINGS] = settings
     app[SECRET] = secret
     app[TEMPLATES] = make_templates()
