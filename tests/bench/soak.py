@@ -3,6 +3,17 @@
 
 Run:  .venv/bin/python tests/bench/soak.py               (10 minutes)
       .venv/bin/python tests/bench/soak.py --minutes 2  (a shorter look)
+      .venv/bin/python tests/bench/soak.py --browser    (the operator in Chromium)
+
+``--browser``: the district's meeting as the issue's "done when" states it — the
+district operator in headless Chromium (Debian's, fake camera) on the call page of a
+meeting with the demo district's largest town and all its villages (the town and the
+villages are the aiortc clients). Each interval then also reads every tile of the page
+(frames decoded on the track it shows, from getStats, and its labels): a tile whose
+frames did not advance while it says 视频正常 counts as a dead tile, as does a tile
+that says so on a track that is not the page's current connection's (watched every
+50 ms). The villages' share of the operator's frames is against the frames Chromium
+sent in the interval (its outbound-rtp counter).
 
 Not a test (pytest never collects it). The app (``web.app.create_app``, a fresh demo
 database, media in 2 worker processes) and the operator's peer run in this process;
@@ -62,8 +73,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def prepare(folder: Path) -> tuple[Settings, str, list[str], dict[str, str]]:
-    """A demo database; its largest town, that town's first villages, a token for it."""
+def prepare(folder: Path, browser: bool) -> tuple[Settings, str, list[str], dict[str, str]]:
+    """A demo database; its largest town, the centres of its meeting and a token for the
+    caller: the town and its first VILLAGES villages (aiortc operator), or the district
+    calling the town and all its villages (``browser``)."""
     db_url = f"sqlite:///{folder / 'soak.db'}"
     db = open_database(db_url)
     with db.session() as s:
@@ -72,13 +85,15 @@ def prepare(folder: Path) -> tuple[Settings, str, list[str], dict[str, str]]:
         sizes = {t.code: [v.code for v in centres.children(s, t.code)]
                  for t in centres.children(s, district.code)}  # fmt: skip
         town = max(sizes, key=lambda code: len(sizes[code]))
-        stmt = select(accounts.Account).where(accounts.Account.username == town)
+        caller = district.code if browser else town
+        stmt = select(accounts.Account).where(accounts.Account.username == caller)
         token, _ = accounts.issue_token(s, s.exec(stmt).one(), 7200, "soak")
     db.close()
     settings = Settings.from_env(env={}, db_url=db_url, data_dir=str(folder / "data"),
                                  secret_key="", ice_hosts="127.0.0.1", scheduler=False,
                                  media_workers="2")  # fmt: skip
-    return settings, town, sizes[town][:VILLAGES], {"Authorization": f"Bearer {token}"}
+    codes = [town, *sizes[town]] if browser else sizes[town][:VILLAGES]
+    return settings, caller, codes, {"Authorization": f"Bearer {token}"}
 
 
 def journal(settings: Settings, call_id: int) -> list[tuple[str, str, str]]:
@@ -90,18 +105,130 @@ def journal(settings: Settings, call_id: int) -> list[tuple[str, str, str]]:
     return out
 
 
-async def soak(minutes: float) -> bool:
+class AiortcOperator:
+    """The operator as an aiortc peer sending precoded video: counts frames per slot."""
+
+    def __init__(self) -> None:
+        self.peer = Client("op", "blue", light=True)
+
+    async def join(self, http: aiohttp.ClientSession, base: str, call_id: int,
+                   auth: dict[str, str], codes: list[str]) -> None:  # fmt: skip
+        self.peer.pc.addTransceiver(PrecodedVideo("blue", fps=FPS), direction="sendonly")
+        self.peer.pc.addTransceiver(PrecodedSilence(), direction="sendonly")
+        for _ in codes:
+            self.peer.pc.addTransceiver("video", direction="recvonly")
+            self.peer.pc.addTransceiver("audio", direction="recvonly")
+        offer = {"type": "offer", "sdp": await self.peer.offer()}
+        async with http.post(f"{base}/api/v1/calls/{call_id}/sdp", headers=auth,
+                             json=offer) as r:  # fmt: skip
+            await self.peer.accept((await r.json())["sdp"])
+
+    async def read(self, app: web.Application, call_id: int) -> tuple[dict[str, int], float]:
+        """Frames received per centre, and frames sent (for the villages' share)."""
+        slots = dict(app[CONFERENCE].operator_slots(call_id))
+        return {c: self.peer.frames[i] for c, i in slots.items()}, 0.0
+
+    async def close(self) -> None:
+        await self.peer.close()
+
+
+# Every tile of the call page: frames decoded on the track it shows (getStats), whether
+# that track is the current connection's, and its video label; and Chromium's frames sent.
+TILES = """async () => {
+  const pc = window.dispatchPeer;
+  const decoded = {};
+  let sent = 0;
+  if (pc && pc.connectionState !== "closed") {
+    (await pc.getStats()).forEach((s) => {
+      if (s.kind !== "video") return;
+      if (s.type === "inbound-rtp") decoded[s.trackIdentifier] = s.framesDecoded || 0;
+      if (s.type === "outbound-rtp") sent += s.framesSent || s.framesEncoded || 0;
+    });
+  }
+  const current = new Set(pc ? pc.getReceivers().map((r) => r.track.id) : []);
+  const tiles = {};
+  for (const tile of document.querySelectorAll(".tile[data-centre]")) {
+    const track = tile.querySelector("video").srcObject?.getVideoTracks()[0];
+    tiles[tile.dataset.centre] = {
+      frames: track && current.has(track.id) ? decoded[track.id] ?? 0 : 0,
+      video: tile.querySelector(".video").textContent,
+    };
+  }
+  return { tiles, sent, violations: (window.labelViolations || []).length };
+}"""
+
+# A tile that says its video is live (视频正常 / 已核验) on a track that is not the
+# current connection's live one, checked every 50 ms (as tests/test_browser_reconnect.py).
+WATCH_LABELS = """() => {
+  window.labelViolations = [];
+  setInterval(() => {
+    const pc = window.dispatchPeer;
+    const open = pc && pc.connectionState !== "closed";
+    const current = new Set(open ? pc.getReceivers().map((r) => r.track.id) : []);
+    for (const tile of document.querySelectorAll(".tile[data-centre]")) {
+      const says = tile.querySelector(".video").textContent
+        + tile.querySelector(".verified").textContent;
+      if (!/视频正常|已核验/.test(says)) continue;
+      const track = tile.querySelector("video").srcObject?.getVideoTracks()[0];
+      if (!track || track.readyState !== "live" || !current.has(track.id)) {
+        window.labelViolations.push({ centre: tile.dataset.centre, says, at: performance.now() });
+      }
+    }
+  }, 50);
+}"""
+
+
+class BrowserOperator:
+    """The district operator's call page in headless Chromium (fake camera)."""
+
+    def __init__(self, folder: Path, username: str) -> None:
+        self._folder, self._username = folder, username
+        self._context: Any = None
+        self.page: Any = None
+        self.dead_tiles: list[str] = []  # "centre at minute" for a live label on stopped frames
+        self.violations = 0
+
+    async def join(self, http: aiohttp.ClientSession, base: str, call_id: int,
+                   auth: dict[str, str], codes: list[str]) -> None:  # fmt: skip
+        from browser import chromium, log_in  # needs Playwright (the test extra)
+
+        self._browser = chromium(self._folder / "chromium")
+        self._context = await self._browser.__aenter__()
+        self.page = await self._context.new_page()
+        await self.page.set_viewport_size({"width": 1920, "height": 1080})
+        await log_in(self.page, base, self._username, demo.DEMO_PASSWORDS["district_operator"],
+                     then=f"/calls/{call_id}")  # fmt: skip
+        await self.page.evaluate(WATCH_LABELS)
+
+    async def read(self, app: web.Application, call_id: int) -> tuple[dict[str, int], float]:
+        state = await self.page.evaluate(TILES)
+        self.violations = int(state["violations"])
+        self._labels = {c: t["video"] for c, t in state["tiles"].items()}
+        return {c: int(t["frames"]) for c, t in state["tiles"].items()}, float(state["sent"])
+
+    def says_live(self, centre: str) -> bool:
+        return "视频正常" in getattr(self, "_labels", {}).get(centre, "")
+
+    async def close(self) -> None:
+        if self._context is not None:
+            await self._browser.__aexit__(None, None, None)
+
+
+async def soak(minutes: float, browser: bool) -> bool:
     configure_host_addresses(LOOPBACK)
     folder = Path(tempfile.mkdtemp(prefix="pingan-soak-"))
-    settings, _town, codes, auth = prepare(folder)
+    settings, caller, codes, auth = prepare(folder, browser)
     runner = web.AppRunner(create_app(settings), access_log=None)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     base = f"http://127.0.0.1:{port}"
-    operator = Client("op", "blue", light=True)
+    operator: AiortcOperator | BrowserOperator = (
+        BrowserOperator(folder, caller) if browser else AiortcOperator()
+    )
     villages: asyncio.subprocess.Process | None = None
     latest: dict[str, Any] = {}
+    dead: list[str] = []
     try:
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{base}/api/v1/calls", headers=auth,
@@ -110,15 +237,7 @@ async def soak(minutes: float) -> bool:
                 assert r.status == 201, launched
             call_id = launched["call"]["id"]
             tokens = {i["centre"]: i["join_token"] for i in launched["invites"]}
-            operator.pc.addTransceiver(PrecodedVideo("blue", fps=FPS), direction="sendonly")
-            operator.pc.addTransceiver(PrecodedSilence(), direction="sendonly")
-            for _ in codes:
-                operator.pc.addTransceiver("video", direction="recvonly")
-                operator.pc.addTransceiver("audio", direction="recvonly")
-            offer = {"type": "offer", "sdp": await operator.offer()}
-            async with http.post(f"{base}/api/v1/calls/{call_id}/sdp", headers=auth,
-                                 json=offer) as r:  # fmt: skip
-                await operator.accept((await r.json())["sdp"])
+            await operator.join(http, base, call_id, auth, codes)
             villages = await asyncio.create_subprocess_exec(
                 sys.executable, str(CLIENTS), stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, limit=1 << 24)  # fmt: skip
@@ -134,15 +253,16 @@ async def soak(minutes: float) -> bool:
 
             reading = asyncio.create_task(read_reports())
 
-            def counts() -> list[int]:
-                slots = dict(runner.app[CONFERENCE].operator_slots(call_id))
+            async def counts() -> tuple[list[int], list[int], float]:
+                """Frames the operator got per village, frames each village got of the
+                operator, and frames the operator sent (0: a precoded FPS)."""
+                ours, sent = await operator.read(runner.app, call_id)
                 video = latest.get("video", {})
-                ours = [operator.frames[slots[c]] if c in slots else 0 for c in codes]
                 theirs = [int(video[c][0][0]) if c in video else 0 for c in codes]
-                return ours + theirs
+                return [ours.get(c, 0) for c in codes], theirs, sent
 
             started = time.monotonic()
-            while min(counts()) == 0:
+            while min((got := await counts())[0] + got[1]) == 0:
                 if time.monotonic() - started > 120:
                     raise TimeoutError("not every stream had a frame within 120 s")
                 await asyncio.sleep(0.5)
@@ -150,20 +270,32 @@ async def soak(minutes: float) -> bool:
                   f"{time.monotonic() - started:.1f} s; soaking {minutes:g} min", flush=True)
             worst: list[float] = []
             stalls = 0
-            before, end = counts(), time.monotonic() + minutes * 60
+            before, end = await counts(), time.monotonic() + minutes * 60
             while time.monotonic() < end:
                 tick = time.monotonic()
                 await asyncio.sleep(INTERVAL)
-                after = counts()
+                after = await counts()
                 took = time.monotonic() - tick
-                shares = [(b - a) / (took * FPS) for a, b in zip(before, after, strict=True)]
+                elapsed = (time.monotonic() - end) / 60 + minutes
+                operator_fps = (after[2] - before[2]) / took if browser else FPS
+                got = [(b - a) / (took * FPS) for a, b in zip(before[0], after[0], strict=True)]
+                gave = [(b - a) / (took * max(operator_fps, 1e-9))
+                        for a, b in zip(before[1], after[1], strict=True)]  # fmt: skip
+                shares = got + gave
+                if isinstance(operator, BrowserOperator):
+                    for code, a, b in zip(codes, before[0], after[0], strict=True):
+                        if b <= a and operator.says_live(code):
+                            dead.append(f"{code} at {elapsed:.1f} min")
                 before = after
                 low = min(shares)
                 worst.append(low)
                 stalls += low < STALL
-                elapsed = (time.monotonic() - end) / 60 + minutes
                 print(f"  {elapsed:5.1f} min: frames per stream min {low:.0%}, "
-                      f"median {statistics.median(shares):.0%}", flush=True)
+                      f"median {statistics.median(shares):.0%} (operator receives "
+                      f"{min(got):.0%}/{statistics.median(got):.0%}, villages "
+                      f"{min(gave):.0%}/{statistics.median(gave):.0%} min/median)"
+                      + (f"; operator sends {operator_fps:.1f} fps" if browser else ""),
+                      flush=True)  # fmt: skip
             reading.cancel()
         events = journal(settings, call_id)
     finally:
@@ -183,7 +315,9 @@ async def soak(minutes: float) -> bool:
             joins[centre] = joins.get(centre, 0) + 1
         elif kind == "left":
             drops.append(f"{centre} left ({reason})")
-    print(f"\n1 + {len(codes)} for {minutes:g} min, {len(worst)} intervals of {INTERVAL:g} s:")
+    who = "district operator in Chromium" if browser else "aiortc operator"
+    print(f"\n1 + {len(codes)} ({who}) for {minutes:g} min, {len(worst)} intervals of "
+          f"{INTERVAL:g} s:")  # fmt: skip
     print(f"  participants that dropped: {len(drops)}" + (f" — {'; '.join(drops)}" if drops
                                                            else ""))  # fmt: skip
     print(f"  rejoins: {sum(n - 1 for n in joins.values())}")
@@ -191,6 +325,12 @@ async def soak(minutes: float) -> bool:
     if worst:
         print(f"  worst interval: lowest stream at {min(worst):.0%} of its frames")
     passed = not drops and stalls == 0
+    if isinstance(operator, BrowserOperator):
+        print(f"  dead tiles (said 视频正常, no new frame in an interval): {len(dead)}"
+              + (f" — {'; '.join(dead[:10])}" if dead else ""))  # fmt: skip
+        print(f"  live labels on a track not the connection's (checked every 50 ms): "
+              f"{operator.violations}")  # fmt: skip
+        passed = passed and not dead and operator.violations == 0
     print(f"  soak: {'pass' if passed else 'FAIL'}")
     return passed
 
@@ -198,8 +338,10 @@ async def soak(minutes: float) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--browser", action="store_true",
+                        help="the district operator in Chromium, the largest town's meeting")
     args = parser.parse_args()
-    sys.exit(0 if asyncio.run(soak(args.minutes)) else 1)
+    sys.exit(0 if asyncio.run(soak(args.minutes, args.browser)) else 1)
 
 
 if __name__ == "__main__":
