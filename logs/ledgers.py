@@ -65,6 +65,7 @@ SCREENING_COLUMNS: tuple[str, ...] = (
     "风险等级",
     "化解措施/处理情况",
     "责任单位",
+    "责任人",  # the responsible unit's director, with the phone number
     "化解时限",
     "状态",
     "备注",
@@ -192,11 +193,16 @@ class _Context:
     """Names and histories of a set of issues, read in bulk (not once per row)."""
 
     def __init__(
-        self, names: dict[str, str], people: dict[str, str], changes: dict[int, list[IssueChange]]
+        self,
+        names: dict[str, str],
+        people: dict[str, str],
+        changes: dict[int, list[IssueChange]],
+        directors: dict[str, str] | None = None,
     ) -> None:
         self.names = names
         self.people = people
         self.changes = changes
+        self.directors = directors or {}
 
     @classmethod
     def load(cls, session: Session, found: Sequence[Issue]) -> _Context:
@@ -210,11 +216,14 @@ class _Context:
         codes |= {c for chs in changes.values() for ch in chs
                   for c in (ch.from_holder, ch.to_holder, ch.to_assignee) if c}  # fmt: skip
         names: dict[str, str] = {}
+        directors: dict[str, str] = {}
         for chunk in _chunks(codes):
-            for code, name in session.exec(
-                select(Centre.code, Centre.name).where(col(Centre.code).in_(chunk))
+            for code, name, director, phone in session.exec(
+                select(Centre.code, Centre.name, Centre.director_name, Centre.director_phone)
+                .where(col(Centre.code).in_(chunk))
             ):
                 names[code] = name
+                directors[code] = f"{director} {phone}".strip()
         users = {ch.by for chs in changes.values() for ch in chs}
         people: dict[str, str] = {}
         for chunk in _chunks(users):
@@ -224,7 +233,7 @@ class _Context:
                 )
             ):
                 people[username] = display or username
-        return cls(names, people, changes)
+        return cls(names, people, changes, directors)
 
     def name(self, code: str | None) -> str:
         return self.names.get(code, code) if code else ""
@@ -241,6 +250,7 @@ class _Context:
             Severity(issue.severity).zh,
             self.handling(issue),
             self.name(issue.assignee_code or issue.holder_code),
+            self.directors.get(issue.assignee_code or issue.holder_code or "", ""),
             issue.deadline.isoformat() if issue.deadline else "",
             issue.status_zh,
             self.remark(issue),

@@ -427,7 +427,9 @@ def test_the_screening_ledger_of_a_half_month(
     start, end = ledgers.half_month(TODAY)
     with db.session() as s:
         rows = ledgers.screening_ledger(s, scope(s, cast, "town_a"), cast.town_a, start, end)
-        names = {c.code: c.name for c in centres.all_below(s, centres.get(s, cast.district), True)}
+        below = centres.all_below(s, centres.get(s, cast.district), True)
+        names = {c.code: c.name for c in below}
+        directors = {c.code: f"{c.director_name} {c.director_phone}".strip() for c in below}
     assert all(tuple(r) == ledgers.SCREENING_COLUMNS for r in rows)
     assert [r["序号"] for r in rows] == [1, 2, 3]
     assert [r["备注"].split(";")[0] for r in rows] == [
@@ -444,13 +446,15 @@ def test_the_screening_ledger_of_a_half_month(
         "风险等级": "一般",
         "化解措施/处理情况": "调解成功,已签协议",
         "责任单位": names[cast.village_a1],
+        "责任人": directors[cast.village_a1],  # the unit's director and phone
         "化解时限": "",
         "状态": "已化解",
         "备注": f"问题编号{screened['resolved']}",
     }
     assert (major["风险等级"], major["状态"], major["纠纷类别"]) == ("重大", "已上报", "矛盾纠纷")
     assert major["化解措施/处理情况"] == "镇司法所介入"
-    assert major["责任单位"] == names[cast.town_a]
+    assert major["责任单位"] == names[cast.town_a] and major["责任人"] == directors[cast.town_a]
+    assert directors[cast.town_a]  # the demo's directors have names and phones
     assert major["化解时限"] == (TODAY + timedelta(days=5)).isoformat()
     assert f"已上报{names[cast.town_a]}" in major["备注"]
     assert (town["所属村(社区)"], town["状态"]) == (names[cast.town_a], "未化解")

@@ -131,16 +131,19 @@ async def ledger_file(request: web.Request) -> web.Response:
         raise InvalidInput("town", "name the town")
     today = issues.today_in_shanghai()
 
+    start, end = ledgers.half_month(today)
+    start_s, end_s = request.query.get("from") or str(start), request.query.get("to") or str(end)
+    day = request.query.get("day") or str(today)
+
     def run(s: Session) -> bytes:
         if kind == "screening":
-            start, end = ledgers.half_month(today)
-            return ledgers.screening_file(s, scope, town, request.query.get("from") or start,
-                                          request.query.get("to") or end, fmt)  # fmt: skip
-        return ledgers.tracking_file(s, scope, town, request.query.get("day") or today, fmt)
+            return ledgers.screening_file(s, scope, town, start_s, end_s, fmt)
+        return ledgers.tracking_file(s, scope, town, day, fmt)
 
     data = await request.app[DB].read(run)
+    period = f"{start_s}_{end_s}" if kind == "screening" else day  # checked by the ledger
     return web.Response(body=data, content_type=FILE_TYPES[fmt], headers={
-        "Content-Disposition": f'attachment; filename="{kind}-{town}-{today}.{fmt}"'})  # fmt: skip
+        "Content-Disposition": f'attachment; filename="{kind}-{town}-{period}.{fmt}"'})  # fmt: skip
 
 
 # --- pages -----------------------------------------------------------------------------

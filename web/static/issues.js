@@ -42,6 +42,31 @@ if (search && picker) {
     if (first) picker.value = first.value;
   });
 }
+// The screening ledger's period: half-month, month or any range, in Asia/Shanghai days.
+const ledger = document.getElementById("ledger-period");
+if (ledger) {
+  const preset = document.getElementById("ledger-preset");
+  const from = ledger.elements.from;
+  const to = ledger.elements.to;
+  const iso = (y, m, d) => `${y}-${String(m).padStart(2, "0")}-${String(d).padStart(2, "0")}`;
+  const lastDay = (y, m) => new Date(Date.UTC(y, m, 0)).getUTCDate();  // m: 1-12
+  const fill = () => {
+    const [y, m, d] = new Date().toLocaleDateString("en-CA", { timeZone: "Asia/Shanghai" })
+      .split("-").map(Number);
+    const [py, pm] = m === 1 ? [y - 1, 12] : [y, m - 1];
+    const ranges = {
+      half: d <= 15 ? [iso(y, m, 1), iso(y, m, 15)] : [iso(y, m, 16), iso(y, m, lastDay(y, m))],
+      prev_half: d <= 15 ? [iso(py, pm, 16), iso(py, pm, lastDay(py, pm))] : [iso(y, m, 1), iso(y, m, 15)],
+      month: [iso(y, m, 1), iso(y, m, lastDay(y, m))],
+      prev_month: [iso(py, pm, 1), iso(py, pm, lastDay(py, pm))],
+    };
+    const range = ranges[preset.value];
+    if (range) [from.value, to.value] = range;
+  };
+  preset.addEventListener("change", fill);
+  for (const input of [from, to]) input.addEventListener("input", () => { preset.value = "range"; });
+  fill();
+}
 const box = document.getElementById("issue");
 for (const button of document.querySelectorAll("button.act")) {
   button.addEventListener("click", async () => {
