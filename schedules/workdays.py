@@ -21,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 import calendar as stdcal
+import functools
 import logging
 import re
 import unicodedata
@@ -295,6 +296,19 @@ def _warnings(year: int, package_ok: bool, weekends_known: bool) -> tuple[str, s
     )
 
 
+@functools.cache
+def _library_year(year: int) -> tuple[dict[date, DayInfo], str | None, str | None]:
+    """What the libraries say of every day of `year`, with the warnings (en, zh) when
+    chinese-calendar does not know it. Their data ships with the installed packages, so
+    each year is worked out once per process (a year takes ~0.1 s; a half-year report
+    reads some 50 calendars). Shared by every calendar: read only."""
+    base = _year_from_cc(year)
+    if base is not None:
+        return base, None, None
+    base, package_ok, weekends_known = _year_from_holidays(year)
+    return base, *_warnings(year, package_ok, weekends_known)
+
+
 class WorkdayCalendar:
     """Working days: the libraries' answers with an administrator's overrides on top.
 
@@ -315,11 +329,7 @@ class WorkdayCalendar:
         cached = self._years.get(year)
         if cached is not None:
             return cached
-        base = _year_from_cc(year)
-        warning_en = warning_zh = None
-        if base is None:
-            base, package_ok, weekends_known = _year_from_holidays(year)
-            warning_en, warning_zh = _warnings(year, package_ok, weekends_known)
+        base, warning_en, warning_zh = _library_year(year)
         effective = dict(base)
         for day, (workday, note) in self._overrides.items():
             if day.year == year:

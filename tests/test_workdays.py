@@ -3,6 +3,7 @@ the facts of DESIGN.md, the `holidays` fallback for 2027, and overrides in the d
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
 import chinese_calendar
@@ -12,6 +13,7 @@ from sqlmodel import Session, SQLModel
 
 from dispatch.db import Database
 from dispatch.errors import InvalidInput
+from schedules import workdays
 from schedules.workdays import (
     CalendarOverride,
     IsoWeek,
@@ -25,6 +27,16 @@ from schedules.workdays import (
 )
 
 OCT = [date(2026, 10, d) for d in range(1, 8)]
+
+
+@pytest.fixture
+def libraries(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """`monkeypatch` for the calendar libraries: the years they gave before are forgotten
+    (each is worked out once per process) while they are patched, and after."""
+    workdays._library_year.cache_clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    workdays._library_year.cache_clear()
 
 
 # --- ISO weeks -----------------------------------------------------------------------
@@ -180,7 +192,7 @@ def test_2027_falls_back_to_holidays_with_one_warning() -> None:
 
 
 def test_the_fallback_agrees_with_chinese_calendar_on_2026(
-    monkeypatch: pytest.MonkeyPatch,
+    libraries: pytest.MonkeyPatch,
 ) -> None:
     # With chinese-calendar made blind, `holidays` (which knows 2026's 调休) must give
     # the same working days, and the warning says it lists the adjusted weekends.
@@ -189,7 +201,7 @@ def test_the_fallback_agrees_with_chinese_calendar_on_2026(
     def blind(day: date) -> bool:
         raise NotImplementedError(f"no available data for year {day.year}")
 
-    monkeypatch.setattr(chinese_calendar, "is_workday", blind)
+    libraries.setattr(chinese_calendar, "is_workday", blind)
     cal = WorkdayCalendar({})
     for info in cal.year_days(2026):
         assert info.workday == real(info.day), info
@@ -200,11 +212,11 @@ def test_the_fallback_agrees_with_chinese_calendar_on_2026(
     assert "adjusted working weekends (调休) it lists" in warning
 
 
-def test_a_library_failure_never_crashes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_library_failure_never_crashes(libraries: pytest.MonkeyPatch) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("broken")
 
-    monkeypatch.setattr(holidays, "China", broken)
+    libraries.setattr(holidays, "China", broken)
     cal = WorkdayCalendar({})
     assert cal.is_workday(date(2027, 1, 1))  # a Friday: only the weekend rule is left
     assert not cal.is_workday(date(2027, 1, 2))
