@@ -4,7 +4,7 @@ The placement itself is the pure `rota.build_rota`."""
 
 from __future__ import annotations
 
-import hashlib
+import secrets
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -19,10 +19,17 @@ from .workdays import IsoWeek
 MAX_SEED = 2**31 - 1
 
 
-def default_seed(district_code: str, week: IsoWeek) -> int:
-    """Deterministic per district and week, so a rebuild draws the same spot checks."""
-    digest = hashlib.sha256(f"{district_code}:{week}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & MAX_SEED  # fits a signed 32-bit column
+def spot_check_seed(session: Session, district_code: str, week: IsoWeek) -> int:
+    """The seed of a week's spot-check draw when none is given: the one the week was
+    first built with (a rebuild draws the same checks), else a fresh one from the
+    operating system's CSPRNG. Never derived from public facts (the district's code and
+    the week), so nobody can work out next week's unannounced checks; it is recorded on
+    the week (``RotaWeek.spot_check_seed``) so the draw can be reproduced afterwards,
+    and no callee's view shows it."""
+    stored = plans.get_week(session, district_code, week)
+    if stored is not None:
+        return stored.spot_check_seed
+    return secrets.randbelow(MAX_SEED + 1)  # fits a signed 32-bit column
 
 
 def district_towns(session: Session, district_code: str) -> list[rota.TownInput]:
@@ -85,7 +92,7 @@ def build_week(
         bundle=policy.load_bundle(session, district.code),
         workdays=days,
         previous=previous,
-        seed=default_seed(district.code, week) if seed is None else seed,
+        seed=spot_check_seed(session, district.code, week) if seed is None else seed,
         calendar_warnings=notes,
     )
     if result.exempt and cal.workdays(week):

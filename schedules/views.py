@@ -3,7 +3,9 @@
 Invariant: a slot is shown in full to an account whose scope covers its caller; to
 others it is shown only if it is not a hidden spot check and some callee lies in their
 scope — and then with only those callees (a village sees its own place in a district
-meeting, never which other villages are called).
+meeting, never which other villages are called). The same holds for a pair that could
+not be placed: an unplaced spot check is shown only to the caller's scope (the district),
+never to the village drawn or its town.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dispatch.errors import InvalidInput, NotAuthorised
 from . import planner, plans, workdays
 from .plans import SHANGHAI, RotaSlot, RotaWeek
 from .workdays import IsoWeek
+
+HIDDEN_KINDS = frozenset({"spot_check"})  # unannounced: the callee's side never sees them
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,9 @@ def week_view(
         if shown is not None:
             view.slots.append(shown)
     for u in record.unplaced:
-        if _covers(scope, paths.get(u["caller"])) or _covers(scope, paths.get(u["callee"])):
+        if _covers(scope, paths.get(u["caller"])) or (
+            u["kind"] not in HIDDEN_KINDS and _covers(scope, paths.get(u["callee"]))
+        ):
             view.unplaced.append(u)
     if _covers(scope, paths.get(code)):
         view.warnings = list(record.warnings)
