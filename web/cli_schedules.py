@@ -36,7 +36,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         p.add_argument("--district", metavar="CODE", help="needed when there are several")
         p.add_argument("--format", choices=["table", "json", "ics"], default="table")
         if name == "build":
-            p.add_argument("--seed", type=int, help="spot-check draw (default: from the week)")
+            p.add_argument("--seed", type=int,
+                           help="spot-check seed (default: the week's recorded one, else random)")
         p.set_defaults(run=run)
 
     cal = sub.add_parser("calendar", parents=[common], help="working-day calendar")
