@@ -5,6 +5,7 @@ that a period's report is stored once its last week has ended."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import date, datetime
 from pathlib import Path
@@ -17,12 +18,14 @@ from dispatch.calls import Call
 from dispatch.demo import DEMO_DISTRICT_CODE
 from dispatch.settings import Settings
 from logs import archive, first_run, periods, seal
+from logs.bulletin import bulletin
 from logs.journal import JournalEntry
 from logs.report_jobs import due_periods
 from schedules import plans
 from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 from web.cli import main
+from web.reports import figures
 from web.schema import open_database
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)  # Monday of 2026-W50
@@ -69,6 +72,20 @@ def test_first_run_loads_history_seals_stores_and_builds_this_week(
             states = {w["week"]: w["state"] for w in json.loads(november.body)["weeks"]}
             assert "in_progress" not in states.values() and states["2026-W49"] == "ended"
             assert archive.find(s, "monthly", "2026-12", DEMO_DISTRICT_CODE) is None
+            # Read as an office issues it: body, date, problems, the units to rectify.
+            stored = figures(json.loads(november.body))
+            later = date(2026, 12, 20)
+            zh, en = bulletin(stored, later), bulletin(stored, later, "en")
+            assert zh.issuer == "达川区综治中心" and zh.issued == date(2026, 12, 7)
+            assert zh.problems and zh.next_steps[-1].startswith("继续落实")
+            low = [row for row in stored.heat_map if row.ranked and row.coverage_pct is not None
+                   and row.coverage_pct < stored.standard_pct]  # fmt: skip
+            assert [c for c, _n, _p in zh.rectify] == [r.code for r in sorted(
+                low, key=lambda r: (r.coverage_pct, r.code))]  # fmt: skip
+            if low:
+                assert low[0].name in zh.next_steps[0] and "12月21日前" in zh.next_steps[0]
+                assert "2026-12-21" in en.next_steps[0]
+            assert not re.search(r"[：（）、，。；]", " ".join((*en.problems, *en.next_steps)))
             week = plans.get_week(s, DEMO_DISTRICT_CODE, IsoWeek(2026, 50))
             assert week is not None
             starts = {sl.start.date() for sl in plans.week_slots(s, week.id or 0)}

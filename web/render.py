@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ import jinja2
 from aiohttp import web
 
 from dispatch.wording import callees_text
+from logs.bulletin import Bulletin, bulletin
+from schedules.plans import SHANGHAI
 
 from .appkeys import ACCOUNT, CSRF, SCOPE, SETTINGS, TEMPLATES
 from .i18n import pick_language, translator
@@ -26,6 +29,7 @@ def make_templates() -> jinja2.Environment:
     )
     env.filters["bilingual"] = bilingual
     env.globals["callees_text"] = callees_text
+    env.globals["bulletin"] = bulletin_of
     return env
 
 
@@ -33,6 +37,11 @@ def bilingual(text: str, lang: str) -> str:
     """The part of a "中文 / English" message (rota warnings and reasons) in `lang`."""
     zh, sep, en = text.partition(" / ")
     return (zh if lang == "zh" else en) if sep else text
+
+
+def bulletin_of(report: Any, lang: str) -> Bulletin:
+    """A period report as an office issues it (logs/bulletin.py), as of today."""
+    return bulletin(report, datetime.now(SHANGHAI).date(), lang)
 
 
 def language(request: web.Request) -> str:
