@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from sqlmodel import Session
 
-from dispatch import accounts, calls, centres, logins  # noqa: F401
+from dispatch import accounts, calls, centres, logins, migrations  # noqa: F401
 from dispatch.db import Database
 from logs import archive, issues, journal, seal  # noqa: F401
 from schedules import plans, policy, workdays  # noqa: F401
@@ -26,9 +26,13 @@ def in_session(url: str, fn: Callable[[Session], T]) -> T:
 
 
 def open_database(url: str) -> Database:
-    """The database at `url` with every table created."""
+    """The database at `url` at the schema's head revision: an empty one is created (with
+    the triggers that make sealed journals read-only), one made before migrations is
+    stamped, an older one raises `SchemaOutdated` naming `dispatch db upgrade`."""
     db = Database(url)
-    db.create_schema()
-    # Sealed journals, their amendments and their calls' events refuse UPDATE/DELETE.
-    seal.install_triggers(db.engine)
+    try:
+        migrations.ensure_current(db.engine)
+    except BaseException:
+        db.close()
+        raise
     return db

@@ -1,0 +1,230 @@
+"""Schema migrations (issue 12 item 5): the initial revision is today's schema, triggers
+included; a database filled before migrations existed is adopted with nothing lost; an
+older schema is refused by `serve` and brought to head by `dispatch db upgrade`. On
+SQLite always, on PostgreSQL when DISPATCH_TEST_PG_URL is set."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from dispatch import demo, migrations
+from dispatch.db import Database
+from logs import first_run, seal
+from schedules.plans import SHANGHAI
+from web.cli import main
+from web.schema import open_database
+
+PG_URL = os.environ.get("DISPATCH_TEST_PG_URL", "")
+NOW = datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)
+SQLITE_TRIGGERS = {
+    "journal_sealed_no_update", "journal_sealed_no_delete", "journal_amendment_no_update",
+    "journal_amendment_no_delete", "attendance_sealed_no_update", "attendance_sealed_no_delete",
+}  # fmt: skip
+PG_TRIGGERS = {
+    "journal_sealed_read_only", "journal_amendment_read_only", "attendance_sealed_read_only",
+    "journal_no_truncate", "journal_amendment_no_truncate", "attendance_event_no_truncate",
+}  # fmt: skip
+
+
+def wipe(url: str) -> None:
+    """Leave the database with nothing of ours (PostgreSQL's test database is shared)."""
+    engine = Database(url).engine
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+            for table in sa.inspect(conn).get_table_names():
+                conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not PG_URL, reason="DISPATCH_TEST_PG_URL is not set"))])  # fmt: skip
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'dispatch.db'}"
+        return
+    wipe(PG_URL)
+    yield PG_URL
+    wipe(PG_URL)
+
+
+def schema_differences(engine: sa.Engine) -> list[object]:
+    """What autogenerate would write for the database against the models: nothing, when
+    the revisions and the models agree."""
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(ctx, SQLModel.metadata))
+
+
+def triggers(engine: sa.Engine) -> set[str]:
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            sql = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+        else:
+            sql = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+        return {row[0] for row in conn.execute(sa.text(sql))}
+
+
+def counts(engine: sa.Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.execute(sa.text(f'SELECT count(*) FROM "{t}"')).scalar_one()
+                for t in sorted(migrations.initial_columns())}  # fmt: skip
+
+
+def fill_as_before_migrations(url: str) -> None:
+    """What `open_database` did before migrations (create_all + the sealing triggers),
+    then the demo district and two weeks of history with sealed journals."""
+    db = Database(url)
+    db.create_schema()
+    seal.install_triggers(db.engine)
+    with db.session() as s:
+        demo.load_demo(s, "district")
+    with db.session() as s:
+        first_run.load_history(s, weeks=2, now=NOW)
+    db.close()
+
+
+def test_an_empty_database_is_created_at_head_equal_to_the_models(url: str) -> None:
+    db = open_database(url)
+    try:
+        assert migrations.state(db.engine).at_head
+        assert schema_differences(db.engine) == []
+        expected = SQLITE_TRIGGERS if db.engine.dialect.name == "sqlite" else PG_TRIGGERS
+        assert triggers(db.engine) == expected
+    finally:
+        db.close()
+
+
+def test_the_initial_revision_is_what_create_all_made(url: str) -> None:
+    """Column for column, type for type: the revision against a create_all database."""
+    db = Database(url)
+    db.create_schema()
+    try:
+        with db.engine.connect() as conn:
+            made = {t: {c["name"]: str(c["type"]) for c in sa.inspect(conn).get_columns(t)}
+                    for t in migrations.initial_columns()}  # fmt: skip
+        assert set(made) == set(migrations.initial_columns())
+    finally:
+        db.close()
+    if url.startswith("sqlite"):
+        Path(url.removeprefix("sqlite:///")).unlink()
+    else:
+        wipe(url)
+    db = open_database(url)
+    try:
+        with db.engine.connect() as conn:
+            migrated = {t: {c["name"]: str(c["type"]) for c in sa.inspect(conn).get_columns(t)}
+                        for t in migrations.initial_columns()}  # fmt: skip
+        assert migrated == made
+    finally:
+        db.close()
+
+
+def test_a_database_filled_before_migrations_upgrades_with_nothing_lost(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fill_as_before_migrations(url)
+    db = Database(url)
+    before = counts(db.engine)
+    db.close()
+    assert before["journal"] > 10 and before["attendance_event"] > 100
+    assert main(["--db", url, "journal", "verify"]) == 0  # adopted on open: stamped
+
+    assert main(["--db", url, "db", "upgrade"]) == 0
+    assert f"already at {migrations.head()}" in capsys.readouterr().out
+    db = Database(url)
+    try:
+        assert migrations.state(db.engine).at_head
+        assert counts(db.engine) == before
+        assert schema_differences(db.engine) == []
+    finally:
+        db.close()
+    assert main(["--db", url, "journal", "verify"]) == 0
+    assert "ok:" in capsys.readouterr().out
+
+
+def test_db_upgrade_adopts_a_database_made_before_migrations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    db = Database(url)
+    db.create_schema()  # no triggers, no version: what create_all alone made
+    db.close()
+    assert main(["--db", url, "db", "status"]) == 0
+    assert "no version" in capsys.readouterr().out
+    assert main(["--db", url, "db", "upgrade"]) == 0
+    assert "upgraded from no version" in capsys.readouterr().out
+    db = Database(url)
+    try:
+        assert migrations.state(db.engine).at_head
+        assert triggers(db.engine) == SQLITE_TRIGGERS
+    finally:
+        db.close()
+
+
+def test_tables_that_are_not_the_initial_schema_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'odd.db'}"
+    db = Database(url)
+    db.create_schema()
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE journal_amendment"))
+    db.close()
+    assert main(["--db", url, "centres", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "no schema version" in err and "journal_amendment is missing" in err
+
+
+@pytest.fixture
+def newer_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The revisions of a later version of the code: today's, plus one adding a column."""
+    scripts = tmp_path / "migrations"
+    shutil.copytree(migrations.SCRIPTS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / "0002_centre_note.py").write_text(
+        '"""A later revision."""\n'
+        "import sqlalchemy as sa\nfrom alembic import op\n\n"
+        'revision = "0002"\ndown_revision = "0001"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        "def upgrade() -> None:\n"
+        '    with op.batch_alter_table("centre") as batch:\n'
+        '        batch.add_column(sa.Column("note", sa.String(), nullable=True))\n\n\n'
+        "def downgrade() -> None:\n"
+        '    with op.batch_alter_table("centre") as batch:\n'
+        '        batch.drop_column("note")\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(migrations, "SCRIPTS", scripts)
+    return "0002"
+
+
+def test_serve_refuses_an_older_schema_until_db_upgrade(
+    demo_settings: object, newer_code: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = demo_settings.db_url  # type: ignore[attr-defined]
+    db = Database(url)
+    before = counts(db.engine)
+    db.close()
+    assert main(["--db", url, "serve", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "at revision 0001" in err and "needs 0002" in err and "dispatch db upgrade" in err
+
+    assert main(["--db", url, "db", "upgrade"]) == 0
+    assert "upgraded from 0001 to 0002" in capsys.readouterr().out
+    db = open_database(url)  # now at head: opens
+    try:
+        assert counts(db.engine) == before
+        with db.engine.connect() as conn:
+            assert "note" in {c["name"] for c in sa.inspect(conn).get_columns("centre")}
+        assert triggers(db.engine) == SQLITE_TRIGGERS
+    finally:
+        db.close()
