@@ -209,7 +209,8 @@ class Amendment(Body):
 
 
 class Offer(Body):
-    """POST /api/v1/calls/{id}/sdp (read by web/offers.py, which bounds its size)."""
+    """POST /api/v1/calls/{id}/sdp, as documented; web/offers.py reads it itself (its
+    size capped before it is parsed, the SDP checked by web/sdp_checks.py)."""
 
     type: Literal["offer"]
     sdp: StrictStr

@@ -9,13 +9,14 @@ every operation in ROUTES is served.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from . import bodies
+from . import bodies, replies
 from .appkeys import SETTINGS
 
 ID: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": bodies.INT64_MAX}
@@ -59,6 +60,7 @@ class Op:
     path: str
     summary: str
     body: type[BaseModel] | None = None
+    reply: type[BaseModel] | None = None  # the success answer's model (else: an object)
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
     status: int = 200
     produces: tuple[str, ...] = ("application/json",)
@@ -70,30 +72,34 @@ class Op:
 ROUTES: list[Op] = [
     Op("get", "/api/v1/openapi.json", "This document.", public=True),
     Op("post", "/api/v1/auth/token", "Log in with a username and password; a bearer token, "
-       "shown once.", bodies.TokenRequest, status=201, extra_statuses=(429,), public=True),
+       "shown once.", bodies.TokenRequest, replies.TokenOut, status=201,
+       extra_statuses=(429,), public=True),
     Op("delete", "/api/v1/auth/token", "Revoke the bearer token this request carries."),
-    Op("get", "/api/v1/me", "The caller's account and scope."),
+    Op("get", "/api/v1/me", "The caller's account and scope.", reply=replies.MeOut),
     Op("post", "/api/v1/me/password", "Change one's own password; every login and token "
-       "of the account ends.", bodies.PasswordChange),
+       "of the account ends.", bodies.PasswordChange, replies.PasswordChanged),
     Op("post", "/api/v1/accounts/{username}/unlock", "Admin: clear the login throttle's "
-       "failures of a username."),
+       "failures of a username.", reply=replies.Unlocked),
     Op("get", "/api/v1/centers", "Centres in the caller's scope.", query={
         "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
         "offset": {"type": "integer", "minimum": 0, "maximum": 10**9},
         "level": {"type": "string", "enum": ["district", "town", "village"]},
-        "under": CODE, "q": TEXT}),
+        "under": CODE, "q": TEXT}, reply=replies.CentrePage),
     Op("get", "/api/v1/centers/export", "The centres as a file.",
        query={"format": {"type": "string", "enum": ["csv", "xlsx"]}, "under": CODE},
        produces=("text/csv", XLSX)),
     Op("post", "/api/v1/centers/import", "Import centres (admin); the file is the body.",
        consumes=("text/csv", XLSX), extra_statuses=(422,)),
-    Op("get", "/api/v1/centers/{code}", "One centre, its path and counts."),
-    Op("get", "/api/v1/centers/{code}/children", "A centre's children."),
+    Op("get", "/api/v1/centers/{code}", "One centre, its path and counts.",
+       reply=replies.CentreOut),
+    Op("get", "/api/v1/centers/{code}/children", "A centre's children.",
+       reply=replies.CentreList),
     Op("patch", "/api/v1/centers/{code}", "Change a centre's contacts or (from above) its "
-       "managed fields.", bodies.CentrePatch),
-    Op("get", "/api/v1/accounts", "Accounts in the caller's scope."),
+       "managed fields.", bodies.CentrePatch, replies.CentreOut),
+    Op("get", "/api/v1/accounts", "Accounts in the caller's scope.",
+       reply=replies.AccountList),
     Op("post", "/api/v1/accounts", "Add an account for a centre below the caller's.",
-       bodies.NewAccount, status=201),
+       bodies.NewAccount, replies.AccountOut, status=201),
     Op("get", "/api/v1/policy", "The policy in force.", query={"district": CODE}),
     Op("patch", "/api/v1/policy", "Change the policy (admin).", bodies.PolicyPatch,
        query={"district": CODE}),
@@ -163,8 +169,10 @@ def _path_names(path: str) -> list[str]:
 def _operation(op: Op) -> dict[str, Any]:
     error = {"description": "refused", "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}  # fmt: skip
+    json_schema = ({"$ref": f"#/components/schemas/{op.reply.__name__}"} if op.reply
+                   else {"type": "object"})  # fmt: skip
     success: dict[str, Any] = {"description": "done", "content": {
-        t: {"schema": {"type": "object"} if t == "application/json" else {}}
+        t: {"schema": json_schema if t == "application/json" else {}}
         for t in op.produces}}  # fmt: skip
     out: dict[str, Any] = {
         "summary": op.summary,
@@ -196,11 +204,13 @@ def _without_null_defaults(node: Any) -> Any:
     return node
 
 
+@lru_cache(maxsize=4)
 def document(public_url: str = "") -> dict[str, Any]:
-    """The whole OpenAPI 3.1 document."""
-    models = sorted({op.body for op in ROUTES if op.body is not None}, key=lambda m: m.__name__)
-    _, schemas = models_json_schema([(m, "validation") for m in models],
-                                    ref_template="#/components/schemas/{model}")  # fmt: skip
+    """The whole OpenAPI 3.1 document (built once per URL; callers do not change it)."""
+    models = {m for op in ROUTES for m in (op.body, op.reply) if m is not None}
+    _, schemas = models_json_schema(
+        [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
+        ref_template="#/components/schemas/{model}")  # fmt: skip
     components = {**_without_null_defaults(schemas.get("$defs", {})), "Error": ERROR_SCHEMA}
     paths: dict[str, dict[str, Any]] = {}
     for op in ROUTES:
