@@ -132,8 +132,8 @@ class Settings:
     max_connections_per_address: int = _setting(  # type: ignore[assignment]
         100,
         "DISPATCH_MAX_CONNECTIONS_PER_ADDRESS",
-        "Connections one client address may hold open at once; one more is closed at once "
-        "(behind a reverse proxy every client shares its address: raise it there).",
+        "Connections one client address may hold open at once; one more is closed at once. "
+        "A proxy in DISPATCH_TRUSTED_PROXIES is not capped (it carries every client).",
     )
     default_lang: str = _setting(  # type: ignore[assignment]
         "zh", "DISPATCH_LANG", "Language when the browser states none: zh or en."

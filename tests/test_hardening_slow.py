@@ -114,3 +114,16 @@ async def test_one_address_holds_a_bounded_number_of_connections(
             continue
         break
     assert status == 200
+
+
+async def test_a_trusted_proxy_is_not_capped(aiohttp_client, demo_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    settings = demo_settings.with_(max_connections_per_address=2, trusted_proxies="127.0.0.1",
+                                   scheduler=False)  # fmt: skip
+    client = await aiohttp_client(create_app(settings))
+    held = [await connect(client) for _ in range(4)]
+    for reader, writer in held:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+        assert head.startswith(b"HTTP/1.1 200")
+    for _, writer in held:
+        writer.close()

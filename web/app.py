@@ -95,7 +95,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     guard.install(app, header_timeout=settings.header_timeout,
                   body_timeout=settings.body_timeout,
-                  per_address=settings.max_connections_per_address)  # fmt: skip
+                  per_address=settings.max_connections_per_address,
+                  trusted=settings.trusted_proxies)  # fmt: skip
     app[SETTINGS] = settings
     app[SECRET] = secret
     app[TEMPLATES] = make_templates()

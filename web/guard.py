@@ -8,7 +8,9 @@ each connection before aiohttp parses them:
   first byte (of the connection's opening, for its first request);
 - a body announced by Content-Length, or sent chunked, must be complete within
   `body_timeout` seconds of the end of its headers;
-- one address holds at most `per_address` connections; one more is closed at once.
+- one address holds at most `per_address` connections; one more is closed at once. A
+  trusted reverse proxy (DISPATCH_TRUSTED_PROXIES) carries every client's connections
+  and is not capped: the cap is the proxy's to keep there.
 
 Invariants: a connection the guard closes is logged in one line (address and why) and
 never reaches a handler half-read; an upgraded connection (a WebSocket) is not watched
@@ -29,6 +31,8 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
+from .remote import is_trusted
+
 log = logging.getLogger(__name__)
 
 HEADER_END = b"\r\n\r\n"
@@ -46,7 +50,11 @@ class Guard:
     header_timeout: float
     body_timeout: float
     per_address: int
+    trusted: str = ""  # DISPATCH_TRUSTED_PROXIES: peers not capped
     open: Counter[str] = field(default_factory=Counter)
+
+    def capped(self, peer: str) -> bool:
+        return self.open[peer] >= self.per_address and not is_trusted(peer, self.trusted)
 
 
 class GuardedHandler(RequestHandler):
@@ -69,7 +77,7 @@ class GuardedHandler(RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
         self._peer = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
-        if self.guard.open[self._peer] >= self.guard.per_address:
+        if self.guard.capped(self._peer):
             log.warning("refused a connection from %s: it has %d open (the limit)",
                         self._peer, self.guard.open[self._peer])  # fmt: skip
             transport.close()  # never handed to aiohttp: nothing of it to clean up
@@ -169,9 +177,9 @@ class GuardedHandler(RequestHandler):
 
 
 def install(app: web.Application, *, header_timeout: float, body_timeout: float,
-            per_address: int) -> None:  # fmt: skip
+            per_address: int, trusted: str = "") -> None:  # fmt: skip
     """Make every server of `app` (`web.run_app`, test servers) use the guard."""
-    guard = Guard(header_timeout, body_timeout, per_address)
+    guard = Guard(header_timeout, body_timeout, per_address, trusted)
     handler_cls = type("GuardedHandler", (GuardedHandler,), {"guard": guard})
 
     class GuardedServer(Server):

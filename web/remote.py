@@ -38,6 +38,12 @@ def _trusted(address: str, nets: tuple[Network, ...]) -> bool:
     return any(ip in net for net in nets)
 
 
+def is_trusted(address: str, setting: str) -> bool:
+    """Whether `address` is one of the proxies DISPATCH_TRUSTED_PROXIES names."""
+    nets = trusted_networks(setting)
+    return bool(nets) and _trusted(address, nets)
+
+
 def client_address(request: web.Request, trusted: str) -> str:
     peer = request.remote or "?"
     nets = trusted_networks(trusted)
