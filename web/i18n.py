@@ -30,7 +30,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "rota.day_off": ("休息日", "day off"),
     "rota.not_planned": ("建周前已过", "not planned (built mid-week)"),
     "rota.console": ("坐席", "Console"),
-    "rota.and_more": ("等%d个", "+%d more"),
     "rota.hidden": ("抽查·不预告", "spot check · unannounced"),
     "rota.revision": ("版本", "Revision"),
     "rota.slots": ("个时段", "slots"),
