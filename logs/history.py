@@ -375,9 +375,10 @@ def _week_to_play(
     else:
         # Played already (or an exempt week, with nothing to play): a slot that has been
         # closed or held, or a call made in one of its slots.
+        # Slots a rebuild dropped (cancelled) were never played: they count for nothing.
         n_slots, touched = session.exec(
             select(func.count(), func.count().filter(RotaSlot.status != plans.PLANNED)).where(
-                RotaSlot.week_id == record.id
+                RotaSlot.week_id == record.id, RotaSlot.status != plans.CANCELLED
             )
         ).one()
         has_calls = session.exec(
@@ -392,7 +393,7 @@ def _week_to_play(
         select(RotaSlot.id, RotaSlot.uid, RotaSlot.kind, RotaSlot.caller_code, RotaSlot.callees,
                RotaSlot.start, RotaSlot.end, RotaSlot.console, RotaSlot.hidden,
                RotaSlot.makeup_of)
-        .where(RotaSlot.week_id == record.id)
+        .where(RotaSlot.week_id == record.id, RotaSlot.status != plans.CANCELLED)
         .order_by(col(RotaSlot.start), col(RotaSlot.caller_code), col(RotaSlot.console),
                   col(RotaSlot.uid))
     ).all()  # fmt: skip
