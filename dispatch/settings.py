@@ -138,6 +138,18 @@ class Settings:
     default_lang: str = _setting(  # type: ignore[assignment]
         "zh", "DISPATCH_LANG", "Language when the browser states none: zh or en."
     )
+    backup_dir: str = _setting(  # type: ignore[assignment]
+        "",
+        "DISPATCH_BACKUP_DIR",
+        "Folder the nightly backup (02:30 Asia/Shanghai) is written to. Empty: "
+        "DATA_DIR/backups.",
+    )
+    backup_keep: int = _setting(  # type: ignore[assignment]
+        14,
+        "DISPATCH_BACKUP_KEEP",
+        "Nightly backups kept; older ones are deleted after each new one. 0: no nightly "
+        "backup.",
+    )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -157,6 +169,10 @@ class Settings:
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    @property
+    def backup_path(self) -> Path:
+        return Path(self.backup_dir) if self.backup_dir else self.data_path / "backups"
 
     def session_key(self) -> bytes:
         """The cookie key: the setting, else DATA_DIR/secret.key (created 0600 once)."""

@@ -44,6 +44,12 @@ def wipe(url: str) -> None:
             conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
             for table in sa.inspect(conn).get_table_names():
                 conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
+            for fn in (
+                "dispatch_refuse",
+                "dispatch_refuse_sealed_event",
+                "dispatch_refuse_truncate",
+            ):
+                conn.execute(sa.text(f"DROP FUNCTION IF EXISTS {fn}() CASCADE"))
     engine.dispose()
 
 

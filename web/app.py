@@ -11,6 +11,7 @@ from aiohttp import web
 from dispatch.events import EventBus
 from dispatch.settings import Settings
 from logs import report_jobs
+from schedules import backup_job
 from schedules.jobs import WeekScheduler
 
 from . import (
@@ -62,6 +63,7 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     scheduler = WeekScheduler(app[DB], app[BUS])
     await scheduler.start()
     report_jobs.install(scheduler)
+    backup_job.install(scheduler, app[SETTINGS])  # nightly, with retention
     await report_jobs.catch_up(scheduler)
     app[SCHEDULER] = scheduler
     yield
