@@ -63,7 +63,8 @@ class Settings:
     public_url: str = _setting(  # type: ignore[assignment]
         "http://localhost:8080",
         "DISPATCH_PUBLIC_URL",
-        "The address users reach the server at; used in calendar feeds and join links.",
+        "The address users reach the server at; used in calendar feeds, join links and the "
+        "Origin check (a page of another origin cannot change state or open a WebSocket).",
     )
     ice_hosts: str = _setting(  # type: ignore[assignment]
         "",

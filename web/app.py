@@ -21,6 +21,7 @@ from . import (
     calls,
     console,
     guard,
+    headers,
     issues,
     journals,
     live,
@@ -70,21 +71,12 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
     scheduler.shutdown()
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    resp = await handler(request)
-    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-    resp.headers.setdefault("X-Frame-Options", "DENY")
-    resp.headers.setdefault("Referrer-Policy", "same-origin")
-    return resp
-
-
 def create_app(settings: Settings) -> web.Application:
     secret = settings.session_key()  # read (or created) once, not per request
     app = web.Application(
         middlewares=[
-            security_headers,
             error_middleware,
+            headers.origin_middleware(settings.public_url),
             session_middleware(
                 secret,
                 cookie_name=SESSION_COOKIE,
@@ -99,6 +91,7 @@ def create_app(settings: Settings) -> web.Application:
                   body_timeout=settings.body_timeout,
                   per_address=settings.max_connections_per_address,
                   trusted=settings.trusted_proxies)  # fmt: skip
+    app.on_response_prepare.append(headers.add_headers)
     app[SETTINGS] = settings
     app[SECRET] = secret
     app[TEMPLATES] = make_templates()
