@@ -1,4 +1,6 @@
-"""The `dispatch` command line: exit codes, messages, and a real `serve`."""
+"""The `dispatch` command line: exit codes, messages, and a real `serve`. Tests that
+need the demo district start from a copy of the session's (`demo_settings`);
+`demo load` itself is tested on an empty database."""
 
 from __future__ import annotations
 
@@ -58,10 +60,10 @@ def test_bad_codes_and_databases_exit_2(settings: Settings, capsys) -> None:  # 
     assert "unsupported database" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("demo_settings")  # the demo district in settings.db_url
 def test_import_reports_the_bad_row_and_imports_nothing(
     settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(settings, "demo", "load") == 0
     exported = tmp_path / "all.csv"
     assert run(settings, "centers", "export", str(exported)) == 0
     capsys.readouterr()
@@ -90,8 +92,8 @@ def test_import_reports_the_bad_row_and_imports_nothing(
     assert "--format" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("demo_settings")  # the demo district in settings.db_url
 def test_users_add(settings: Settings, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    assert run(settings, "demo", "load") == 0
     args = (
         "users",
         "add",
@@ -142,8 +144,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.usefixtures("demo_settings")  # the demo district in settings.db_url
 def test_serve_prints_the_login_url_and_demo_logins(settings: Settings) -> None:
-    assert run(settings, "demo", "load") == 0
     port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
@@ -183,8 +185,8 @@ def test_serve_prints_the_login_url_and_demo_logins(settings: Settings) -> None:
             proc.stdout.close()
 
 
+@pytest.mark.usefixtures("demo_settings")  # the demo district in settings.db_url
 def test_demo_history(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(settings, "demo", "load") == 0
     assert run(settings, "demo", "history", "--weeks", "2", "--end-week", "2026-W46") == 0
     assert "调度 calls:" in capsys.readouterr().out  # a readable summary
     assert run(settings, "demo", "history", "--weeks", "0") == 2

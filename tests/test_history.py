@@ -63,12 +63,8 @@ def generated(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     db.close()
 
 
-def test_six_weeks_generate(demo_settings: Settings) -> None:
-    db = open_database(demo_settings.db_url)
-    try:
-        summary = _generate(db)
-    finally:
-        db.close()
+def test_six_weeks_generate(generated: Generated) -> None:
+    summary = generated.summary
     assert summary.weeks == WEEKS and summary.districts == 1 and summary.rota_weeks == WEEKS
     assert summary.calls > 1000 and summary.events > 20 * summary.calls // 2
     assert 12 <= summary.issues <= 36  # 2–6 a week, none in the exempt week
