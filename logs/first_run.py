@@ -92,8 +92,11 @@ def load_history(
     span = [last]
     while len(span) < weeks:
         span.insert(0, span[0].previous())
+    say = progress or (lambda _line: None)
+    say("签发封存调度日志 / signing and sealing the districts' journals …")
     sealed = _seal(session, span[0], last)
     session.commit()
+    say(f"已封存 {sealed} / sealed {sealed}; 生成存档报告 / storing the reports …")
     weekly = monthly = 0
     cal = workdays.load_calendar(session)
     slots = 0

@@ -192,7 +192,8 @@ def cmd_demo_load(args: argparse.Namespace, settings: Settings) -> int:
             print(f"demo: playing out the {args.history_weeks} weeks before this one …",
                   flush=True)  # fmt: skip
             with db.session() as s:
-                lived = first_run.load_history(s, weeks=args.history_weeks)
+                lived = first_run.load_history(s, weeks=args.history_weeks,
+                                               progress=lambda line: print(line, flush=True))
             print("\n".join(lived.lines()))
         with db.session() as s:
             for role, username, password, name in demo.demo_credentials(s):
