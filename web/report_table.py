@@ -69,7 +69,7 @@ def weekly_table(report: WeeklyReport) -> str:
     summary = (f"应调度 required {report.required}  已覆盖 covered {report.covered}  "
                f"覆盖率 coverage {_pct(report.coverage_pct)}")  # fmt: skip
     if report.pending is not None:
-        summary += f"  待调度 pending {report.pending}"
+        summary += f" (至今 so far)  待调度 pending {report.pending}"
     lines += [summary, f"补调度 make-ups used: {report.makeups_used}"]
     missed = {k: v for k, v in (report.missed_by_reason or {}).items() if v}
     if missed:
