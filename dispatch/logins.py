@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from sqlalchemy import delete, or_
 from sqlmodel import Field, Session, SQLModel, col, select, update
 
 from . import accounts
@@ -37,8 +38,19 @@ def _digest(sid: str) -> str:
     return hashlib.sha256(sid.encode()).hexdigest()
 
 
-def start(session: Session, account_id: int) -> str:
-    """Open a login for the account; the id to put in its cookie (shown only here)."""
+def start(session: Session, account_id: int, max_age: int) -> str:
+    """Open a login for the account; the id to put in its cookie (shown only here).
+
+    The account's rows that can no longer admit anyone — ended, or older than a cookie
+    lives (`max_age`, the session lifetime) — go first, so the table stays as small as
+    the logins in use."""
+    cutoff = utcnow() - timedelta(seconds=max_age)
+    session.exec(  # type: ignore[call-overload]
+        delete(Login).where(
+            col(Login.account_id) == account_id,
+            or_(col(Login.ended_at).is_not(None), col(Login.created_at) < cutoff),
+        )
+    )
     sid = secrets.token_urlsafe(32)
     session.add(Login(account_id=account_id, sid_sha256=_digest(sid)))
     session.flush()

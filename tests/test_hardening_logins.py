@@ -10,9 +10,11 @@ from collections.abc import Callable
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlmodel import select
 
-from dispatch import accounts, demo, passwords
-from dispatch.errors import InvalidInput
+from dispatch import accounts, demo, logins, passwords
+from dispatch.db import Database
+from dispatch.errors import InvalidInput, NotAuthenticated
 from dispatch.settings import Settings
 from web.app import create_app
 from web.throttle import LoginThrottle
@@ -191,3 +193,18 @@ def test_the_throttle_backs_off_instead_of_locking_out() -> None:
     assert throttle.attempt("511703001000", "10.0.0.2")  # another address is not slowed
     throttle.succeeded("511703001000", "10.0.0.1")
     assert throttle.retry_after("511703001000", "10.0.0.1") == 0
+
+
+def test_the_login_table_keeps_only_logins_in_use(db: Database) -> None:
+    with db.session() as s:
+        account = accounts.create_account(s, username="pruned", password="纠纷排查-pruned-1",
+                                          role="admin", centre_code=None)  # fmt: skip
+        kept = logins.start(s, account.id or 0, 3600)
+        ended = logins.start(s, account.id or 0, 3600)
+        logins.end(s, ended)
+        logins.start(s, account.id or 0, 3600)  # prunes the ended one
+        rows = s.exec(select(logins.Login)).all()
+        assert len(rows) == 2 and all(r.ended_at is None for r in rows)
+        assert logins.account_for(s, account.id or 0, kept).username == "pruned"
+        with pytest.raises(NotAuthenticated):
+            logins.account_for(s, account.id or 0, ended)

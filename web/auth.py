@@ -176,7 +176,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         log.info("login failed for %r from %s", username, remote)
         return render(request, "login.html", status=401, next=target, failed="login.failed")
     throttle.succeeded(username, remote)
-    sid = await request.app[DB].write(logins.start, account.id)
+    max_age = request.app[SETTINGS].session_max_age
+    sid = await request.app[DB].write(logins.start, account.id, max_age)
     # A fresh session on login: an old cookie (and its CSRF token) cannot be fixed upon us.
     session = get_session(request)
     session.renew()
