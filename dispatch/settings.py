@@ -80,6 +80,25 @@ class Settings:
         "stun:stun.example.cn:3478 or turn:user:pass@turn.example.cn:3478. Empty: none "
         "(never a public fallback).",
     )
+    turn_urls: str = _setting(  # type: ignore[assignment]
+        "",
+        "DISPATCH_TURN_URLS",
+        "Space-separated TURN URLs of the relay (coturn with use-auth-secret), e.g. "
+        "turn:turn.example.cn:3478?transport=udp turn:turn.example.cn:3478?transport=tcp. "
+        "Pages, WHIP publishers and the server's peers get credentials for them.",
+    )
+    turn_secret: str = _setting(  # type: ignore[assignment]
+        "",
+        "DISPATCH_TURN_SECRET",
+        "The static-auth-secret shared with coturn; TURN credentials (TURN REST API "
+        "scheme) are derived from it. Required with DISPATCH_TURN_URLS.",
+    )
+    turn_ttl: int = _setting(  # type: ignore[assignment]
+        3600,
+        "DISPATCH_TURN_TTL",
+        "Seconds a TURN credential handed to a page or WHIP publisher stays valid (a page "
+        "asks for a new one before each connection).",
+    )
     video_codec: str = _setting(  # type: ignore[assignment]
         "VP8",
         "DISPATCH_VIDEO_CODEC",
@@ -270,6 +289,10 @@ def ice_settings(settings: Settings) -> Any:
             auth, _, rest = rest.rpartition("@")
             user, _, password = auth.partition(":")
         servers.append(IceServer((f"{scheme}:{rest}",), user or None, password or None))
+    from . import turn
+
+    for relay in turn.for_server(settings):  # long-lived: workers get these once
+        servers.append(IceServer(tuple(relay["urls"]), relay["username"], relay["credential"]))
     try:
         return IceSettings(host_addresses=hosts, ice_servers=tuple(servers))
     except ValueError as exc:

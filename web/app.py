@@ -27,8 +27,10 @@ from . import (
     live,
     openapi,
     pages,
+    remote,
     reports,
     rota,
+    turn,
     whip,
 )
 from .appkeys import BUS, DB, SCHEDULER, SECRET, SETTINGS, TEMPLATES, THROTTLE
@@ -76,6 +78,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
             error_middleware,
+            remote.forwarded_middleware(settings.trusted_proxies),  # before the Origin check
             headers.origin_middleware(settings.public_url),
             session_middleware(
                 secret,
@@ -117,6 +120,7 @@ def create_app(settings: Settings) -> web.Application:
             *calls.routes(),
             *console.routes(),
             *whip.routes(),
+            *turn.routes(),
             *issues.routes(),
             *journals.routes(),
             *reports.routes(),

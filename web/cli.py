@@ -19,7 +19,7 @@ from dispatch.errors import DispatchError, ImportRejected, InvalidInput
 from dispatch.settings import DEFAULT_DB, Settings
 from logs import first_run
 
-from . import cli_db, cli_logs, cli_schedules
+from . import cli_db, cli_deploy, cli_logs, cli_schedules
 from .schema import in_session, open_database
 
 EXIT_USAGE = 2
@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_logs.register(sub, common)
     cli_logs.register_reports(sub, common)
     cli_db.register(sub, common)
+    cli_deploy.register(sub, common)
     return parser
 
 

@@ -116,6 +116,8 @@ ROUTES: list[Op] = [
        bodies.CallLaunch, status=201),
     Op("get", "/api/v1/calls/{call_id}", "A call's state."),
     Op("get", "/api/v1/calls/{call_id}/media", "The operator's media slots and tiles."),
+    Op("get", "/api/v1/calls/{call_id}/ice",
+       "ICE servers for a participant's next connection, with fresh TURN credentials."),
     Op("post", "/api/v1/calls/{call_id}/accept", "Accept an invitation."),
     Op("post", "/api/v1/calls/{call_id}/decline", "Decline an invitation."),
     Op("post", "/api/v1/calls/{call_id}/end", "End a call (calling side)."),

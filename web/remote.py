@@ -57,3 +57,26 @@ def client_address(request: web.Request, trusted: str) -> str:
             except ValueError:
                 return peer  # garbage where the client should be: key on the proxy
     return peer
+
+
+def forwarded_scheme(request: web.Request, trusted: str) -> str:
+    """The scheme the client used: X-Forwarded-Proto's last value when the peer is a
+    trusted proxy (the hop our own proxy set), else the connection's own."""
+    if not is_trusted(request.remote or "", trusted):
+        return request.scheme
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
+    return proto if proto in ("http", "https") else request.scheme
+
+
+def forwarded_middleware(trusted: str):  # type: ignore[no-untyped-def]
+    """Behind a trusted TLS proxy, handlers and the Origin check see ``https``: the
+    request is cloned with the client's scheme before anything else reads it."""
+
+    @web.middleware
+    async def use_forwarded(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        scheme = forwarded_scheme(request, trusted)
+        if scheme != request.scheme:
+            request = request.clone(scheme=scheme)
+        return await handler(request)
+
+    return use_forwarded

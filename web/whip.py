@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from dispatch import turn
 from dispatch.errors import InvalidInput, NotAuthenticated, NotAuthorised, NotFound
 from dispatch.settings import Settings
 
@@ -50,26 +51,26 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def ice_links(settings: Settings) -> list[str]:
-    """One `Link` value per configured STUN/TURN URL (RFC 9725 §4.6): TURN servers with
-    their username and credential, as the publisher needs them to relay."""
+def ice_links(settings: Settings, centre: str = "") -> list[str]:
+    """One `Link` value per STUN/TURN URL (RFC 9725 §4.6): the configured servers, then
+    DISPATCH_TURN_URLS with a fresh credential for the publisher's centre
+    (dispatch/turn.py); TURN servers with their username and credential."""
     links = []
-    for url in settings.ice_servers.split():
-        scheme, _, rest = url.partition(":")
-        user = password = None
-        if "@" in rest:
-            credentials, _, rest = rest.rpartition("@")
-            user, _, password = credentials.partition(":")
-        value = f'<{quote(f"{scheme}:{rest}", safe=":/?=&.-_[]")}>; rel="ice-server"'
-        if user:
-            value += f"; username={_quoted(user)}; credential={_quoted(password or '')}"
-            value += '; credential-type="password"'
-        links.append(value)
+    for server in turn.for_client(settings, centre)[0]:
+        for url in server["urls"]:
+            value = f'<{quote(url, safe=":/?=&.-_[]")}>; rel="ice-server"'
+            if server.get("username"):
+                value += f'; username={_quoted(server["username"])}'
+                value += f'; credential={_quoted(server.get("credential") or "")}'
+                value += '; credential-type="password"'
+            links.append(value)
     return links
 
 
-def _with_links(response: web.StreamResponse, settings: Settings) -> web.StreamResponse:
-    for link in ice_links(settings):
+def _with_links(
+    response: web.StreamResponse, settings: Settings, centre: str
+) -> web.StreamResponse:
+    for link in ice_links(settings, centre):
         response.headers.add("Link", link)
     return response
 
@@ -90,7 +91,7 @@ async def publish(request: web.Request) -> web.StreamResponse:
             "ETag": '"' + hashlib.sha256(answer.encode()).hexdigest()[:16] + '"',
         },
     )
-    return _with_links(response, request.app[SETTINGS])
+    return _with_links(response, request.app[SETTINGS], centre)
 
 
 async def options(request: web.Request) -> web.StreamResponse:
@@ -101,8 +102,8 @@ async def options(request: web.Request) -> web.StreamResponse:
         status=204, headers={"Allow": ALLOW_ENDPOINT, "Accept-Post": SDP}
     )  # fmt: skip
     if bearer_token(request) is not None:
-        _token_centre(request, call_id)  # 401/403 for a token that is not this call's
-        _with_links(response, request.app[SETTINGS])
+        centre = _token_centre(request, call_id)  # 401/403: a token not this call's
+        _with_links(response, request.app[SETTINGS], centre)
     return response
 
 

@@ -255,7 +255,10 @@ async function connect() {
     document.getElementById("self").srcObject = state.stream;
   }
   const stream = state.stream;
-  const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
+  // Asked before every connection: a TURN credential is short-lived (dispatch/turn.py).
+  const { iceServers } = await api("GET", `/api/v1/calls/${callId}/ice`);
+  if (generation !== state.generation) return;
+  const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", iceServers });
   state.pc = pc;
   window.dispatchPeer = pc; // for tests: getStats()
   const [video] = stream.getVideoTracks();
