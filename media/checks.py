@@ -36,10 +36,11 @@ Defaults, and why (measured on this machine, OpenCV 4.14, aiortc 1.16):
   small faces matter more than CPU. Black frames count 0 faces without the cascade.
 
 CPU cost of one `check()` of a 640x480 frame with a face, on this 2-core machine: ~30 ms
-wall (`tests/bench/checks.py`, beside one VP8 decode; 60-200 ms while other processes
-keep the cores busy) and 55-95 ms of CPU: OpenCV spreads the cascade over both cores (with one thread
-it is ~55 ms wall). The signature is < 1 ms; the rest is the cascade. At one sample a
-second that is ~6% of a core per participant; with `faces_every=5` about 1.3%. One
+wall (`tests/bench/checks.py`, beside one VP8 decode; 60-200 ms while other
+processes keep the cores busy) and 55-95 ms of CPU: OpenCV spreads the cascade over both
+cores (with one thread it is ~55 ms wall). The signature is < 1 ms; the rest is the
+cascade. At one sample a second that is ~6% of a core per participant; with
+`faces_every=5` (what a call uses, dispatch/conference.py) about 1.3%. One
 cascade serves the process and runs one frame at a time (see `_SharedCascade`), so face
 counts top out near 30 frames a second per process.
 """
