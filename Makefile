@@ -20,12 +20,16 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 # Debian packages the tests need: Chromium for the browser tests (never a downloaded
 # browser), a CJK font so PDFs show Chinese, ip/tc and nft for the weak-link test's
-# network namespace (tests/test_browser_weak_link.py).
+# network namespace (tests/test_browser_weak_link.py), nginx and coturn for the
+# deployment tests (tests/test_deploy_*.py; started from generated files, never the
+# system services).
 system-deps:
 	@missing=""; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	test -x /usr/sbin/tc || missing="$$missing iproute2"; \
 	test -x /usr/sbin/nft || missing="$$missing nftables"; \
+	test -x /usr/sbin/nginx || missing="$$missing nginx"; \
+	test -x /usr/bin/turnserver || missing="$$missing coturn"; \
 	fc-list :lang=zh-cn 2>/dev/null | grep -q . || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
