@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -232,5 +234,28 @@ def test_serve_refuses_an_older_schema_until_db_upgrade(
         with db.engine.connect() as conn:
             assert "note" in {c["name"] for c in sa.inspect(conn).get_columns("centre")}
         assert triggers(db.engine) == SQLITE_TRIGGERS
+    finally:
+        db.close()
+
+
+def test_two_processes_opening_one_empty_database_create_it_once(url: str) -> None:
+    """The schema lock (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL): the
+    second process waits, then finds the first one's schema instead of failing."""
+    argv = [sys.executable, "-m", "web.cli", "--db", url, "centres", "list"]
+    root = Path(__file__).resolve().parent.parent
+    procs = [subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]  # fmt: skip
+    results = [(p.wait(timeout=100), p.stderr.read() if p.stderr else b"") for p in procs]
+    for p in procs:
+        for stream in (p.stdout, p.stderr):
+            if stream:
+                stream.close()
+    assert [code for code, _ in results] == [0, 0], results
+    db = Database(url)
+    try:
+        with db.engine.connect() as conn:
+            versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+        assert [v[0] for v in versions] == [migrations.head()]
+        assert schema_differences(db.engine) == []
     finally:
         db.close()

@@ -15,6 +15,9 @@ Invariants:
 from __future__ import annotations
 
 import functools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,10 @@ from ..errors import DispatchError
 SCRIPTS = Path(__file__).resolve().parent
 INITIAL = "0001"
 UPGRADE_COMMAND = "dispatch db upgrade"
+_LOCK_KEY = 0x70696E67616E  # "pingan": the advisory lock of schema changes
+# Alembic's `op` and `context` are module globals: one migration run at a time in a
+# process (threads included). Taken before any database lock, never inside one.
+_RUNNING = threading.RLock()
 
 
 class SchemaOutdated(DispatchError):
@@ -68,16 +75,26 @@ def config(connection: Connection, target_metadata: Any = None) -> Config:
 
 
 def head() -> str:
-    script = ScriptDirectory(str(SCRIPTS))
-    found = script.get_current_head()
-    assert found is not None, "dispatch/migrations/versions holds no revision"
-    return found
+    return _head(str(SCRIPTS))
 
 
 @functools.cache
+def _head(scripts: str) -> str:
+    # Cached: reading the revisions compiles every one of them (one process, one head).
+    found = ScriptDirectory(scripts).get_current_head()
+    assert found is not None, f"{scripts}/versions holds no revision"
+    return found
+
+
 def initial_columns() -> dict[str, frozenset[str]]:
     """Table → column names of the initial revision, read from the revision itself run
     on an in-memory SQLite database (so the check cannot drift from the revision)."""
+    with _RUNNING:
+        return _initial_columns()
+
+
+@functools.cache
+def _initial_columns() -> dict[str, frozenset[str]]:
     engine = sa.create_engine("sqlite://", poolclass=StaticPool)
     try:
         with engine.begin() as conn:
@@ -110,13 +127,57 @@ def _state(conn: Connection) -> SchemaState:
     return SchemaState(current, head(), frozenset(present))
 
 
+@contextmanager
+def _locked(engine: Engine, *, foreign_keys_off: bool = False) -> Iterator[Connection]:
+    """One real transaction holding the database's write lock, DDL included; committed
+    when the block returns. Two processes opening one database thus create or upgrade it
+    once: the second waits, then sees the first one's schema.
+
+    pysqlite never begins a transaction before DDL (each CREATE would commit, and fsync,
+    on its own, and a failure would leave half a schema), so on SQLite the connection is
+    put in autocommit mode and BEGIN IMMEDIATE is sent by hand; PostgreSQL has
+    transactional DDL and takes an advisory lock."""
+    with engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            with conn.begin():
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+                yield conn
+            return
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        legacy = raw.isolation_level  # type: ignore[attr-defined]
+        raw.isolation_level = None  # type: ignore[attr-defined]
+        try:
+            if foreign_keys_off:
+                # A batch migration copies a table and drops the old one; with foreign
+                # keys on, that drop would cascade or fail. SQLite honours the pragma
+                # only outside a transaction; the keys are checked before the commit.
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                if foreign_keys_off and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
+                    raise SchemaUnknown("the upgrade broke a foreign key; nothing was changed")
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+        finally:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
+            raw.isolation_level = legacy  # type: ignore[attr-defined]
+
+
 def ensure_current(engine: Engine) -> SchemaState:
     """Create an empty database at head, adopt a pre-migration one, refuse an old one."""
-    with engine.begin() as conn:
-        found = _state(conn)
-        if found.empty or found.current is None:
-            _to_head_or_adopt(conn, found)
+    with engine.connect() as conn:
+        found = _state(conn)  # the common case, at head, takes no lock
+    if found.empty or found.current is None:
+        with _RUNNING, _locked(engine) as conn:
             found = _state(conn)
+            if found.empty or found.current is None:
+                _to_head_or_adopt(conn, found)
+                found = _state(conn)
     if not found.at_head:
         raise SchemaOutdated(
             f"the database schema is at revision {found.current}, this version of the "
@@ -161,28 +222,12 @@ def _adopt(conn: Connection) -> None:
 
 def upgrade(engine: Engine) -> tuple[SchemaState, str]:
     """`dispatch db upgrade`: adopt a pre-migration database, then run every revision
-    after its version. Returns the state before and the version after."""
-    with engine.connect() as conn:
-        sqlite = conn.dialect.name == "sqlite"
-        if sqlite:
-            # A batch migration copies a table and drops the old one; with foreign keys
-            # on, that drop would cascade or fail. Off for the upgrade (outside any
-            # transaction, where SQLite honours it), checked after, on again before the
-            # connection goes back to the pool.
-            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            conn.commit()
-        try:
-            with conn.begin():
-                before = _state(conn)
-                if before.empty or before.current is None:
-                    _to_head_or_adopt(conn, before)
-                command.upgrade(config(conn), "head")
-                after = _state(conn)
-                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
-                    raise SchemaUnknown("the upgrade broke a foreign key; nothing was changed")
-        finally:
-            if sqlite:
-                conn.rollback()
-                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-                conn.commit()
+    after its version, all in one transaction. Returns the state before and the
+    version after."""
+    with _RUNNING, _locked(engine, foreign_keys_off=True) as conn:
+        before = _state(conn)
+        if before.empty or before.current is None:
+            _to_head_or_adopt(conn, before)
+        command.upgrade(config(conn), "head")
+        after = _state(conn)
     return before, after.current or ""
