@@ -88,16 +88,16 @@ def running(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 async def until_listening(port: int, proc: subprocess.Popen[bytes], log: Path,
-                          within: float = 20.0) -> None:  # fmt: skip
-    """Waits for a TCP listener on 127.0.0.1:port; fails with the program's log if it
-    exits or never listens."""
+                          within: float = 20.0, host: str = "127.0.0.1") -> None:  # fmt: skip
+    """Waits for a TCP listener on host:port; fails with the program's log if it exits
+    or never listens."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
         if proc.poll() is not None:
             pytest.fail(f"{proc.args!r} exited {proc.returncode}:\n{_tail(log)}")
         try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            _, writer = await asyncio.open_connection(host, port)
         except OSError:
             if loop.time() > deadline:
                 pytest.fail(f"nothing listens on {port}:\n{_tail(log)}")
