@@ -233,6 +233,10 @@ class Conference:
             return None
         return live.room.worker.pid
 
+    def rooms(self) -> tuple[Room | RemoteRoom, ...]:
+        """The media room of every live call (from its first join until it ends)."""
+        return tuple(live.room for live in self._live.values())
+
     def present(self, call_id: int) -> tuple[str, ...]:
         live = self._live.get(call_id)
         return live.room.participants if live else ()

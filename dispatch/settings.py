@@ -170,6 +170,29 @@ class Settings:
         "Nightly backups kept; older ones are deleted after each new one. 0: no nightly "
         "backup.",
     )
+    log_level: str = _setting(  # type: ignore[assignment]
+        "INFO",
+        "DISPATCH_LOG_LEVEL",
+        "Lowest level of log line written: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+    )
+    log_format: str = _setting(  # type: ignore[assignment]
+        "text",
+        "DISPATCH_LOG_FORMAT",
+        "text: one plain line per record; json: one JSON object per line (time, level, "
+        "logger, message, pid, exc). Tokens, cookies and passwords are redacted in both.",
+    )
+    metrics_token: str = _setting(  # type: ignore[assignment]
+        "",
+        "DISPATCH_METRICS_TOKEN",
+        "A secret a Prometheus scraper sends as Authorization: Bearer to read /metrics. "
+        "Empty: none (a logged-in system administrator still may).",
+    )
+    metrics_allow: str = _setting(  # type: ignore[assignment]
+        "",
+        "DISPATCH_METRICS_ALLOW",
+        "Comma-separated addresses or networks that may read /metrics with no token (the "
+        "client's address through DISPATCH_TRUSTED_PROXIES). Empty: none.",
+    )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:

@@ -25,8 +25,10 @@ from . import (
     issues,
     journals,
     live,
+    metrics,
     openapi,
     pages,
+    ready,
     remote,
     reports,
     rota,
@@ -103,6 +105,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(calls.switchboard_ctx)
     app.cleanup_ctx.append(_scheduler)
+    metrics.install(app)  # /metrics; after the parts it reads
+    ready.install(app)  # /readyz
     app.add_routes(
         [
             web.get("/healthz", healthz),

@@ -11,6 +11,7 @@ from dispatch.db import Database
 from dispatch.events import EventBus
 from dispatch.settings import Settings
 from dispatch.switchboard import Switchboard
+from media.pool import WorkerPool
 from schedules.jobs import WeekScheduler
 
 from .throttle import LoginThrottle
@@ -24,6 +25,8 @@ SECRET = web.AppKey("secret", bytes)  # the session key, read once at start-up
 SCHEDULER = web.AppKey("scheduler", WeekScheduler)
 SWITCHBOARD = web.AppKey("switchboard", Switchboard)
 CONFERENCE = web.AppKey("conference", Conference)
+MEDIA_POOL = web.AppKey("media_pool", WorkerPool)  # absent: media in this process
+METRICS = web.AppKey("metrics", "Metrics")  # web.metrics.Metrics (it imports these keys)
 
 # Per-request state, set only by the auth middleware.
 SCOPE = web.RequestKey("scope", Scope)

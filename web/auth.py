@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 JOIN_TOKEN_PREFIX = "jt1."
 JOIN_PAGES = re.compile(r"^/(ws/)?calls/\d+$")
 JOIN_PATHS = re.compile(r"^/(api/v1/calls/\d+(/[a-z]+)?|whip/\d+(/[a-z0-9-]+)?)$")
-PUBLIC_PATHS = frozenset({"/login", "/healthz", "/api/v1/auth/token", "/api/v1/openapi.json"})
+PUBLIC_PATHS = frozenset({"/login", "/healthz", "/readyz", "/api/v1/auth/token",
+                          "/api/v1/openapi.json"})
 PUBLIC_PREFIXES = ("/static/", "/calendar/")  # feeds carry their own token
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

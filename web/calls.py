@@ -25,7 +25,7 @@ from media.room import Room
 from schedules import outcome, plans, policy
 
 from . import live, offers
-from .appkeys import BUS, CONFERENCE, DB, SECRET, SETTINGS, SWITCHBOARD
+from .appkeys import BUS, CONFERENCE, DB, MEDIA_POOL, SECRET, SETTINGS, SWITCHBOARD
 from .auth import join_token, scope_of
 from .bodies import CallLaunch, Floor, Leave, Snapshot
 from .reading import path_int, read_body
@@ -58,6 +58,8 @@ async def switchboard_ctx(app: web.Application) -> AsyncIterator[None]:
     unsubscribe = bus.subscribe(follow)
     app[SWITCHBOARD] = board
     app[CONFERENCE] = conference
+    if pool is not None:
+        app[MEDIA_POOL] = pool  # read by /readyz and /metrics
     yield
     unsubscribe()
     await conference.close()

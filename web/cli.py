@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -153,10 +152,11 @@ def _file_format(path: Path, given: str | None) -> str:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
+    from . import logging_setup
     from .app import create_app
 
     settings = settings.with_(**{k: v for k, v in (("host", args.host), ("port", args.port)) if v})
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging_setup.configure(settings)  # DISPATCH_LOG_LEVEL, DISPATCH_LOG_FORMAT, redacted
     creds = in_session(settings.db_url,
                        lambda s: demo.demo_credentials(s) if centres.roots(s) else [])  # fmt: skip
     shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host
