@@ -12,14 +12,22 @@ straight to the server's ICE host candidate on 10.231.x.1 (nginx carries HTTP on
 The operator is an aiortc client in this namespace; it must receive the village's
 video. Everything stays on the pair and on loopback.
 
-Not here yet (item 3's second part): a second namespace whose UDP to the media host is
-blocked, joining through coturn.
+The second case is a village whose UDP to the media host is blocked (an nftables rule
+in its namespace drops every datagram to 10.231.x.1 but those to the TURN port): coturn,
+from the file `dispatch deploy turnserver` wrote, listens and relays on 10.231.x.1; the
+page gets its credential from the service (GET /api/v1/calls/{id}/ice), its selected
+candidate pair is a relay one, the rule has dropped the direct tries, and the operator
+still receives the village's video.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
+import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +42,7 @@ from deploy_daemons import (
     running,
     until_listening,
 )
-from netns_pair import IP, veth_namespace
+from netns_pair import IP, SEARCH, Pair, veth_namespace
 from playwright.async_api import Error as PlaywrightError
 
 from dispatch.settings import Settings
@@ -63,17 +71,71 @@ def trust_in_profile(home: Path, ca: Path) -> None:
         assert done.returncode == 0, done.stderr
 
 
+# The type of the local candidate of the page's selected candidate pair.
+SELECTED_LOCAL = """async () => {
+  const stats = await window.dispatchPeer.getStats();
+  let pair = null;
+  stats.forEach((s) => { if (s.type === "transport" && s.selectedCandidatePairId)
+    pair = stats.get(s.selectedCandidatePairId); });
+  return pair ? stats.get(pair.localCandidateId).candidateType : "";
+}"""
+
+
+def block_udp_but_turn(pair: Pair, turn_port: int) -> str:
+    """Drops, inside the namespace, every UDP datagram to the host side but TURN's."""
+    nft = shutil.which("nft", path=SEARCH)
+    if nft is None:
+        pytest.skip("needs nft (Debian's nftables: `make system-deps`)")
+    table = f"pa_turnonly_{pair.host[3:]}"
+    rules = (f"table inet {table} {{\n  chain out {{\n"
+             f"    type filter hook output priority 0; policy accept;\n"
+             f"    ip daddr {pair.host_addr} udp dport != {turn_port} counter drop\n"
+             f"  }}\n}}\n")  # fmt: skip
+    done = subprocess.run(list(pair.in_ns(nft, "-f", "-")), input=rules, capture_output=True,
+                          text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return table
+
+
+def dropped(pair: Pair, table: str) -> int:
+    nft = shutil.which("nft", path=SEARCH) or "nft"
+    listing = subprocess.run(list(pair.in_ns(nft, "list", "table", "inet", table)),
+                             capture_output=True, text=True, timeout=30).stdout  # fmt: skip
+    return int(listing.split("counter packets ")[1].split()[0])
+
+
+@contextmanager
+def coturn(pair: Pair, port: int, tmp: Path, turnserver: str) -> Iterator[Path]:
+    """coturn from `dispatch deploy turnserver`, listening and relaying on the host side."""
+    conf = tmp / "turnserver.conf"
+    assert main(["deploy", "turnserver", "--out", str(conf), "--port", str(port),
+                 "--listen-ip", pair.host_addr, "--relay-ports", "41300-41500"]) == 0
+    log = tmp / "turnserver.log"
+    with running([turnserver, "-c", str(conf), "--pidfile", str(tmp / "turnserver.pid"),
+                  "--log-file", "stdout", "--simple-log", "--userdb", str(tmp / "turndb")],
+                 log) as proc:  # fmt: skip
+        yield log
+        assert proc.poll() is None, log.read_text()[-2000:]
+
+
+@pytest.mark.parametrize("turn_only", [False, True], ids=["direct", "turn-only"])
 async def test_a_village_browser_reaches_the_service_only_through_nginx_over_https(
     aiohttp_server: Any, demo_settings: Settings, cast: Cast, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, turn_only: bool,
 ) -> None:  # fmt: skip
     nginx = binary("nginx")
+    turnserver = binary("turnserver") if turn_only else ""
     with veth_namespace("https") as pair:
         addr, port = pair.host_addr, free_port()
         public = f"https://{addr}:{port}"
+        turn_port = free_port(socket.SOCK_DGRAM)
+        relay = {"turn_urls": f"turn:{addr}:{turn_port}?transport=udp",
+                 "turn_secret": secrets.token_urlsafe(24)} if turn_only else {}  # fmt: skip
         settings = demo_settings.with_(public_url=public, trusted_proxies="127.0.0.1",
                                        ice_hosts=f"{addr},127.0.0.1", cookie_secure=True,
-                                       scheduler=False)  # fmt: skip
+                                       scheduler=False, **relay)  # fmt: skip
+        for name, value in relay.items():
+            monkeypatch.setenv(f"DISPATCH_{name.upper()}", value)
         server = await aiohttp_server(create_app(settings), host="127.0.0.1")
         monkeypatch.setenv("DISPATCH_PUBLIC_URL", public)
         monkeypatch.setenv("DISPATCH_PORT", str(server.port))
@@ -95,8 +157,13 @@ async def test_a_village_browser_reaches_the_service_only_through_nginx_over_htt
 
         log = tmp_path / "nginx.out"
         village, town = cast.village_a1, cast.town_a
-        with running([*args, "-g", "daemon off;"], log) as proc, on_loopback():
+        with ExitStack() as stack:
+            proc = stack.enter_context(running([*args, "-g", "daemon off;"], log))
+            stack.enter_context(on_loopback())
             await until_listening(port, proc, log, host=addr)
+            if turn_only:
+                stack.enter_context(coturn(pair, turn_port, tmp_path, turnserver))
+                table = block_udp_but_turn(pair, turn_port)
             operator = Client("operator", "blue", light=True)
             try:
                 async with (
@@ -116,9 +183,11 @@ async def test_a_village_browser_reaches_the_service_only_through_nginx_over_htt
                     assert resp.status == 200, await resp.text()
                     await operator.accept((await resp.json())["sdp"])
 
-                    page = await ctx.new_page()
+                    probe = await ctx.new_page()  # its error page must not cut in later
                     with pytest.raises(PlaywrightError):  # the app itself is out of reach
-                        await page.goto(f"http://{addr}:{server.port}/login", timeout=10_000)
+                        await probe.goto(f"http://{addr}:{server.port}/login", timeout=10_000)
+                    await probe.close()
+                    page = await ctx.new_page()
                     await log_in(page, public, village, "village-demo-2026")
                     assert await page.evaluate("window.isSecureContext && !!navigator.mediaDevices")
                     await page.goto(f"{public}/calls/{call_id}")
@@ -127,6 +196,12 @@ async def test_a_village_browser_reaches_the_service_only_through_nginx_over_htt
                     await state.filter(has_text="通话中").wait_for(timeout=WAIT)
                     await eventually(lambda: bool(operator.frames) and operator.frames[0] > 30,
                                      within=60)  # the operator sees the village  # fmt: skip
+                    local = await page.evaluate(SELECTED_LOCAL)
+                    if turn_only:
+                        assert local == "relay", local
+                        assert dropped(pair, table) > 0  # direct tries were made, and dropped
+                    else:
+                        assert local == "host", local
             finally:
                 await operator.close()
 
