@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test lint bench system-deps clean
+.PHONY: serve test lint bench system-deps clean lock wheelhouse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,27 @@ system-deps:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
+# Offline install (README "Offline install"). The lock pins every package `dispatch serve`
+# needs, each with its hashes, for CPython 3.11 on Linux x86-64 (Debian 12's python3);
+# re-lock after changing pyproject's dependencies.
+LOCK       := requirements.lock
+WHEELHOUSE ?= wheelhouse
+
+lock: | $(BIN)/python
+	$(BIN)/pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -o $(LOCK)
+
+# Every wheel into $(WHEELHOUSE)/: the locked packages (hash-checked, built here when PyPI
+# has no wheel; wheels already there are reused), this project's wheel, the lock, and
+# SHA256SUMS to check the folder after carrying it (sha256sum -c SHA256SUMS).
+wheelhouse: | $(BIN)/python
+	mkdir -p $(WHEELHOUSE)
+	$(BIN)/pip wheel -q --require-hashes -r $(LOCK) --find-links $(WHEELHOUSE) -w $(WHEELHOUSE)
+	rm -rf $(WHEELHOUSE)/pingan_dispatch-*.whl build
+	$(BIN)/pip wheel -q --no-deps -w $(WHEELHOUSE) .
+	cp $(LOCK) $(WHEELHOUSE)/requirements.lock
+	cd $(WHEELHOUSE) && sha256sum *.whl requirements.lock > SHA256SUMS
+
 serve: $(VENV)/.installed
 	mkdir -p var
 	$(BIN)/dispatch demo load --if-empty --history-weeks 8
@@ -55,4 +76,4 @@ bench: $(VENV)/.installed-test
 	for b in tests/bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info wheelhouse
