@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, String, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from .clock import utcnow
 from .errors import InvalidInput, NotFound
 
 
@@ -79,11 +80,6 @@ CLASS_ALIASES: dict[str, CentreClass] = {
 CODE_RE = re.compile(r"^\d{12}$")
 PHONE_RE = re.compile(r"^\+?[0-9][0-9 \-]{4,18}$")  # at most 20 characters
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def utcnow() -> datetime:
-    """Now, in UTC, timezone-aware (the database stores UTC)."""
-    return datetime.now(UTC)
 
 
 class Centre(SQLModel, table=True):

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from dispatch.clock import SHANGHAI
 from schedules.rota import KIND_ZH
 
 from .journal import Journal
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 ANSWER_ZH = {
     "answered": "已接听",
     "declined": "拒绝",

@@ -31,12 +31,12 @@ from typing import Any, ClassVar
 from sqlalchemy import Column, Index, Text
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from dispatch import calls, centres
+from dispatch import calls, centres, clock
 from dispatch.accounts import Scope
 from dispatch.centres import Centre, Level, utcnow
+from dispatch.clock import SHANGHAI
 from dispatch.errors import Conflict, InvalidInput, NotAuthorised, NotFound
 from dispatch.events import Event
-from schedules.plans import SHANGHAI
 
 
 class Category(StrEnum):
@@ -339,7 +339,7 @@ def parse_text(value: Any, field: str, max_len: int, *, required: bool) -> str:
 
 
 def today_in_shanghai() -> date:
-    return utcnow().astimezone(SHANGHAI).date()
+    return clock.today()
 
 
 def _parse_deadline(value: date | str | None) -> date | None:

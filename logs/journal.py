@@ -27,8 +27,9 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from dispatch import calls, centres
 from dispatch.calls import AttendanceRow, Call, Invitation
 from dispatch.centres import Centre, utcnow
+from dispatch.clock import SHANGHAI, as_utc
 from dispatch.errors import Conflict, InvalidInput
-from schedules.plans import SHANGHAI, RotaSlot
+from schedules.plans import RotaSlot
 from schedules.workdays import IsoWeek
 
 ANSWERED, DECLINED, NOT_ANSWERED, PENDING = "answered", "declined", "not_answered", "pending"
@@ -166,11 +167,6 @@ class SlotTimes(Protocol):
 
     @property
     def end(self) -> datetime: ...
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Stored times are UTC; a naive one (a driver that drops the zone) is read as UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -35,8 +35,8 @@ from dispatch import centres
 from dispatch.accounts import Account, Scope
 from dispatch.centre_files import neutralise_cell
 from dispatch.centres import Centre, Level
+from dispatch.clock import SHANGHAI
 from dispatch.errors import InvalidInput
-from schedules.plans import SHANGHAI
 
 from .issues import (
     ACTION_ZH,

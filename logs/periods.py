@@ -78,11 +78,11 @@ from typing import Any
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from dispatch import centres
+from dispatch import centres, clock
 from dispatch.accounts import Role, Scope
 from dispatch.centres import Centre, CentreClass, Level
+from dispatch.clock import SHANGHAI
 from dispatch.errors import InvalidInput, NotAuthorised
-from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
 from .coverage import (
@@ -718,11 +718,7 @@ def _standing_resolutions(rows: Iterable[tuple[int, str, datetime]]) -> dict[int
 
 def _days(created: datetime, resolved: datetime) -> int:
     """Calendar days in Asia/Shanghai from the day raised to the day resolved."""
-    return (_local_day(resolved) - _local_day(created)).days
-
-
-def _local_day(moment: datetime) -> date:
-    return as_utc(moment).astimezone(SHANGHAI).date()
+    return (clock.local_date(resolved) - clock.local_date(created)).days
 
 
 def _overdue(session: Session, area: _Area, period: Period) -> tuple[OverdueIssue, ...]:
@@ -760,7 +756,7 @@ def _overdue(session: Session, area: _Area, period: Period) -> tuple[OverdueIssu
             unit=area.unit_of_path(path),
             category=issue.category,
             severity=issue.severity,
-            raised_on=_local_day(issue.created_at).isoformat(),
+            raised_on=clock.local_date(issue.created_at).isoformat(),
             deadline=issue.deadline.isoformat(),
             days_overdue=(period.end - issue.deadline).days,
         )

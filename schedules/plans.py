@@ -18,18 +18,16 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import uuid4
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import JSON, Column, UniqueConstraint, insert
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from dispatch.centres import utcnow
+from dispatch.clock import SHANGHAI, utcnow
 from dispatch.errors import Conflict, NotFound
 
 from .rota import PlannedSlot, RotaResult, Unplaced
 from .workdays import IsoWeek
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 PLANNED, HELD, MISSED, CANCELLED = "planned", "held", "missed", "cancelled"
 STATUSES = (PLANNED, HELD, MISSED, CANCELLED)
 

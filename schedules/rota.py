@@ -24,13 +24,13 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
+from dispatch.clock import SHANGHAI
 from dispatch.errors import InvalidInput
 
 from .policy import CallerConfig, Policy, PolicyBundle
 
-TZ = ZoneInfo("Asia/Shanghai")
+TZ = SHANGHAI  # every time of the rota is Shanghai wall time
 KINDS = (
     "district_meeting",
     "district_inspection",
