@@ -386,3 +386,31 @@ def test_redact_and_bad_settings() -> None:
         logging_setup.configure(Settings.from_env(env={"DISPATCH_LOG_LEVEL": "loud"}))
     with pytest.raises(InvalidInput, match="DISPATCH_LOG_FORMAT"):
         logging_setup.configure(Settings.from_env(env={"DISPATCH_LOG_FORMAT": "xml"}))
+
+
+def test_text_lines_and_tracebacks_are_redacted_too(demo_settings: Settings) -> None:
+    import logging
+
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    stream = io.StringIO()
+    try:
+        logging_setup.configure(demo_settings.with_(log_level="WARNING"), stream)
+        log = logging.getLogger("test.observability")
+        log.info("below the level: %s", "jt1.never-written")
+        try:
+            raise ValueError("bad join token jt1.abc.def for Bearer pd_0123456789abcdefghij")
+        except ValueError:
+            log.exception("a call failed for %s", "password=hunter22")
+        log.warning("wrong arguments %s %s", "only one")  # reported, not raised
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in before[0]:
+            root.addHandler(handler)
+        root.setLevel(before[1])
+    text = stream.getvalue()
+    assert "ERROR test.observability a call failed for password=[redacted]" in text
+    assert "ValueError: bad join token jt1.[redacted]" in text  # the traceback, redacted
+    for secret in ("never-written", "abc.def", "pd_0123456789abcdefghij", "hunter22"):
+        assert secret not in text, secret

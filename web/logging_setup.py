@@ -53,7 +53,10 @@ class Redact(logging.Filter):
     """Rewrites a record's message (and traceback) with the secrets taken out."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # bad %-arguments: the formatter reports it (handleError)
+            return True
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
