@@ -31,8 +31,12 @@ forwards in its last fraction of a second may be missed.
 
 Who may read it (`metrics_gate`): a request from an address in DISPATCH_METRICS_ALLOW
 (the client's address, through DISPATCH_TRUSTED_PROXIES), one bearing
-DISPATCH_METRICS_TOKEN, or a logged-in system administrator. Anyone else gets 401
-(no login) or 403.
+DISPATCH_METRICS_TOKEN, or a logged-in system administrator. A stranger is sent to the
+login page (as for any page); a logged-in account of another role gets 403. A scrape
+with a wrong token is judged as a stranger.
+
+Not counted: reports produced by the start-up catch-up (`report_jobs.catch_up` runs
+before this listens), and the media counts of worker processes (above).
 """
 
 from __future__ import annotations
