@@ -239,7 +239,8 @@ def turnserver_conf(settings: Settings, ports: TurnPorts, listening_ip: str = ""
         "no-dtls",
         "no-multicast-peers",
         "stale-nonce=600",
-        "user-quota=12",
+        # No per-user quota: the server's own peers share one username ("server") and
+        # hold an allocation each; the total bounds what the relay carries.
         "total-quota=1200",
         "denied-peer-ip=0.0.0.0-0.255.255.255",
         "denied-peer-ip=169.254.0.0-169.254.255.255",

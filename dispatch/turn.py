@@ -18,7 +18,10 @@ Invariants:
   the pool starts, and cannot be handed new ones: their credential (centre "server")
   lasts SERVER_CREDENTIAL_SECONDS. It never leaves the server process, which holds the
   secret it is derived from anyway; a server running longer than that must be
-  restarted for its own peers to relay again (pages are not affected).
+  restarted for its own peers to relay again (pages are not affected). aioice asks the
+  TURN server while a peer gathers and gives up after 5 s: with coturn down, the
+  server's answers wait that long (and carry no relay candidate), so coturn is run
+  beside the service, on the same host or network.
 """
 
 from __future__ import annotations
