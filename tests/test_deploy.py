@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,11 @@ def test_systemd_unit_and_env_file(settings: Settings, tmp_path: Path,
     assert "DISPATCH_COOKIE_SECURE=1" in lines and "DISPATCH_TURN_SECRET=s3cret" in lines
     assert "DISPATCH_TRUSTED_PROXIES=127.0.0.1" in lines  # nginx on this machine
     assert not any(line.startswith("DISPATCH_PORT=") for line in lines)  # defaults left out
+    analyze = shutil.which("systemd-analyze")
+    if analyze:  # Debian's systemd; the unit as systemd itself reads it
+        done = subprocess.run([analyze, "verify", str(out / "pingan-dispatch.service")],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0 and "pingan-dispatch" not in done.stderr, done.stderr
 
 
 def test_the_lab_ca_signs_a_server_certificate_and_is_kept(tmp_path: Path) -> None:
