@@ -8,7 +8,7 @@ Invariants:
   (the invariant of centres.py), for the imported centres and everything below them.
 - Export → import into an empty database → export gives the same bytes for CSV and the
   same cells for XLSX, and equal centres on every field but `updated_at`.
-- The database is read in bulk (chunks of at most `CHUNK` keys), never once per row.
+- The database is read in bulk (batches of at most `db.IN_BATCH` keys), never once per row.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import heapq
 import io
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from xml.etree.ElementTree import ParseError
@@ -45,6 +45,7 @@ from .centres import (
     parse_year,
     utcnow,
 )
+from .db import in_batches
 from .errors import ImportRejected, InvalidInput, RowProblem
 
 COLUMNS: tuple[str, ...] = (
@@ -75,7 +76,6 @@ HEADER_ALIASES: dict[str, str] = {c: c for c in COLUMNS} | {
 }
 FORMATS = ("csv", "xlsx")
 SHEET = "centres"
-CHUNK = 900  # keys per IN (...) query; SQLite allows 999 bound variables by default
 RANGES_PER_QUERY = 200  # path ranges OR-ed into one query (2 variables each)
 DIRECTOR_NAME_MAX = 50  # Centre.director_name max_length
 MAX_PROBLEMS = 200  # an import lists at most this many problems, and says how many in all
@@ -468,15 +468,9 @@ def _index(rows: list[_Row]) -> tuple[dict[str, _Row], list[RowProblem]]:
     return by_code, problems
 
 
-def _chunks(items: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
-    batch = sorted(set(items))
-    for i in range(0, len(batch), size):
-        yield batch[i : i + size]
-
-
 def _load(session: Session, codes: Iterable[str]) -> dict[str, Centre]:
     found: dict[str, Centre] = {}
-    for chunk in _chunks(codes):
+    for chunk in in_batches(codes):
         for c in session.exec(select(Centre).where(col(Centre.code).in_(chunk))):
             found[c.code] = c
     return found
@@ -484,7 +478,7 @@ def _load(session: Session, codes: Iterable[str]) -> dict[str, Centre]:
 
 def _load_children(session: Session, codes: Iterable[str]) -> list[Centre]:
     out: list[Centre] = []
-    for chunk in _chunks(codes):
+    for chunk in in_batches(codes):
         out += session.exec(select(Centre).where(col(Centre.parent_code).in_(chunk)))
     return out
 
@@ -568,7 +562,7 @@ def _check_accounts(
     cannot change level (move or remove the accounts first)."""
     changed = _level_changes(by_code, existing)
     problems = []
-    for chunk in _chunks(sorted(changed)):
+    for chunk in in_batches(sorted(changed)):
         stmt = select(Account).where(col(Account.centre_code).in_(chunk))
         for account in session.exec(stmt):
             row = changed[account.centre_code or ""]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +24,16 @@ from .errors import InvalidInput
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+K = TypeVar("K", int, str)
+
+IN_BATCH = 900  # keys per IN (...) query: SQLite allows 999 bound variables by default
+
+
+def in_batches(keys: Iterable[K], size: int = IN_BATCH) -> Iterator[list[K]]:
+    """The distinct ``keys``, sorted, in lists of at most ``size``: one IN (...) each."""
+    batch = sorted(set(keys))
+    for i in range(0, len(batch), size):
+        yield batch[i : i + size]
 
 
 def make_engine(url: str) -> Engine:

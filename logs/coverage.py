@@ -59,14 +59,14 @@ Invariants:
 - A pure read: nothing here writes, and the report reads no clock (the caller passes
   `now` or not), so the same rows and `now` give the same report, whenever it is run.
 - Bulk reads only: one query per kind of row (centres, rota, calls, invitations,
-  attendance, issues), never one per pair; IN lists are cut at CHUNK keys (SQLite's
+  attendance, issues), never one per pair; IN lists are cut at IN_BATCH keys (SQLite's
   999-variable limit). Stored times are UTC; the week's bounds are passed in UTC.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -79,6 +79,7 @@ from dispatch import calls, centres
 from dispatch.accounts import Scope
 from dispatch.calls import AttendanceRow, Call, Invitation
 from dispatch.centres import Centre, Level
+from dispatch.db import in_batches
 from dispatch.errors import NotAuthorised
 from schedules import outcome, plans, workdays
 from schedules.plans import SHANGHAI, RotaSlot, RotaWeek
@@ -108,7 +109,6 @@ _REACH = {NO_ANSWER: 0, DECLINED: 1, NO_VIDEO: 2}
 EXEMPT_NO_WORKDAY = "本周无工作日（如春节），免于调度"
 EXEMPT_BY_ROTA = "本周轮值表为免调度周，免于调度"
 REPEAT_LOOKBACK_WEEKS = 8
-CHUNK = 900  # keys per IN (...); SQLite allows 999 bound variables by default
 # The attendance events coverage is read from; the others (rang, video, faces, …) are
 # not needed and not loaded.
 ATTENDANCE_KINDS = (
@@ -489,12 +489,6 @@ class _Attempt:
         return self.seconds_to_answer <= deadline
 
 
-def _chunks(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
-    batch = sorted(set(items))
-    for i in range(0, len(batch), size):
-        yield batch[i : i + size]
-
-
 def _number(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
@@ -515,7 +509,7 @@ def _attempts(
     invited one of `callees`. `slots` (the week's rota) tells make-ups apart; slots of
     calls not in it are read in one more query."""
     found: dict[int, tuple[str, int | None, datetime]] = {}
-    for chunk in _chunks(callers):
+    for chunk in in_batches(callers):
         stmt = select(Call.id, Call.caller_code, Call.slot_id, Call.created_at).where(
             col(Call.caller_code).in_(chunk),
             col(Call.created_at) >= start,
@@ -529,12 +523,12 @@ def _attempts(
     if slots is not None:
         makeup_of = {sid: s.makeup_of for sid, s in slots.items()}
         missing = {s for _c, s, _t in found.values() if s is not None and s not in makeup_of}
-        for chunk in _chunks(missing):
+        for chunk in in_batches(missing):
             stmt_s = select(RotaSlot.id, RotaSlot.makeup_of).where(col(RotaSlot.id).in_(chunk))
             makeup_of.update({sid or 0: of for sid, of in session.exec(stmt_s)})
 
     by_key: dict[tuple[int, str], _Attempt] = {}
-    for chunk in _chunks(found):
+    for chunk in in_batches(found):
         stmt_i = select(Invitation.call_id, Invitation.centre_code, Invitation.rang_at).where(
             col(Invitation.call_id).in_(chunk)
         )
@@ -546,7 +540,7 @@ def _attempts(
             by_key[(call_id, centre)] = _Attempt(
                 call_id, created, made_up, as_utc(rang_at) if rang_at else None
             )
-    for chunk in _chunks(found):
+    for chunk in in_batches(found):
         stmt_e = (
             select(AttendanceRow.call_id, AttendanceRow.centre_code, AttendanceRow.kind,
                    AttendanceRow.at, AttendanceRow.data)

@@ -22,7 +22,7 @@ import calendar
 import csv
 import io
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -36,6 +36,7 @@ from dispatch.accounts import Account, Scope
 from dispatch.centre_files import neutralise_cell
 from dispatch.centres import Centre, Level
 from dispatch.clock import SHANGHAI
+from dispatch.db import in_batches
 from dispatch.errors import InvalidInput
 
 from .issues import (
@@ -76,7 +77,6 @@ TRACKING_SHEET = "重点跟踪台账"
 TRACK_AFTER_DAYS = 15  # a general dispute open longer than this is tracked
 # Actions whose note says how the handling stands (化解措施/处理情况).
 PROGRESS_ACTIONS = (STARTED, ASSIGNED, COMMENTED, ESCALATED, REOPENED, RESOLVED_ACTION)
-CHUNK = 900  # keys per IN (...) query; SQLite allows 999 bound variables by default
 FORMATS = ("xlsx", "csv")
 
 Row = dict[str, Any]
@@ -208,7 +208,7 @@ class _Context:
     def load(cls, session: Session, found: Sequence[Issue]) -> _Context:
         ids = [i.id or 0 for i in found]
         changes: dict[int, list[IssueChange]] = {i: [] for i in ids}
-        for chunk in _chunks(ids):
+        for chunk in in_batches(ids):
             stmt = select(IssueChange).where(col(IssueChange.issue_id).in_(chunk))
             for ch in session.exec(stmt.order_by(col(IssueChange.id))):
                 changes[ch.issue_id].append(ch)
@@ -217,7 +217,7 @@ class _Context:
                   for c in (ch.from_holder, ch.to_holder, ch.to_assignee) if c}  # fmt: skip
         names: dict[str, str] = {}
         directors: dict[str, str] = {}
-        for chunk in _chunks(codes):
+        for chunk in in_batches(codes):
             for code, name, director, phone in session.exec(
                 select(Centre.code, Centre.name, Centre.director_name, Centre.director_phone)
                 .where(col(Centre.code).in_(chunk))
@@ -226,7 +226,7 @@ class _Context:
                 directors[code] = f"{director} {phone}".strip()
         users = {ch.by for chs in changes.values() for ch in chs}
         people: dict[str, str] = {}
-        for chunk in _chunks(users):
+        for chunk in in_batches(users):
             for username, display in session.exec(
                 select(Account.username, Account.display_name).where(
                     col(Account.username).in_(chunk)
@@ -286,12 +286,6 @@ class _Context:
             line = f"{when} {what}({self.people.get(ch.by, ch.by)})"
             lines.append(f"{line}: {ch.note}" if ch.note else line)
         return "\n".join(lines)
-
-
-def _chunks(items: Iterable[Any], size: int = CHUNK) -> Iterable[list[Any]]:
-    batch = sorted(set(items))
-    for i in range(0, len(batch), size):
-        yield batch[i : i + size]
 
 
 # --- files ----------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ Invariants:
   once), so the same rows and `now` give the same report (and the same `as_dict()`).
 - Bulk reads only: one weekly report per week (each reads in bulk), one range scan of
   the area's centres, and a fixed handful of issue queries per period; never a query per
-  pair, centre or issue (IN lists are cut at `coverage.CHUNK` keys).
+  pair, centre or issue (IN lists are cut at `dispatch.db.IN_BATCH` keys).
 """
 
 from __future__ import annotations
@@ -82,11 +82,11 @@ from dispatch import centres, clock
 from dispatch.accounts import Role, Scope
 from dispatch.centres import Centre, CentreClass, Level
 from dispatch.clock import SHANGHAI
+from dispatch.db import in_batches
 from dispatch.errors import InvalidInput, NotAuthorised
 from schedules.workdays import IsoWeek
 
 from .coverage import (
-    CHUNK,
     COVERED,
     REASONS,
     WeeklyReport,
@@ -737,7 +737,7 @@ def _overdue(session: Session, area: _Area, period: Period) -> tuple[OverdueIssu
                    col(Issue.resolved_at) >= end))
     ).all()  # fmt: skip
     rows: list[tuple[datetime, int, int, str]] = []  # at, change id, issue id, action
-    for chunk in _chunks(issue.id or 0 for issue, _path in candidates):
+    for chunk in in_batches(issue.id or 0 for issue, _path in candidates):
         rows += [
             (as_utc(at), change_id or 0, issue_id, action)
             for change_id, issue_id, action, at in session.exec(
@@ -765,11 +765,6 @@ def _overdue(session: Session, area: _Area, period: Period) -> tuple[OverdueIssu
     ]
     out.sort(key=lambda o: (o.deadline, o.id))
     return tuple(out)
-
-
-def _chunks(items: Iterable[int]) -> list[list[int]]:
-    batch = sorted(set(items))
-    return [batch[i : i + CHUNK] for i in range(0, len(batch), CHUNK)]
 
 
 # --- figures of the report ----------------------------------------------------------------

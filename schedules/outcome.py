@@ -28,11 +28,10 @@ from sqlmodel import Session, col, select
 
 from dispatch import calls
 from dispatch.calls import AttendanceRow, Call, Invitation
+from dispatch.db import in_batches
 
 from .plans import CANCELLED, HELD, MISSED, PLANNED, SHANGHAI, RotaSlot, RotaWeek
 from .workdays import IsoWeek
-
-CHUNK = 900  # keys per IN (...): SQLite's default limit is 999 bound variables
 
 
 def covers(verified: bool, seconds_live: float, min_verified_seconds: float) -> bool:
@@ -70,12 +69,6 @@ def slot_outcome(
 # --- reading the rule's inputs from the attendance record ---------------------------------
 
 
-def _chunks(items: Iterable[Any]) -> Iterable[list[Any]]:
-    batch = sorted(set(items))
-    for i in range(0, len(batch), CHUNK):
-        yield batch[i : i + CHUNK]
-
-
 def _number(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
@@ -88,7 +81,7 @@ def covered_by_calls(
     """{call id: the invited centres it covered} from the calls' attendance events."""
     verified: dict[tuple[int, str], bool] = defaultdict(bool)
     live: dict[tuple[int, str], float] = defaultdict(float)
-    for chunk in _chunks(call_ids):
+    for chunk in in_batches(call_ids):
         stmt = select(
             AttendanceRow.call_id, AttendanceRow.centre_code, AttendanceRow.kind,
             AttendanceRow.data,
