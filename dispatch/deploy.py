@@ -10,7 +10,9 @@ Invariants of the nginx site:
   them only from DISPATCH_TRUSTED_PROXIES (web/remote.py), which must name nginx;
 - `Host` is passed with its port, so the origin the app sees is the browser's own;
 - WebSockets live under /ws/ and get HTTP/1.1 with Upgrade and a read timeout far above
-  the app's idle gaps; the request body limit equals the app's (MAX_BODY_BYTES).
+  the app's 25 s WebSocket heartbeat (web/live.py), so nginx never cuts a quiet socket;
+  the request body limit equals the app's (MAX_BODY_BYTES);
+- IPv4 only, as the service itself listens (a host without IPv6 must not fail to start).
 """
 
 from __future__ import annotations
@@ -83,7 +85,6 @@ def nginx_site(settings: Settings, cert: Path, key: Path, listen: str | None = N
         redirect = f"""
 server {{
     listen 80;
-    listen [::]:80;
     server_name {public.host};
     return 301 https://$host$request_uri;
 }}

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from cryptography import x509
+from deploy_daemons import binary, check_config, nginx_args, nginx_conf
 
 from dispatch import deploy, lab_ca, turn
 from dispatch.errors import InvalidInput
@@ -160,3 +161,16 @@ def test_the_turnserver_file(settings: Settings) -> None:
     assert "allow-loopback-peers" in lab and "denied-peer-ip=127.0.0.0-127.255.255.255" not in lab
     with pytest.raises(InvalidInput, match="DISPATCH_TURN_SECRET"):
         deploy.turnserver_conf(settings, deploy.TurnPorts())
+
+
+def test_nginx_accepts_the_production_shaped_site(settings: Settings, tmp_path: Path) -> None:
+    """Port 443 with the port-80 redirect, as a district installs it: `nginx -t` passes
+    (the test binds nothing)."""
+    nginx = binary("nginx")
+    files = lab_ca.write_lab_ca(tmp_path / "tls", ["dispatch.example.cn"])
+    site = tmp_path / "site.conf"
+    s = settings.with_(public_url="https://dispatch.example.cn")
+    site.write_text(deploy.nginx_site(s, files.server_cert, files.server_key))
+    prefix = tmp_path / "nginx"
+    out = check_config([*nginx_args(nginx, prefix, nginx_conf(prefix, site)), "-t"])
+    assert "test is successful" in out
