@@ -20,9 +20,8 @@ from typing import Any
 
 from schedules.workdays import IsoWeek
 
-REASONS = {"never_launched": ("未发起", "never launched"), "no_video": ("视频不足", "no video"),
-           "no_answer": ("无人接听", "no answer"), "declined": ("拒绝", "declined"),
-           "not_scheduled": ("未排班", "not scheduled")}  # fmt: skip
+from .coverage import REASON_LABELS
+
 RECTIFY_DAYS = 14
 
 
@@ -76,7 +75,7 @@ def bulletin(report: Any, today: date, lang: str = "zh") -> Bulletin:
     missed = {k: v for k, v in (report.missed_by_reason or {}).items() if v}
     if missed:
         top = sorted(missed.items(), key=lambda kv: -kv[1])
-        text = sep.join(f"{REASONS.get(k, (k, k))[0 if zh else 1]} {v}" for k, v in top)
+        text = sep.join(f"{_reason(k, zh)} {v}" for k, v in top)
         problems.append(f"未覆盖的原因：{text}（次）。" if zh
                         else f"Missed calls by reason: {text}.")  # fmt: skip
         if "never_launched" in missed:
@@ -108,3 +107,9 @@ def bulletin(report: Any, today: date, lang: str = "zh") -> Bulletin:
                  "off the same day.")  # fmt: skip
     issuer = f"{report.view_name}综治中心" if zh else f"{report.view_name} governance centre"
     return Bulletin(issuer, issued, deadline, tuple(low), tuple(problems), tuple(steps))
+
+
+def _reason(reason: str, zh: bool) -> str:
+    """A miss reason as the narrative says it: coverage's label (lower case in English)."""
+    chinese, english = REASON_LABELS.get(reason, (reason, reason))
+    return chinese if zh else english.lower()

@@ -97,12 +97,13 @@ STATES = (ENDED, IN_PROGRESS, NO_ROTA_YET, EXEMPT)
 NO_ANSWER, DECLINED, NO_VIDEO = "no_answer", "declined", "no_video"
 NOT_SCHEDULED, NEVER_LAUNCHED = "not_scheduled", "never_launched"
 REASONS = (NO_ANSWER, DECLINED, NO_VIDEO, NOT_SCHEDULED, NEVER_LAUNCHED)
-REASON_ZH = {
-    NO_ANSWER: "未接听",
-    DECLINED: "拒绝接听",
-    NO_VIDEO: "无有效视频",
-    NOT_SCHEDULED: "未排入轮值表",
-    NEVER_LAUNCHED: "未发起调度",
+# Why a pair was missed, as every report, file and page says it (Chinese, English).
+REASON_LABELS: dict[str, tuple[str, str]] = {
+    NO_ANSWER: ("无人接听", "No answer"),
+    DECLINED: ("拒绝", "Declined"),
+    NO_VIDEO: ("视频不足", "No video"),
+    NOT_SCHEDULED: ("未排班", "Not scheduled"),
+    NEVER_LAUNCHED: ("未发起", "Never launched"),
 }
 # How far an attempt got, for choosing the best of a missed pair's attempts.
 _REACH = {NO_ANSWER: 0, DECLINED: 1, NO_VIDEO: 2}

@@ -6,12 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import ledgers
-from .coverage import WeeklyReport
+from .coverage import REASON_LABELS, WeeklyReport
 
-REASON_ZH = {
-    "no_answer": "无人接听", "declined": "拒绝", "no_video": "视频不足",
-    "not_scheduled": "未排班", "never_launched": "未发起",
-}  # fmt: skip
 STATUS_ZH = {"covered": "已覆盖", "missed": "未覆盖", "pending": "待调度"}
 COLUMNS = (
     "周", "镇(街道)", "发起单位", "被调度单位", "类型", "结果", "未完成原因", "按时接听",
@@ -27,7 +23,7 @@ def pair_rows(report: WeeklyReport, names: dict[str, str]) -> list[dict[str, Any
             "周": report.week, "镇(街道)": names.get(p.town, p.town), "发起单位": p.caller_name,
             "被调度单位": p.callee_name, "类型": "区级调度" if p.kind == "district" else "镇级巡查",
             "结果": STATUS_ZH.get(p.status, p.status),
-            "未完成原因": REASON_ZH.get(p.reason or "", ""),
+            "未完成原因": REASON_LABELS.get(p.reason or "", ("", ""))[0],
             "按时接听": yes_no[p.answered_on_time],
             "接听用时(秒)": "" if p.seconds_to_answer is None else p.seconds_to_answer,
             "有效视频(秒)": round(p.seconds_verified), "补调度": "是" if p.makeup_used else "",

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from logs.coverage import REASON_LABELS
+
 LANGS = ("zh", "en")
 
 MESSAGES: dict[str, tuple[str, str]] = {
@@ -328,11 +330,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "report.tries": ("尝试次数", "Attempts"),
     "report.kind.district": ("区级调度", "District"),
     "report.kind.patrol": ("镇级巡查", "Town patrol"),
-    "report.reason.no_answer": ("无人接听", "No answer"),
-    "report.reason.declined": ("拒绝", "Declined"),
-    "report.reason.no_video": ("视频不足", "No video"),
-    "report.reason.not_scheduled": ("未排班", "Not scheduled"),
-    "report.reason.never_launched": ("未发起", "Never launched"),
+    **{f"report.reason.{reason}": labels for reason, labels in REASON_LABELS.items()},
     "report.repeat": (
         "连续两周及以上未覆盖（督导）",
         "Missed two or more weeks running (supervision)",
