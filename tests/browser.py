@@ -25,6 +25,27 @@ FLAGS = [
 ]
 
 
+# Watches every 50 ms for a tile that says 视频正常 / 已核验 while its picture is not
+# the current connection's live track: the thing a reconnect must never show.
+WATCH_LABELS = """() => {
+  window.labelViolations = [];
+  setInterval(() => {
+    const pc = window.dispatchPeer;
+    const open = pc && pc.connectionState !== "closed";
+    const current = new Set(open ? pc.getReceivers().map((r) => r.track.id) : []);
+    for (const tile of document.querySelectorAll(".tile[data-centre]")) {
+      const says = tile.querySelector(".video").textContent
+        + tile.querySelector(".verified").textContent;
+      if (!/视频正常|已核验/.test(says)) continue;
+      const track = tile.querySelector("video").srcObject?.getVideoTracks()[0];
+      if (!track || track.readyState !== "live" || !current.has(track.id)) {
+        window.labelViolations.push({ centre: tile.dataset.centre, says, at: performance.now() });
+      }
+    }
+  }, 50);
+}"""
+
+
 @asynccontextmanager
 async def chromium(
     profile: Path,

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlmodel import select
+from test_hardening_logins import cookie_login, csrf_for
 
 from dispatch import calls, demo
 from web import headers
@@ -77,16 +78,11 @@ def test_origins_are_compared_in_one_form(url: str, origin: str) -> None:
 
 
 async def login_cookie(client: TestClient, username: str, password: str) -> str:
-    html = await (await client.get("/login")).text()
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert csrf
-    resp = await client.post("/login", allow_redirects=False, data={
-        "username": username, "password": password, "csrf_token": csrf.group(1)})  # fmt: skip
-    assert resp.status == 303, await resp.text()
-    home = await (await client.get("/")).text()
-    token = re.search(r'name="csrf-token" content="([^"]+)"', home)
-    assert token, home[:300]
-    return token.group(1)
+    """Log in through the form; the page's CSRF token (the cookie stays in the jar)."""
+    cookie = await cookie_login(client, username, password)
+    token = await csrf_for(client, cookie)
+    client.session.cookie_jar.update_cookies({"pd_session": cookie})
+    return token
 
 
 def calls_made(client: TestClient) -> int:

@@ -157,25 +157,6 @@ TILES = """async () => {
   return { tiles, sent, violations: (window.labelViolations || []).length };
 }"""
 
-# A tile that says its video is live (视频正常 / 已核验) on a track that is not the
-# current connection's live one, checked every 50 ms (as tests/test_browser_reconnect.py).
-WATCH_LABELS = """() => {
-  window.labelViolations = [];
-  setInterval(() => {
-    const pc = window.dispatchPeer;
-    const open = pc && pc.connectionState !== "closed";
-    const current = new Set(open ? pc.getReceivers().map((r) => r.track.id) : []);
-    for (const tile of document.querySelectorAll(".tile[data-centre]")) {
-      const says = tile.querySelector(".video").textContent
-        + tile.querySelector(".verified").textContent;
-      if (!/视频正常|已核验/.test(says)) continue;
-      const track = tile.querySelector("video").srcObject?.getVideoTracks()[0];
-      if (!track || track.readyState !== "live" || !current.has(track.id)) {
-        window.labelViolations.push({ centre: tile.dataset.centre, says, at: performance.now() });
-      }
-    }
-  }, 50);
-}"""
 
 
 class BrowserOperator:
@@ -190,7 +171,7 @@ class BrowserOperator:
 
     async def join(self, http: aiohttp.ClientSession, base: str, call_id: int,
                    auth: dict[str, str], codes: list[str]) -> None:  # fmt: skip
-        from browser import chromium, log_in  # needs Playwright (the test extra)
+        from browser import WATCH_LABELS, chromium, log_in  # Playwright: the test extra
 
         self._browser = chromium(self._folder / "chromium")
         self._context = await self._browser.__aenter__()
