@@ -1,8 +1,9 @@
 """Offline install (issue 12 item 4): `make wheelhouse` gathers every wheel the lock
 names plus this project's; a fresh venv installs from that folder alone (`pip
 --no-index`, hashes required, no pip configuration or cache) and `dispatch serve`,
-started outside the source tree, answers /healthz and /readyz on a free port with a
-media worker process (the installed `media` package, not this checkout's).
+started outside the source tree, answers /healthz, /readyz (with a media worker
+process: the installed `media` package, not this checkout's) and the login page with
+its stylesheet (templates and static files are in the wheel) on a free port.
 
 The wheelhouse is kept between runs in WHEELHOUSE_CACHE (one folder per lock: its
 hash names it), so CI downloads the ~170 MB once; `make wheelhouse` reuses the wheels
@@ -115,6 +116,8 @@ def test_install_from_the_wheelhouse_alone_and_serve(tmp_path: Path) -> None:
         while get(f"{base_url}/readyz") != 200:  # the media worker comes up too
             assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
             time.sleep(0.5)
+        assert get(f"{base_url}/login") == 200  # templates and static files are in the wheel
+        assert get(f"{base_url}/static/app.css") == 200
     finally:
         server.terminate()
         try:
