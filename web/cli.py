@@ -161,6 +161,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                        lambda s: demo.demo_credentials(s) if centres.roots(s) else [])  # fmt: skip
     shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host
     url = f"http://{shown}:{settings.port}/login"
+    if settings.public_url.rstrip("/") != Settings().public_url:  # behind a proxy: its address
+        url = f"{settings.public_url.rstrip('/')}/login"
 
     def banner(_msg: str) -> None:
         print(f"平安调度 Pingan Dispatch is running. Log in at: {url}", flush=True)
