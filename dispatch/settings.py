@@ -195,10 +195,16 @@ class Settings:
     )
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
-        """Defaults, then environment variables, then explicit overrides (CLI flags)."""
+    def from_env(
+        cls,
+        env: dict[str, str] | None = None,
+        file: dict[str, object] | None = None,
+        **overrides: object,
+    ) -> Settings:
+        """Defaults, then the settings file's values (dispatch/config_file.py), then
+        environment variables, then explicit overrides (CLI flags)."""
         env = dict(os.environ) if env is None else env
-        values: dict[str, object] = {}
+        values: dict[str, object] = dict(file or {})
         for f in fields(cls):
             name = f.metadata["env"]
             if name in env and env[name] != "":
@@ -253,9 +259,7 @@ def _coerce(kind: object, raw: str, name: str) -> object:
             value = float(raw)
         except ValueError:
             raise InvalidInput(name, f"expected a number, got {raw!r}") from None
-        if not 0 < value < 86_400:
-            raise InvalidInput(name, f"expected seconds above 0 and below a day, got {raw!r}")
-        return value
+        return check_value(float, value, name)
     if kind in (bool, "bool"):
         if raw.lower() in ("1", "true", "yes", "on"):
             return True
@@ -263,6 +267,13 @@ def _coerce(kind: object, raw: str, name: str) -> object:
             return False
         raise InvalidInput(name, f"expected 1 or 0, got {raw!r}")
     return raw
+
+
+def check_value(kind: object, value: object, name: str) -> object:
+    """The range checks a typed value passes, from the environment or a settings file."""
+    if kind in (float, "float") and not 0 < value < 86_400:  # type: ignore[operator]
+        raise InvalidInput(name, f"expected seconds above 0 and below a day, got {value!r}")
+    return value
 
 
 def documented_settings() -> list[tuple[str, str, str, object]]:

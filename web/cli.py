@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from dispatch import accounts, centre_files, centres, demo
+from dispatch import accounts, centre_files, centres, config_file, demo
 from dispatch.db import Database
 from dispatch.errors import DispatchError, ImportRejected, InvalidInput
 from dispatch.settings import DEFAULT_DB, Settings
@@ -48,6 +49,13 @@ def _common() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         metavar="DIR",
         help="data folder (env DISPATCH_DATA, default ./var)",
+    )
+    p.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        type=Path,
+        help="settings file, TOML (env DISPATCH_CONFIG); flags > environment > file",
     )
     return p
 
@@ -131,8 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    path = getattr(args, "config", None) or os.environ.get("DISPATCH_CONFIG") or None
     return Settings.from_env(
-        db_url=getattr(args, "db", None), data_dir=getattr(args, "data_dir", None)
+        file=config_file.load(Path(path)) if path else None,
+        db_url=getattr(args, "db", None),
+        data_dir=getattr(args, "data_dir", None),
     )
 
 
@@ -212,7 +223,10 @@ def cmd_centres_import(args: argparse.Namespace, settings: Settings) -> int:
         data = args.file.read_bytes()
     except OSError as exc:
         raise InvalidInput("file", f"cannot read {args.file}: {exc.strerror}") from None
-    result = in_session(settings.db_url, lambda s: centre_files.import_centres(s, data, fmt))
+    rows = settings.import_max_rows
+    result = in_session(
+        settings.db_url, lambda s: centre_files.import_centres(s, data, fmt, max_rows=rows)
+    )
     print(
         f"imported {args.file}: {result.created} created, {result.updated} updated, "
         f"{result.unchanged} unchanged"
