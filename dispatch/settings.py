@@ -58,7 +58,14 @@ class Settings:
         True,
         "DISPATCH_SCHEDULER",
         "Run the week's jobs (build next week's rota, reminders, missed calls, make-ups) "
-        "inside `dispatch serve`. Set 0 on all but one server sharing a database.",
+        "inside `dispatch serve`. Servers sharing one PostgreSQL database elect one of them "
+        "to run them (an advisory lock); the others stand by and one takes over when it goes.",
+    )
+    scheduler_retry: float = _setting(  # type: ignore[assignment]
+        5.0,
+        "DISPATCH_SCHEDULER_RETRY",
+        "Seconds between a standby server's tries for the scheduler's lock, and between the "
+        "leader's checks that it still holds it (PostgreSQL).",
     )
     public_url: str = _setting(  # type: ignore[assignment]
         "http://localhost:8080",

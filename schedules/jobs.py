@@ -30,6 +30,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -155,6 +156,14 @@ class WeekScheduler:
         await self.plan_horizon()
         await self._catch_up_build()
 
+    async def stand_down(self) -> None:
+        """Drop every job and stop (another process leads now); `start` may follow, with
+        the same AsyncIOScheduler (its listeners kept)."""
+        if self.scheduler.running:
+            self.scheduler.remove_all_jobs()
+        self.shutdown()
+        await asyncio.sleep(0)  # AsyncIOScheduler stops on the loop's next turn
+
     def shutdown(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
@@ -219,7 +228,10 @@ class WeekScheduler:
     def add_jobs(self, times: list[Times]) -> None:
         """Add the jobs of the slots in `times` (from `times_for`) that start within the
         horizon; later ones get theirs from `plan_horizon`. A reminder time already past
-        runs at once. Call after the slots' transaction committed."""
+        runs at once. Call after the slots' transaction committed. On a standby (another
+        process leads) nothing: the leader's `plan_horizon` adds them."""
+        if not self.scheduler.running:
+            return
         now = datetime.now(UTC)
         for slot_id, remind_at, start, close_at in times:
             if start >= now + HORIZON or close_at <= now:

@@ -10,9 +10,6 @@ from aiohttp import web
 
 from dispatch.events import EventBus
 from dispatch.settings import Settings
-from logs import report_jobs
-from schedules import backup_job
-from schedules.jobs import WeekScheduler
 
 from . import (
     admin,
@@ -32,10 +29,11 @@ from . import (
     remote,
     reports,
     rota,
+    scheduling,
     turn,
     whip,
 )
-from .appkeys import BUS, DB, SCHEDULER, SECRET, SETTINGS, TEMPLATES, THROTTLE
+from .appkeys import BUS, DB, SECRET, SETTINGS, TEMPLATES, THROTTLE
 from .errors import error_middleware
 from .render import make_templates
 from .schema import open_database
@@ -58,21 +56,6 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     log.info("database ready: %s", db.engine.url.render_as_string(hide_password=True))
     yield
     db.close()
-
-
-async def _scheduler(app: web.Application) -> AsyncIterator[None]:
-    """The week's jobs; after the database (cleanup runs in reverse order)."""
-    if not app[SETTINGS].scheduler:
-        yield
-        return
-    scheduler = WeekScheduler(app[DB], app[BUS])
-    await scheduler.start()
-    report_jobs.install(scheduler)
-    backup_job.install(scheduler, app[SETTINGS])  # nightly, with retention
-    await report_jobs.catch_up(scheduler)
-    app[SCHEDULER] = scheduler
-    yield
-    scheduler.shutdown()
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -104,7 +87,7 @@ def create_app(settings: Settings) -> web.Application:
     app[BUS] = EventBus()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(calls.switchboard_ctx)
-    app.cleanup_ctx.append(_scheduler)
+    app.cleanup_ctx.append(scheduling.scheduler_ctx)  # the leader's, on PostgreSQL
     metrics.install(app)  # /metrics; after the parts it reads
     ready.install(app)  # /readyz
     app.add_routes(

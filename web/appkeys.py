@@ -13,6 +13,7 @@ from dispatch.settings import Settings
 from dispatch.switchboard import Switchboard
 from media.pool import WorkerPool
 from schedules.jobs import WeekScheduler
+from schedules.leader import Leadership
 
 from .throttle import LoginThrottle
 
@@ -22,7 +23,8 @@ TEMPLATES = web.AppKey("templates", jinja2.Environment)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
 BUS = web.AppKey("bus", EventBus)
 SECRET = web.AppKey("secret", bytes)  # the session key, read once at start-up
-SCHEDULER = web.AppKey("scheduler", WeekScheduler)
+SCHEDULER = web.AppKey("scheduler", WeekScheduler)  # running only on the leader
+LEADERSHIP = web.AppKey("leadership", Leadership)
 SWITCHBOARD = web.AppKey("switchboard", Switchboard)
 CONFERENCE = web.AppKey("conference", Conference)
 MEDIA_POOL = web.AppKey("media_pool", WorkerPool)  # absent: media in this process

@@ -4,7 +4,8 @@ which says only that it answers (liveness).
 Ready when every check passes, each within `CHECK_TIMEOUT` seconds:
 - database: writable — a row is updated and rolled back on the one writer thread, so
   a read-only file, a full lock, a read-only replica or a dead server all fail it;
-- scheduler: running, when DISPATCH_SCHEDULER is on ("disabled" passes);
+- scheduler: running, when DISPATCH_SCHEDULER is on ("disabled" passes, and so does
+  "standby": another process on the same PostgreSQL holds the scheduler's lock);
 - media: every configured media worker process running ("in process" passes when
   DISPATCH_MEDIA_WORKERS=0).
 
@@ -22,7 +23,7 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlmodel import Session
 
-from .appkeys import CONFERENCE, DB, MEDIA_POOL, SCHEDULER, SETTINGS
+from .appkeys import CONFERENCE, DB, LEADERSHIP, MEDIA_POOL, SCHEDULER, SETTINGS
 
 PATH = "/readyz"
 CHECK_TIMEOUT = 5.0  # seconds each check may take before it counts as failed
@@ -43,6 +44,9 @@ async def _database(app: web.Application) -> str:
 async def _scheduler(app: web.Application) -> str:
     if not app[SETTINGS].scheduler:
         return "disabled"
+    leadership = app.get(LEADERSHIP)
+    if leadership is not None and leadership.shared and not leadership.leader:
+        return "standby"  # another process on this PostgreSQL runs the jobs
     week = app.get(SCHEDULER)
     if week is None or not week.scheduler.running:
         raise RuntimeError("not running")
