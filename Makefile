@@ -65,9 +65,14 @@ serve: $(VENV)/.installed
 
 # The PostgreSQL tests run against a local server that .ci/postgres.sh installs and
 # starts; without root or sudo they skip and say so.
+# Two passes: the self-contained CPU-bound files (marker `parallel`, listed in
+# tests/conftest.py) on two workers, then every other test alone, so media and browser
+# tests never share the two cores with another test.
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check .
-	DISPATCH_TEST_PG_URL="$${DISPATCH_TEST_PG_URL:-$$(bash .ci/postgres.sh)}" $(BIN)/python -m pytest
+	export DISPATCH_TEST_PG_URL="$${DISPATCH_TEST_PG_URL:-$$(bash .ci/postgres.sh)}"; \
+	$(BIN)/python -m pytest -m parallel -n 2 --dist loadfile && \
+	$(BIN)/python -m pytest -m "not parallel"
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

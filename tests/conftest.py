@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,48 @@ from dispatch import accounts, centres, demo
 from dispatch.db import Database
 from dispatch.settings import Settings
 from web.schema import open_database
+
+# Test files that may run side by side (`make test` runs them on two pytest-xdist
+# workers, then the rest one at a time): each works on its own SQLite files and
+# in-process servers on ephemeral ports, with no media peers, browser, PostgreSQL, daemon
+# or timing-sensitive step. Everything else runs alone so that no media or browser
+# test shares the two cores with another test.
+PARALLEL_FILES = frozenset({
+    "test_centre_files.py", "test_clock.py", "test_console.py", "test_coverage.py",
+    "test_demo.py", "test_deploy.py", "test_first_run.py", "test_hardening_bodies.py",
+    "test_hardening_files.py", "test_hardening_headers.py", "test_hardening_logins.py",
+    "test_hardening_sessions.py", "test_history.py", "test_i18n.py", "test_issues.py",
+    "test_issues_web.py", "test_journals_web.py", "test_labels.py", "test_layering.py",
+    "test_linkrate.py", "test_openapi.py", "test_openapi_fuzz.py", "test_outcome.py",
+    "test_pages_smoke.py", "test_periods.py", "test_reports_stored.py",
+    "test_reports_web.py", "test_rota.py", "test_rota_service.py", "test_scope_matrix.py",
+    "test_settings.py", "test_spot_checks.py", "test_week_in_progress.py",
+    "test_wording.py", "test_workdays.py",
+})  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in PARALLEL_FILES:
+            item.add_marker(pytest.mark.parallel)
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A test that runs `dispatch serve` in-process installs the service's log handler on
+    the root logger (web/logging_setup.py), writing to that test's captured stderr; left
+    there, every later log line would hit a closed stream. Each test ends with the root
+    logger's handlers and level as it found them."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture

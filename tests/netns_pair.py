@@ -58,6 +58,12 @@ def veth_namespace(name: str) -> Iterator[Pair]:
         pytest.skip(f"cannot create a network namespace (needs root or CAP_NET_ADMIN): "
                     f"{created.stderr.strip()}")  # fmt: skip
     try:
+        # No IPv6 in the namespace: a link-local address appearing a second after the
+        # link comes up (duplicate address detection) makes Chromium abort whatever it
+        # is loading with net::ERR_NETWORK_CHANGED.
+        _must(IP, "netns", "exec", pair.netns, "sh", "-c",
+              "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && "
+              "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6")  # fmt: skip
         _must(IP, "link", "add", pair.host, "type", "veth", "peer", "name", pair.peer,
               "netns", pair.netns)  # fmt: skip
         _must(IP, "addr", "add", f"{pair.host_addr}/30", "dev", pair.host)
