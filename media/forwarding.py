@@ -28,11 +28,9 @@ Invariants:
 - After lost packets were given up on (``media.jitter``), a feed forwards no inter
   frame until its next key frame: viewers hold their last good picture instead of
   decoding garbage.
-- A video slot forwards only the temporal layers its viewer's link carries — by the
-  loss it reports (``media.linkrate``) and by its bandwidth estimate (REMB) against
-  the feed's measured bitrate per layer: fewer layers at once, more only from a
-  layer-0 frame (whose references the viewer has), and video again after a pause only
-  from a key frame.
+- A video slot forwards only the temporal layers its viewer's link carries
+  (``media.linkrate``): fewer layers at once, more only from a layer-0 frame (whose
+  references the viewer has), and video again after a pause only from a key frame.
 """
 
 from __future__ import annotations
@@ -60,9 +58,6 @@ AUDIO_STEP = 960  # one 20 ms Opus packet at 48 kHz
 LAYERED_WITHIN = 30  # frames: a feed with no upper layer in this many has no layers
 SILENT_REPORT = 1.0  # seconds without a report after which a paused viewer's link counts clean
 GOP_FRAMES = 8  # frames since a key frame a feed keeps for viewers that start late
-RATE_WINDOW = 2.0  # seconds over which a feed measures each temporal layer's bitrate
-KEEP_LAYER = 0.95  # a viewer keeps layer k while layers 0..k need <= this share of its estimate
-TAKE_LAYER = 0.80  # and takes layer k back only when they need <= this share
 
 
 class Feed:
@@ -101,11 +96,6 @@ class Feed:
         # (None: more, or the chain broke): a viewer whose connection came up after
         # that key frame starts from here instead of waiting for the next one.
         self.gop: list[tuple[Packetised, int]] | None = None
-        # Bits per second of layers 0..k (k = 0, 1, 2) over the last RATE_WINDOW; None
-        # until a window has passed.
-        self.layer_rates: tuple[float, float, float] | None = None
-        self._layer_bytes = [0, 0, 0]
-        self._rates_since = time.monotonic()
 
     @property
     def layered(self) -> bool:
@@ -129,8 +119,6 @@ class Feed:
         self.frames += 1
         if tid > 0:
             self._upper_at = self.frames
-        if self.kind == "video":
-            self._count_layer(tid, len(data))
         if self.frames == 1:
             self.codec = codec
             self._on_first()
@@ -155,15 +143,6 @@ class Feed:
         ntp = ntp_now(now)
         for slot in tuple(self._slots):
             slot.push(self, frame, key, tid, ntp, now)
-
-    def _count_layer(self, tid: int, size: int) -> None:
-        self._layer_bytes[min(tid, 2)] += size
-        now = time.monotonic()
-        if now - self._rates_since >= RATE_WINDOW:
-            bits = [8 * b / (now - self._rates_since) for b in self._layer_bytes]
-            self.layer_rates = (bits[0], bits[0] + bits[1], bits[0] + bits[1] + bits[2])
-            self._layer_bytes = [0, 0, 0]
-            self._rates_since = now
 
     def request_keyframe(self) -> None:
         if self.kind != "video" or self.ended:
@@ -226,7 +205,6 @@ class Slot(MediaStreamTrack):
         self._loss = LossWindow()
         self._reported_at = -math.inf  # when the viewer last sent a receiver report
         self._cap = TOP  # the highest temporal layer forwarded now; PAUSED: none
-        self._bw_cap = TOP  # the highest layer the viewer's bandwidth estimate allows
         self.dropped = 0  # frames left out for this viewer's link
 
     def bind(self, sender: RTCRtpSender) -> None:
@@ -254,32 +232,6 @@ class Slot(MediaStreamTrack):
         fraction = self._loss.report(highest, lost, now)
         if fraction is not None:
             self._judge(fraction, now)
-
-    def viewer_estimate(self, bitrate: float) -> None:
-        """The viewer's receiver-estimated maximum bitrate (REMB) for this stream, in
-        bits per second: the layers forwarded are those whose bitrate fits, with
-        hysteresis (keep layer k up to KEEP_LAYER of the estimate, take it back below
-        TAKE_LAYER). A stream without layers cannot be thinned: only loss pauses it."""
-        if self.kind != "video":
-            return
-        feed = self._feed
-        rates = feed.layer_rates if feed is not None and feed.layered else None
-        cap = TOP
-        if rates is not None:
-            cap = 0
-            for layer in (2, 1):
-                share = KEEP_LAYER if layer <= self._bw_cap else TAKE_LAYER
-                if rates[layer] <= bitrate * share:
-                    cap = layer
-                    break
-        if cap != self._bw_cap:
-            logger.info("%s: estimate %.0f kbit/s, layers 0-%d", self.name, bitrate / 1000, cap)
-            self._bw_cap = cap
-
-    def _target(self) -> int:
-        """The highest layer to forward: what both the loss and the estimate allow."""
-        link = self._link.cap
-        return link if link == PAUSED else min(link, self._bw_cap)
 
     def _judge(self, fraction: float, now: float) -> None:
         """Apply the governor's verdict on ``fraction`` lost (see media.linkrate)."""
@@ -335,11 +287,8 @@ class Slot(MediaStreamTrack):
         if self.kind == "video":
             if self._cap == PAUSED:
                 self._silence_is_clean()
-            target = self._target()
-            if target < self._cap:
-                self._cap = target  # fewer layers: at once
-            elif tid == 0 and target > self._cap != PAUSED:
-                self._cap = target  # a layer-0 frame: upper layers can start here
+            if tid == 0 and self._link.cap > self._cap:
+                self._cap = self._link.cap  # a layer-0 frame: upper layers can start here
             if self._cap == PAUSED or tid > self._cap:
                 self.dropped += 1
                 return

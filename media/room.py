@@ -86,15 +86,7 @@ from aiortc import (
     RTCSessionDescription,
     sdp,
 )
-from aiortc.rtp import (
-    RTCP_PSFB_APP,
-    AnyRtcpPacket,
-    RtcpPsfbPacket,
-    RtcpRrPacket,
-    RtcpSrPacket,
-    RtpPacket,
-    unpack_remb_fci,
-)
+from aiortc.rtp import AnyRtcpPacket, RtcpRrPacket, RtcpSrPacket, RtpPacket
 from av import VideoFrame
 
 from media import codecs
@@ -279,8 +271,7 @@ def _packets_received(pc: RTCPeerConnection) -> int:
 
 
 def _read_viewer_reports(sender: RTCRtpSender, slot: Slot) -> None:
-    """Hand the viewer's receiver reports, and its bandwidth estimates (REMB), about this
-    sender's stream to its slot.
+    """Hand the viewer's receiver reports about this sender's stream to its slot.
 
     Private aiortc 1.16: the DTLS transport calls ``sender._handle_rtcp_packet``
     through the instance, and ``sender._ssrc`` is the stream's SSRC.
@@ -292,14 +283,6 @@ def _read_viewer_reports(sender: RTCRtpSender, slot: Slot) -> None:
             for report in packet.reports:
                 if report.ssrc == sender._ssrc:
                     slot.viewer_report(report.highest_sequence, report.packets_lost)
-        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-            try:
-                bitrate, ssrcs = unpack_remb_fci(packet.fci)
-            except ValueError:
-                pass
-            else:  # one estimate for every stream listed: an equal share each
-                if sender._ssrc in ssrcs:
-                    slot.viewer_estimate(bitrate / len(ssrcs))
         await handle(packet)
 
     sender._handle_rtcp_packet = handle_with_reports  # type: ignore[method-assign]
