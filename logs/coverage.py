@@ -490,12 +490,6 @@ class _Attempt:
         return self.seconds_to_answer <= deadline
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
 def _attempts(
     session: Session,
     *,
@@ -569,7 +563,7 @@ def _attempts(
 def _apply(attempt: _Attempt, kind: str, at: datetime, data: Mapping[str, Any]) -> None:
     if kind == calls.ANSWERED:
         attempt.answered = True
-        given = _number(data.get("seconds_to_answer"))
+        given = outcome.as_number(data.get("seconds_to_answer"))
         if given is not None and given >= 0:
             attempt.seconds_to_answer = given
         elif attempt.rang_at is not None:
@@ -580,7 +574,7 @@ def _apply(attempt: _Attempt, kind: str, at: datetime, data: Mapping[str, Any]) 
         attempt.joined = True
     elif kind in (calls.VERIFIED, calls.LEFT):
         attempt.verified = attempt.verified or kind == calls.VERIFIED
-        seconds = _number(data.get("seconds_live"))
+        seconds = outcome.as_number(data.get("seconds_live"))
         if seconds is not None:
             attempt.seconds_live = max(attempt.seconds_live, seconds)
     # not_answered changes nothing: an attempt that was never answered is a no-answer.

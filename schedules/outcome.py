@@ -69,7 +69,8 @@ def slot_outcome(
 # --- reading the rule's inputs from the attendance record ---------------------------------
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
+    """A number stored in an event's JSON data, or None (booleans are not numbers)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return None
@@ -92,7 +93,7 @@ def covered_by_calls(
                 continue
             key = (call_id, centre)
             verified[key] |= kind == calls.VERIFIED
-            seconds = _number((data or {}).get("seconds_live"))
+            seconds = as_number((data or {}).get("seconds_live"))
             if seconds is not None:
                 live[key] = max(live[key], seconds)
     out: dict[int, set[str]] = defaultdict(set)
