@@ -1,7 +1,8 @@
 """Demo data: the 达川区 district (≈300 centres) or a synthetic province (≈36,000).
 
 Invariants:
-- Deterministic: every word list is a fixed tuple and every random choice comes from one
+- Deterministic: every word list is a fixed tuple (`dispatch.demo_words`, shared with
+  the history generator) and every random choice comes from one
   `random.Random(SEED)` consumed in one fixed order, so two loads of the same scale give
   identical rows (only the timestamps and the salted password hashes differ).
 - Rows are generated depth-first in ascending code order. A child's code extends its
@@ -30,9 +31,19 @@ from typing import Any, Final
 from sqlalchemy import func, insert
 from sqlmodel import Session, select
 
-from . import accounts, centres
+from . import accounts, centres, demo_words
 from .accounts import Account, Role
 from .centres import Centre, CentreClass, Level
+from .demo_words import (
+    COMMUNITY_STEMS,
+    DACHUAN_STREETS,
+    DACHUAN_TOWNS,
+    NAME_FIRST,
+    NAME_SECOND,
+    PHONE_PREFIXES,
+    SEAT_COMMUNITY,
+    VILLAGE_STEMS,
+)
 from .errors import Conflict, InvalidInput, NotAuthenticated
 
 DEMO_DISTRICT_CODE: Final = "511703000000"
@@ -58,223 +69,6 @@ ROLE_FOR_LEVEL: Final[dict[Level, Role]] = {
     Level.town: Role.town_operator,
     Level.village: Role.village,
 }
-
-# 达川区's streets (街道, codes 001–) and towns (镇, codes 100–), in code order.
-DACHUAN_STREETS: Final = ("三里桥街道", "翠屏街道", "明月江街道", "杨柳街道")
-DACHUAN_TOWNS: Final = (
-    "河市镇",
-    "百节镇",
-    "石桥镇",
-    "堡子镇",
-    "赵家镇",
-    "万家镇",
-    "麻柳镇",
-    "管村镇",
-    "石梯镇",
-    "渡市镇",
-    "大堰镇",
-    "亭子镇",
-    "福善镇",
-    "金垭镇",
-    "碑庙镇",
-    "景市镇",
-)
-
-# Stems of village (村) and community (社区) names as they are common in eastern Sichuan.
-# Each tuple has no duplicates, so sampling without replacement gives names unique
-# within a town; a 村 and a 社区 never clash because their suffixes differ.
-VILLAGE_STEMS: Final = (
-    "青龙",
-    "白鹤",
-    "金山",
-    "柏树",
-    "双河",
-    "凤凰",
-    "桂花",
-    "长岭",
-    "龙滩",
-    "新华",
-    "和平",
-    "永兴",
-    "三合",
-    "五星",
-    "红旗",
-    "光明",
-    "大田",
-    "高峰",
-    "狮子",
-    "马鞍",
-    "观音",
-    "堰塘",
-    "桥亭",
-    "清河",
-    "碾盘",
-    "莲花",
-    "梨树",
-    "龙泉",
-    "石院",
-    "黄桷",
-    "罗家",
-    "李家",
-    "张家",
-    "何家",
-    "杨家",
-    "陈家",
-    "文家",
-    "唐家",
-    "胡家",
-    "向家",
-    "庙坝",
-    "天池",
-    "大湾",
-    "新桥",
-    "青杠",
-    "松林",
-    "竹园",
-    "水口",
-    "太平",
-    "永安",
-    "红岩",
-    "石龙",
-    "金龙",
-    "银杏",
-    "花园",
-    "大石",
-    "玉皇",
-    "宝塔",
-    "仁和",
-    "万福",
-    "百胜",
-    "牛角",
-    "鹿鸣",
-    "铁山",
-    "云台",
-    "天星",
-    "两河",
-    "学堂",
-    "长田",
-    "回龙",
-)
-COMMUNITY_STEMS: Final = (
-    "金山",
-    "滨河",
-    "南外",
-    "北外",
-    "西外",
-    "朝阳",
-    "文化",
-    "塔沱",
-    "凤凰",
-    "柳林",
-    "红星",
-    "南坝",
-    "西河",
-    "东岳",
-    "月亮湾",
-    "华蓥",
-    "明月",
-    "翠屏",
-    "青年",
-    "书院",
-    "钟楼",
-    "荷叶",
-    "新华",
-    "长田",
-    "双龙",
-    "马家",
-    "沿江",
-    "河坝",
-    "龙爪",
-    "永兴",
-)
-# The second community of a town seat (the first is named after the town itself).
-SEAT_COMMUNITY: Final = "新街社区"
-
-# Characters for the synthetic province's names: a name stem is one of each, never the
-# same character twice. 45 × 45 stems leave ample room to sample without replacement.
-NAME_FIRST: Final = (
-    "安宝北碧长城川翠大东丰凤福高广和河华金锦龙鹿明南平青清庆仁瑞三石双顺太天通万文西新兴阳永玉云中"
-)
-NAME_SECOND: Final = (
-    "安坝北滨昌城川丰峰阜岗关海河和湖华江口林岭隆门宁平桥泉山水台塘田亭湾溪兴阳源岳寨州"
-)
-
-SURNAMES: Final = (
-    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜"
-    "叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛段雷侯龙史陶黎"
-    "贺顾毛郝龚邵万严覃武戴莫孔向汤"
-)
-GIVEN_NAMES: Final = (
-    "建国",
-    "志强",
-    "秀英",
-    "桂兰",
-    "德华",
-    "光明",
-    "明",
-    "军",
-    "勇",
-    "芳",
-    "丽",
-    "强",
-    "伟",
-    "敏",
-    "静",
-    "洪",
-    "平",
-    "红梅",
-    "小红",
-    "国庆",
-    "德胜",
-    "春华",
-    "家明",
-    "文",
-    "兴华",
-    "玉兰",
-    "淑芬",
-    "建华",
-    "永红",
-    "海燕",
-    "晓东",
-    "俊",
-    "磊",
-    "涛",
-    "霞",
-    "燕",
-    "成刚",
-    "志明",
-    "国华",
-    "学文",
-    "明辉",
-    "小平",
-    "大军",
-    "开富",
-    "德明",
-    "世清",
-)
-# Mobile prefixes of the three carriers. The middle four digits are always 0000, so a
-# demo number looks fake at a glance (e.g. 13800004721) while passing phone validation.
-PHONE_PREFIXES: Final = (
-    "133",
-    "135",
-    "136",
-    "137",
-    "138",
-    "139",
-    "150",
-    "151",
-    "152",
-    "153",
-    "158",
-    "159",
-    "180",
-    "181",
-    "182",
-    "183",
-    "187",
-    "188",
-    "189",
-)
 
 # Classes of everything except the district centres and the streets of 达川区 (which are
 # all demonstration) are dealt from a shuffled deck of 20 cards: 3 demonstration (15 %),
@@ -333,7 +127,7 @@ class _Builder:
     # -- random pieces; each call consumes the Random in a fixed order ----------------
 
     def person(self) -> str:
-        return self.rng.choice(SURNAMES) + self.rng.choice(GIVEN_NAMES)
+        return demo_words.person(self.rng)
 
     def phone(self) -> str:
         return f"{self.rng.choice(PHONE_PREFIXES)}0000{self.rng.randrange(10000):04d}"

@@ -86,7 +86,8 @@ from schedules.plans import SHANGHAI, RotaSlot, RotaWeek
 from schedules.policy import Policy, policy_for
 from schedules.workdays import IsoWeek
 
-from .issues import ESCALATED, RESOLVED_ACTION, Category, Issue, IssueChange, Severity
+from . import issue_history
+from .issues import ESCALATED, RESOLVED_ACTION, Category, Severity
 from .journal import as_utc, jsonable
 from .seal import ChainHead, chain_head
 
@@ -746,25 +747,10 @@ def _counts(rows: Iterable[tuple[str, str]]) -> IssueCounts:
 def _issues(session: Session, view_path: str, start: datetime, end: datetime) -> IssueFigures:
     """Issues about centres in the view's subtree: raised, escalated and resolved in
     [start, end) — two queries."""
-    low, high = centres.below_range(view_path)
-    raised = session.exec(
-        select(Issue.category, Issue.severity)
-        .join(Centre, col(Centre.code) == col(Issue.centre_code))
-        .where(Centre.path >= low, Centre.path < high,
-               col(Issue.created_at) >= start, col(Issue.created_at) < end)
-    ).all()  # fmt: skip
-    changed: dict[str, dict[int, tuple[str, str]]] = {ESCALATED: {}, RESOLVED_ACTION: {}}
-    for action, issue_id, category, severity in session.exec(
-        select(IssueChange.action, IssueChange.issue_id, Issue.category, Issue.severity)
-        .join(Issue, col(Issue.id) == col(IssueChange.issue_id))
-        .join(Centre, col(Centre.code) == col(Issue.centre_code))
-        .where(Centre.path >= low, Centre.path < high,
-               col(IssueChange.action).in_((ESCALATED, RESOLVED_ACTION)),
-               col(IssueChange.at) >= start, col(IssueChange.at) < end)
-    ):  # fmt: skip
-        changed[action][issue_id] = (category, severity)
+    raised = issue_history.raised(session, view_path, start, end)
+    changed = issue_history.changed(session, view_path, start, end, (ESCALATED, RESOLVED_ACTION))
     return IssueFigures(
-        raised=_counts((c, s) for c, s in raised),
+        raised=_counts((issue.category, issue.severity) for issue, _path in raised),
         escalated=_counts(changed[ESCALATED].values()),
         resolved=_counts(changed[RESOLVED_ACTION].values()),
     )

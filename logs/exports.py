@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from dispatch.clock import SHANGHAI
-from schedules.rota import KIND_ZH
+from schedules.slots import KIND_ZH
 
 from .journal import Journal
 

@@ -62,10 +62,9 @@ from typing import Any, Final
 from sqlalchemy import bindparam, func, insert, update
 from sqlmodel import Session, col, select
 
-from dispatch import calls, centres
+from dispatch import calls, centres, demo_words
 from dispatch.calls import AttendanceRow, Call, Invitation
 from dispatch.centres import Centre, Level
-from dispatch.demo import GIVEN_NAMES, SURNAMES
 from dispatch.errors import InvalidInput
 from schedules import outcome, planner, plans, policy, workdays
 from schedules.plans import SHANGHAI, RotaSlot, RotaSlotCallee
@@ -127,31 +126,6 @@ P_STARTED: Final = 0.7
 P_OVERDUE: Final = 0.05  # left open past a short deadline
 P_LINGERING: Final = 0.04  # open for long, within its deadline
 RESOLVE_DAYS: Final = (1.0, 20.0)
-
-DISPUTES: Final = (
-    ("邻里纠纷", ("宅基地边界", "排水沟堵塞", "房屋漏水", "饲养家禽扰邻")),
-    ("婚姻家庭", ("赡养老人", "家庭财产分割", "子女抚养")),
-    ("土地山林", ("承包地边界", "林地权属", "土地流转租金")),
-    ("劳资纠纷", ("拖欠工资", "工伤赔偿")),
-    ("物业纠纷", ("物业费收取", "停车位占用")),
-    ("债务纠纷", ("借款归还",)),
-    ("征地拆迁", ("补偿款分配", "安置房分配")),
-)
-PLACES: Final = ("村道急弯处", "老旧民房", "河堤", "学校门口", "农贸市场", "山坪塘", "加油站旁")
-HAZARDS: Final = ("山体滑坡", "墙体开裂", "电线私拉乱接", "燃气管道老化", "护栏缺失", "堤坝渗水")
-LEADS: Final = ("有人组织非法集资", "疑似电信诈骗窝点", "外来人员聚集", "夜间非法采砂",
-                "有人兜售假农药")  # fmt: skip
-ANOMALIES: Final = ("视频画面中值班人员离岗", "网格员未按时巡查", "监控探头离线",
-                    "值班电话无人接听", "调度时画面长时间黑屏")  # fmt: skip
-OTHERS: Final = ("群众咨询低保政策", "反映道路照明不足", "申请使用调解室", "反映饮水管网水压低")
-RESOLUTIONS: Final = {
-    Category.dispute: ("经调解双方达成协议", "经村组干部调解，双方和解", "已引导走司法途径"),
-    Category.hazard: ("已完成整改并复查", "已设置警示并完成加固"),
-    Category.lead: ("已核实并移交派出所", "经核实情况不属实"),
-    Category.anomaly: ("已督促整改，恢复正常", "已约谈相关人员"),
-    Category.other: ("已答复群众", "已协调相关部门处理"),
-}
-ESCALATION_NOTES: Final = ("重大矛盾风险及时报告", "超出本级化解能力，报请上级协调")
 
 
 @dataclass(frozen=True)
@@ -818,7 +792,7 @@ def _issue(
     started, resolved unless it lingers, is overdue or its resolution lies past `horizon`."""
     category: Category = _weighted(rng, CATEGORIES)
     severity = Severity.major if rng.random() < P_MAJOR else Severity.general
-    subcategory, description, parties = _wording(rng, category)
+    subcategory, description, parties = demo_words.issue_wording(rng, category.value)
     raised_day = raised_at.astimezone(SHANGHAI).date()
     fate = rng.random()
     overdue, lingering = fate < P_OVERDUE, P_OVERDUE <= fate < P_OVERDUE + P_LINGERING
@@ -851,7 +825,7 @@ def _issue(
         when = at + timedelta(hours=rng.uniform(1.0, 48.0))
         if when > horizon:
             break
-        change(when, holder, ESCALATED, OPEN, parent, rng.choice(ESCALATION_NOTES))
+        change(when, holder, ESCALATED, OPEN, parent, rng.choice(demo_words.ESCALATION_NOTES))
         state, holder, at = OPEN, parent, when
     must_go_up = severity == Severity.major and index[holder].level == Level.village
     if rng.random() < P_STARTED:
@@ -865,7 +839,7 @@ def _issue(
         when = max(raised_at + timedelta(days=days), at + timedelta(hours=1))
         if when <= horizon:
             change(when, holder, RESOLVED_ACTION, RESOLVED, holder,
-                   rng.choice(RESOLUTIONS[category]))  # fmt: skip
+                   rng.choice(demo_words.RESOLUTIONS[category.value]))  # fmt: skip
             state, at, resolved_at = RESOLVED, when, when
     row = {
         "category": category.value, "subcategory": subcategory, "severity": severity.value,
@@ -875,22 +849,3 @@ def _issue(
         "updated_at": at, "resolved_at": resolved_at,
     }  # fmt: skip
     return row, changes
-
-
-def _person(rng: random.Random) -> str:
-    return rng.choice(SURNAMES) + rng.choice(GIVEN_NAMES)
-
-
-def _wording(rng: random.Random, category: Category) -> tuple[str, str, str]:
-    """(subcategory, description, parties) in the words a ledger would use."""
-    if category == Category.dispute:
-        sub, topics = rng.choice(DISPUTES)
-        a, b = _person(rng), _person(rng)
-        return sub, f"{a}与{b}因{rng.choice(topics)}发生争执，需调解。", f"{a}、{b}"
-    if category == Category.hazard:
-        return "", f"{rng.choice(PLACES)}存在{rng.choice(HAZARDS)}隐患，已设警示，需尽快整改。", ""
-    if category == Category.lead:
-        return "", f"群众反映{rng.choice(LEADS)}，需核实。", ""
-    if category == Category.anomaly:
-        return "", f"{rng.choice(ANOMALIES)}。", ""
-    return "", f"{rng.choice(OTHERS)}。", ""

@@ -69,23 +69,22 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import or_
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from dispatch import centres, clock
 from dispatch.accounts import Role, Scope
 from dispatch.centres import Centre, CentreClass, Level
 from dispatch.clock import SHANGHAI
-from dispatch.db import in_batches
 from dispatch.errors import InvalidInput, NotAuthorised
 from schedules.workdays import IsoWeek
 
+from . import issue_history
 from .coverage import (
     COVERED,
     REASONS,
@@ -93,17 +92,8 @@ from .coverage import (
     coverage_pct,
     weekly_report,
 )
-from .issues import (
-    ESCALATED,
-    REOPENED,
-    RESOLVED_ACTION,
-    UNRESOLVED,
-    Category,
-    Issue,
-    IssueChange,
-    Severity,
-)
-from .journal import as_utc, jsonable
+from .issues import ESCALATED, RESOLVED_ACTION, Category, Severity
+from .journal import jsonable
 
 MONTH, QUARTER, HALF = "month", "quarter", "half"
 KINDS = (MONTH, QUARTER, HALF)
@@ -659,61 +649,27 @@ def _figures(
 def _issues(session: Session, area: _Area, period: Period) -> _Issues:
     """The period's issue figures in five queries (the last cut in chunks)."""
     start, end = period.bounds()
-    low, high = centres.below_range(area.view.path)
-    in_area = (Centre.path >= low, Centre.path < high)
-    raised_in = (col(Issue.created_at) >= start, col(Issue.created_at) < end)
-    raised = session.exec(
-        select(Issue, Centre.path)
-        .join(Centre, col(Centre.code) == col(Issue.centre_code))
-        .where(*in_area, *raised_in)
-        .order_by(col(Issue.id))
-    ).all()
-    standing = _standing_resolutions(
-        session.exec(
-            select(IssueChange.issue_id, IssueChange.action, IssueChange.at)
-            .join(Issue, col(Issue.id) == col(IssueChange.issue_id))
-            .join(Centre, col(Centre.code) == col(Issue.centre_code))
-            .where(*in_area, *raised_in, col(IssueChange.at) < end,
-                   col(IssueChange.action).in_((RESOLVED_ACTION, REOPENED)))
-            .order_by(col(IssueChange.at), col(IssueChange.id))
-        ).all(),
-    )  # fmt: skip
+    path = area.view.path
+    standing = issue_history.resolved_of_raised(session, path, start, end)
     raised_rows = tuple(
         _RaisedIssue(
             id=issue.id or 0,
             category=issue.category,
             severity=issue.severity,
-            unit=area.unit_of_path(path),
+            unit=area.unit_of_path(centre_path),
             resolved_days=_days(issue.created_at, standing[issue.id or 0])
             if (issue.id or 0) in standing
             else None,
         )
-        for issue, path in raised
+        for issue, centre_path in issue_history.raised(session, path, start, end)
     )
-    changed: dict[str, set[int]] = {ESCALATED: set(), RESOLVED_ACTION: set()}
-    for action, issue_id in session.exec(
-        select(IssueChange.action, IssueChange.issue_id)
-        .join(Issue, col(Issue.id) == col(IssueChange.issue_id))
-        .join(Centre, col(Centre.code) == col(Issue.centre_code))
-        .where(*in_area, col(IssueChange.action).in_((ESCALATED, RESOLVED_ACTION)),
-               col(IssueChange.at) >= start, col(IssueChange.at) < end)
-    ):  # fmt: skip
-        changed[action].add(issue_id)
+    changed = issue_history.changed(session, path, start, end, (ESCALATED, RESOLVED_ACTION))
     return _Issues(
         raised=raised_rows,
         escalated=len(changed[ESCALATED]),
         resolved_in_period=len(changed[RESOLVED_ACTION]),
         overdue=_overdue(session, area, period),
     )
-
-
-def _standing_resolutions(rows: Iterable[tuple[int, str, datetime]]) -> dict[int, datetime]:
-    """Issue → the moment of its resolution that still stands, from its `resolved` /
-    `reopened` rows before a moment, given in time order: the last row decides."""
-    last: dict[int, tuple[str, datetime]] = {}
-    for issue_id, action, at in rows:
-        last[issue_id] = (action, as_utc(at))
-    return {i: at for i, (action, at) in last.items() if action == RESOLVED_ACTION}
 
 
 def _days(created: datetime, resolved: datetime) -> int:
@@ -723,45 +679,22 @@ def _days(created: datetime, resolved: datetime) -> int:
 
 def _overdue(session: Session, area: _Area, period: Period) -> tuple[OverdueIssue, ...]:
     """Issues raised before the period's end, past their deadline then and not standing
-    resolved then. Candidates are those not resolved now or resolved only at or after
-    the end (a superset: an issue unresolved at the end is either still unresolved or
-    was last resolved later); their history before the end decides."""
+    resolved then, by deadline, then id."""
     _start, end = period.bounds()
-    low, high = centres.below_range(area.view.path)
-    candidates = session.exec(
-        select(Issue, Centre.path)
-        .join(Centre, col(Centre.code) == col(Issue.centre_code))
-        .where(Centre.path >= low, Centre.path < high, col(Issue.created_at) < end,
-               col(Issue.deadline).is_not(None), col(Issue.deadline) < period.end,
-               or_(col(Issue.state).in_(UNRESOLVED), col(Issue.resolved_at).is_(None),
-                   col(Issue.resolved_at) >= end))
-    ).all()  # fmt: skip
-    rows: list[tuple[datetime, int, int, str]] = []  # at, change id, issue id, action
-    for chunk in in_batches(issue.id or 0 for issue, _path in candidates):
-        rows += [
-            (as_utc(at), change_id or 0, issue_id, action)
-            for change_id, issue_id, action, at in session.exec(
-                select(IssueChange.id, IssueChange.issue_id, IssueChange.action, IssueChange.at)
-                .where(col(IssueChange.issue_id).in_(chunk), col(IssueChange.at) < end,
-                       col(IssueChange.action).in_((RESOLVED_ACTION, REOPENED)))
-            )
-        ]  # fmt: skip
-    rows.sort()  # time order, ties in the order appended
-    standing = _standing_resolutions((issue_id, action, at) for at, _id, issue_id, action in rows)
     out = [
         OverdueIssue(
             id=issue.id or 0,
             centre=issue.centre_code,
             centre_name=area.name(issue.centre_code),
-            unit=area.unit_of_path(path),
+            unit=area.unit_of_path(centre_path),
             category=issue.category,
             severity=issue.severity,
             raised_on=clock.local_date(issue.created_at).isoformat(),
             deadline=issue.deadline.isoformat(),
             days_overdue=(period.end - issue.deadline).days,
         )
-        for issue, path in candidates
-        if (issue.id or 0) not in standing and issue.deadline is not None
+        for issue, centre_path in issue_history.overdue(session, area.view.path, end, period.end)
+        if issue.deadline is not None
     ]
     out.sort(key=lambda o: (o.deadline, o.id))
     return tuple(out)
@@ -995,6 +928,8 @@ MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "Au
              "September", "October", "November", "December")  # fmt: skip
 TITLE_EN = {MONTH: "Monthly information report", QUARTER: "Quarterly analysis report",
             HALF: "Half-year analysis report"}  # fmt: skip
+
+
 CLASS_EN = {CentreClass.demonstration.value: "demonstration",
             CentreClass.establishing.value: "establishing", "follow-on": "follow-on"}  # fmt: skip
 

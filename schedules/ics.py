@@ -11,7 +11,7 @@ from icalendar import Calendar, Event, Timezone, TimezoneStandard
 from dispatch.wording import callees_phrase
 
 from .plans import SHANGHAI, RotaSlot
-from .rota import KIND_ZH
+from .slots import KIND_ZH
 
 
 def _shanghai_zone() -> Timezone:

@@ -13,7 +13,7 @@ from sqlmodel import Session
 from dispatch import centres
 from dispatch.errors import InvalidInput
 
-from . import plans, policy, rota, workdays
+from . import plans, policy, rota, slots, workdays
 from .workdays import IsoWeek
 
 MAX_SEED = 2**31 - 1
@@ -32,7 +32,7 @@ def spot_check_seed(session: Session, district_code: str, week: IsoWeek) -> int:
     return secrets.randbelow(MAX_SEED + 1)  # fits a signed 32-bit column
 
 
-def district_towns(session: Session, district_code: str) -> list[rota.TownInput]:
+def district_towns(session: Session, district_code: str) -> list[slots.TownInput]:
     """Active towns with their active villages (one range scan of the district)."""
     below = centres.all_below(session, centres.get(session, district_code))
     villages: dict[str, list[str]] = {}
@@ -40,7 +40,7 @@ def district_towns(session: Session, district_code: str) -> list[rota.TownInput]
         if c.level == "village" and c.active:
             villages.setdefault(c.parent_code or "", []).append(c.code)
     return [
-        rota.TownInput(code=t.code, villages=tuple(sorted(villages.get(t.code, []))))
+        slots.TownInput(code=t.code, villages=tuple(sorted(villages.get(t.code, []))))
         for t in below
         if t.level == "town" and t.active
     ]

@@ -25,7 +25,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from dispatch.clock import SHANGHAI, utcnow
 from dispatch.errors import Conflict, NotFound
 
-from .rota import PlannedSlot, RotaResult, Unplaced
+from .slots import PlannedSlot, RotaResult, Unplaced
 from .workdays import IsoWeek
 
 PLANNED, HELD, MISSED, CANCELLED = "planned", "held", "missed", "cancelled"

@@ -14,7 +14,7 @@ from dispatch import calls, centres
 from dispatch.events import Event
 from dispatch.settings import Settings
 from logs import coverage
-from schedules import jobs, outcome, plans, rota
+from schedules import jobs, outcome, plans, slots
 from schedules.plans import SHANGHAI, RotaSlot
 from schedules.workdays import IsoWeek
 from web.app import create_app
@@ -51,11 +51,11 @@ def town_meeting(settings: Settings, cast: Cast, villages: int) -> tuple[int, li
         invited = tuple(v.code for v in centres.children(s, cast.town_a)[:villages])
         assert len(invited) == villages
         start = datetime.now(SHANGHAI) + timedelta(seconds=1)
-        planned = rota.PlannedSlot(kind="screening", caller=cast.town_a, callees=invited,
-                                   start=start, end=start + timedelta(minutes=10), console=1)
+        planned = slots.PlannedSlot(kind="screening", caller=cast.town_a, callees=invited,
+                                    start=start, end=start + timedelta(minutes=10), console=1)
         record = plans.get_week(s, cast.district, week)
         if record is None:
-            result = rota.RotaResult(
+            result = slots.RotaResult(
                 week_start=week.monday, district=cast.district, workdays=tuple(week.days()),
                 exempt=False, slots=(), unplaced=(), warnings=(), seed=0, spot_check_seed=0,
             )  # fmt: skip

@@ -19,15 +19,9 @@ import pytest
 
 from dispatch.errors import InvalidInput
 from schedules.policy import Blackout, CallerConfig, Policy, PolicyBundle, Window
-from schedules.rota import (
-    EXEMPT_WARNING,
-    PlannedSlot,
-    RotaResult,
-    TownInput,
-    build_rota,
-    place_makeup,
-)
-from schedules.rota import KINDS as ROTA_KINDS
+from schedules.rota import build_rota, place_makeup
+from schedules.slots import EXEMPT_WARNING, PlannedSlot, RotaResult, TownInput
+from schedules.slots import KINDS as ROTA_KINDS
 
 SH = ZoneInfo("Asia/Shanghai")
 DISTRICT = "511703000000"

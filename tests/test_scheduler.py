@@ -20,7 +20,7 @@ from dispatch.db import Database
 from dispatch.events import Event, EventBus
 from dispatch.settings import Settings
 from dispatch.switchboard import Switchboard
-from schedules import jobs, outcome, planner, plans, policy, rota, workdays
+from schedules import jobs, outcome, planner, plans, policy, slots, workdays
 from schedules.plans import SHANGHAI, RotaSlot
 from schedules.workdays import IsoWeek
 from web.schema import open_database
@@ -54,12 +54,12 @@ def add_slot(db: Database, week: IsoWeek, *, starts_in: float, minutes: float = 
         town = centres.children(s, district.code)[0]
         village = centres.children(s, town.code)[0]
         start = datetime.now(SHANGHAI) + timedelta(seconds=starts_in)
-        planned = rota.PlannedSlot(kind=kind, caller=town.code, callees=(village.code,),
-                                   start=start, end=start + timedelta(minutes=minutes),
-                                   console=1, hidden=hidden)  # fmt: skip
+        planned = slots.PlannedSlot(kind=kind, caller=town.code, callees=(village.code,),
+                                    start=start, end=start + timedelta(minutes=minutes),
+                                    console=1, hidden=hidden)  # fmt: skip
         record = plans.get_week(s, district.code, week)
         if record is None:
-            result = rota.RotaResult(
+            result = slots.RotaResult(
                 week_start=week.monday, district=district.code, workdays=tuple(week.days()),
                 exempt=False, slots=(), unplaced=(), warnings=(), seed=0, spot_check_seed=0,
             )  # fmt: skip

@@ -21,10 +21,10 @@ from schedules.workdays import (
     clear_override,
     due_day,
     load_calendar,
-    render_year,
     set_override,
-    width,
 )
+from web.calendar_text import render_year
+from web.columns import width
 
 OCT = [date(2026, 10, d) for d in range(1, 8)]
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
-from dispatch.events import EventBus
-from dispatch.settings import Settings
+from dispatch.calls import VERIFIED, Attendance
+from dispatch.conference import Conference
+from dispatch.events import Event, EventBus
+from dispatch.settings import Settings, ice_settings, media_span_at, media_workers, video_codec
+from dispatch.switchboard import Switchboard
+from media.pool import WorkerPool
+from media.room import Room
+from schedules import outcome
 
 from . import (
     admin,
@@ -33,7 +40,17 @@ from . import (
     turn,
     whip,
 )
-from .appkeys import BUS, DB, SECRET, SETTINGS, TEMPLATES, THROTTLE
+from .appkeys import (
+    BUS,
+    CONFERENCE,
+    DB,
+    MEDIA_POOL,
+    SECRET,
+    SETTINGS,
+    SWITCHBOARD,
+    TEMPLATES,
+    THROTTLE,
+)
 from .errors import error_middleware
 from .render import make_templates
 from .schema import open_database
@@ -56,6 +73,42 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     log.info("database ready: %s", db.engine.url.render_as_string(hide_password=True))
     yield
     db.close()
+
+
+async def _switchboard(app: web.Application) -> AsyncIterator[None]:
+    """The switchboard, after the database; calls a dead process left open are
+    interrupted first. Verified attendance marks the call's rota slot held (by the one
+    coverage rule, `schedules.outcome`)."""
+    db, bus = app[DB], app[BUS]
+    settings = app[SETTINGS]
+    board = Switchboard(db, bus, app[SECRET])
+    await board.recover()
+    ice, workers = ice_settings(settings), media_workers(settings)
+    pool = WorkerPool(workers, ice, span_at=media_span_at(settings)) if workers else None
+    if pool is not None:
+        await pool.start()  # media in worker processes; 0 workers: in this process
+    conference = Conference(board, ice, settings.data_path, video_codec=video_codec(settings),
+                            rooms=pool.room if pool is not None else Room)  # fmt: skip
+    pending: set[asyncio.Task[bool]] = set()  # strong references until each write is done
+
+    def follow(event: Event) -> None:
+        if isinstance(event, Attendance) and event.kind == VERIFIED and event.slot_id:
+            held = db.write(outcome.record_verified, event.slot_id, event.centre or "")
+            task = asyncio.get_running_loop().create_task(held)
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+    unsubscribe = bus.subscribe(follow)
+    app[SWITCHBOARD] = board
+    app[CONFERENCE] = conference
+    if pool is not None:
+        app[MEDIA_POOL] = pool  # read by /readyz and /metrics
+    yield
+    unsubscribe()
+    await conference.close()
+    if pool is not None:
+        await pool.close()
+    board.close()
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -86,7 +139,7 @@ def create_app(settings: Settings) -> web.Application:
     app[THROTTLE] = LoginThrottle()
     app[BUS] = EventBus()
     app.cleanup_ctx.append(_database)
-    app.cleanup_ctx.append(calls.switchboard_ctx)
+    app.cleanup_ctx.append(_switchboard)
     app.cleanup_ctx.append(scheduling.scheduler_ctx)  # the leader's, on PostgreSQL
     metrics.install(app)  # /metrics; after the parts it reads
     ready.install(app)  # /readyz

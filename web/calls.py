@@ -4,8 +4,6 @@ launches them is web/console.py."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -14,58 +12,17 @@ from sqlmodel import Session
 from dispatch import accounts, calls, centres
 from dispatch.accounts import Role
 from dispatch.calls import Attendance
-from dispatch.conference import Conference
 from dispatch.errors import InvalidInput, NotAuthorised
 from dispatch.events import Event
-from dispatch.settings import ice_settings, media_span_at, media_workers, video_codec
-from dispatch.switchboard import Switchboard
 from logs.issues import IssueRaised
-from media.pool import WorkerPool
-from media.room import Room
-from schedules import outcome, plans, policy
+from schedules import plans, policy
 
 from . import live, offers
-from .appkeys import BUS, CONFERENCE, DB, MEDIA_POOL, SECRET, SETTINGS, SWITCHBOARD
+from .appkeys import CONFERENCE, DB, SETTINGS, SWITCHBOARD
 from .auth import join_token, scope_of
 from .bodies import CallLaunch, Floor, Leave, Snapshot
 from .reading import path_int, read_body
 from .render import render
-
-
-async def switchboard_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The switchboard, after the database; calls a dead process left open are
-    interrupted first. Verified attendance marks the call's rota slot held (by the one
-    coverage rule, `schedules.outcome`)."""
-    db, bus = app[DB], app[BUS]
-    settings = app[SETTINGS]
-    board = Switchboard(db, bus, app[SECRET])
-    await board.recover()
-    ice, workers = ice_settings(settings), media_workers(settings)
-    pool = WorkerPool(workers, ice, span_at=media_span_at(settings)) if workers else None
-    if pool is not None:
-        await pool.start()  # media in worker processes; 0 workers: in this process
-    conference = Conference(board, ice, settings.data_path, video_codec=video_codec(settings),
-                            rooms=pool.room if pool is not None else Room)  # fmt: skip
-    pending: set[asyncio.Task[bool]] = set()  # strong references until each write is done
-
-    def follow(event: Event) -> None:
-        if isinstance(event, Attendance) and event.kind == calls.VERIFIED and event.slot_id:
-            held = db.write(outcome.record_verified, event.slot_id, event.centre or "")
-            task = asyncio.get_running_loop().create_task(held)
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-
-    unsubscribe = bus.subscribe(follow)
-    app[SWITCHBOARD] = board
-    app[CONFERENCE] = conference
-    if pool is not None:
-        app[MEDIA_POOL] = pool  # read by /readyz and /metrics
-    yield
-    unsubscribe()
-    await conference.close()
-    if pool is not None:
-        await pool.close()
-    board.close()
 
 
 def _call_id(request: web.Request) -> int:
@@ -374,4 +331,4 @@ def routes() -> list[web.RouteDef]:
     ]
 
 
-__all__ = ["accounts", "routes", "switchboard_ctx"]
+__all__ = ["accounts", "routes"]

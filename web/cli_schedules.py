@@ -15,10 +15,12 @@ from sqlmodel import Session
 from dispatch import centres
 from dispatch.errors import InvalidInput, NotFound
 from dispatch.settings import Settings
-from schedules import ics, planner, plans, policy, rota, workdays
+from schedules import ics, planner, plans, policy, workdays
 from schedules.plans import SHANGHAI
+from schedules.slots import KIND_ZH
 from schedules.workdays import IsoWeek
 
+from . import calendar_text
 from .schema import in_session
 
 WEEKDAYS_ZH = "一二三四五六日"
@@ -36,8 +38,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         p.add_argument("--district", metavar="CODE", help="needed when there are several")
         p.add_argument("--format", choices=["table", "json", "ics"], default="table")
         if name == "build":
-            p.add_argument("--seed", type=int,
-                           help="spot-check seed (default: the week's recorded one, else random)")
+            p.add_argument(
+                "--seed",
+                type=int,
+                help="spot-check seed (default: the week's recorded one, else random)",
+            )
         p.set_defaults(run=run)
 
     cal = sub.add_parser("calendar", parents=[common], help="working-day calendar")
@@ -231,7 +236,7 @@ def render_table(
         )
         lines.append(
             f"  {start:%H:%M}-{end:%H:%M}  {names.get(slot.caller_code, slot.caller_code)}"
-            f" #{slot.console}  {rota.KIND_ZH.get(slot.kind, slot.kind)}  {who}{more}{flags}"
+            f" #{slot.console}  {KIND_ZH.get(slot.kind, slot.kind)}  {who}{more}{flags}"
         )
     lines.append(f"\n{len(slots)} slots")
     if record.unplaced:
@@ -249,7 +254,7 @@ def cmd_calendar_show(args: argparse.Namespace, settings: Settings) -> int:
     if not 2004 <= args.year <= 2100:
         raise InvalidInput("--year", "must be from 2004 to 2100")
     cal = _with_db(settings, workdays.load_calendar)
-    print(workdays.render_year(cal, args.year, args.lang))
+    print(calendar_text.render_year(cal, args.year, args.lang))
     return 0
 
 

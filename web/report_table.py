@@ -7,13 +7,13 @@ Labels are Chinese first, English second, like the pages.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 
 from logs import coverage
 from logs.coverage import WeeklyReport
 from schedules.workdays import IsoWeek
 
+from .columns import pad, width
 from .i18n import MESSAGES
 
 STATE_LABEL = {
@@ -22,15 +22,6 @@ STATE_LABEL = {
     coverage.NO_ROTA_YET: "尚未排班 no rota yet",
     coverage.EXEMPT: "免于调度 exempt",
 }
-
-
-def width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
-def pad(text: str, cells: int, right: bool = False) -> str:
-    gap = " " * max(0, cells - width(text))
-    return gap + text if right else text + gap
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric_from: int = 1) -> list[str]:
@@ -56,15 +47,15 @@ def weekly_table(report: WeeklyReport) -> str:
     days = IsoWeek.parse(report.week).days()
     lines = [
         f"{report.view_name} {report.week} 周调度覆盖达标报告 / weekly coverage report",
-        f"状态 state: {STATE_LABEL.get(report.state, report.state)}"
-        f"    {days[0]} – {days[-1]}",
+        f"状态 state: {STATE_LABEL.get(report.state, report.state)}    {days[0]} – {days[-1]}",
     ]
     if report.state == coverage.EXEMPT:
         lines.append(f"{report.exempt_reason or ''}")
         return "\n".join(lines) + "\n"
     if report.state == coverage.NO_ROTA_YET:
-        lines.append("本周早于首次排班：无数字、无排名 / "
-                     "before the first rota: no figures, no ranking")
+        lines.append(
+            "本周早于首次排班：无数字、无排名 / before the first rota: no figures, no ranking"
+        )
         return "\n".join(lines) + "\n"
     summary = (f"应调度 required {report.required}  已覆盖 covered {report.covered}  "
                f"覆盖率 coverage {_pct(report.coverage_pct)}")  # fmt: skip
