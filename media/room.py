@@ -90,6 +90,7 @@ from aiortc.rtp import AnyRtcpPacket, RtcpRrPacket, RtcpSrPacket, RtpPacket
 from av import VideoFrame
 
 from media import codecs
+from media.consent import install as install_consent_expiry
 from media.forwarding import Feed, Slot
 from media.ice import IceSettings, peer_connection
 from media.ingest import Ingest, tap
@@ -107,6 +108,7 @@ SPEAKING_WITHIN = 1.0  # seconds an audio level stays current
 
 install_rate_counter()  # the server's REMB estimators: see media.ratecount
 install_socket_draining()  # every datagram waiting, per wake-up: see media.sockets
+install_consent_expiry()  # late answers keep a peer: see media.consent
 
 
 # --- events and errors -----------------------------------------------------------------

@@ -21,17 +21,13 @@ warning, and everything works as before, only without the draining.
 from __future__ import annotations
 
 import asyncio.selector_events
-import hashlib
-import inspect
-import logging
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from media.patching import replace_method
 
 DRAIN = 64  # datagrams read per readiness event at most: bounds one callback's work
 
 _Transport: Any = asyncio.selector_events._SelectorDatagramTransport
-_ORIGINAL = _Transport._read_ready
 # sha256 prefixes of the stdlib bodies this replacement was checked against (3.11).
 _KNOWN = frozenset({"a94e5a17"})
 
@@ -56,20 +52,6 @@ def _read_ready_drained(self: Any) -> None:
             self._protocol.datagram_received(data, addr)
 
 
-def _fingerprint() -> str:
-    return hashlib.sha256(inspect.getsource(_ORIGINAL).encode()).hexdigest()[:8]
-
-
 def install() -> bool:
     """Drain datagram sockets made from now on; False if this Python's loop differs."""
-    if _Transport._read_ready is _read_ready_drained:
-        return True
-    try:
-        known = _fingerprint() in _KNOWN
-    except (OSError, TypeError):  # no source to read (a frozen build)
-        known = False
-    if not known:
-        logger.warning("sockets: asyncio's datagram reader is not the one known; left alone")
-        return False
-    _Transport._read_ready = _read_ready_drained
-    return True
+    return replace_method(_Transport, "_read_ready", _read_ready_drained, _KNOWN)
