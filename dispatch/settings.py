@@ -112,6 +112,19 @@ class Settings:
         "Video codec every call forwards: VP8 or H264. A publisher that sends only another "
         "codec (a WHIP encoder) is transcoded once when its video arrives.",
     )
+    video_fps: int = _setting(
+        15,
+        "DISPATCH_VIDEO_FPS",
+        "Frames per second a call page's camera sends at most (1-60). Every viewer gets "
+        "what the publisher sends: 15 keeps a 21-centre meeting within a village PC.",
+    )
+    video_kbps: int = _setting(
+        800,
+        "DISPATCH_VIDEO_KBPS",
+        "Kilobits per second a call page's camera sends at most (100-20000); the browser "
+        "lowers it further on a weak uplink. Without a cap Chromium sends 640x360 at up "
+        "to 1.7 Mbit/s, which every one of a meeting's viewers then receives.",
+    )
     media_workers: str = _setting(  # type: ignore[assignment]
         "auto",
         "DISPATCH_MEDIA_WORKERS",
@@ -296,6 +309,15 @@ def video_codec(settings: Settings) -> str:
         return check_room_codec(settings.video_codec)
     except CodecError as exc:
         raise InvalidInput("DISPATCH_VIDEO_CODEC", str(exc)) from None
+
+
+def publish_limits(settings: Settings) -> tuple[int, int]:
+    """(frames per second, bits per second) a call page publishes its camera at most."""
+    if not 1 <= settings.video_fps <= 60:
+        raise InvalidInput("DISPATCH_VIDEO_FPS", f"expected 1-60, got {settings.video_fps}")
+    if not 100 <= settings.video_kbps <= 20_000:
+        raise InvalidInput("DISPATCH_VIDEO_KBPS", f"expected 100-20000, got {settings.video_kbps}")
+    return settings.video_fps, settings.video_kbps * 1000
 
 
 def media_workers(settings: Settings) -> int:

@@ -29,6 +29,12 @@ FRAMES = """() => window.dispatchPeer.getStats().then((stats) => {
   });
   return { decoded, sent };
 })"""
+# The page's camera sender: its caps and the frame rate the camera was opened at.
+SENDER = """() => {
+  const sender = window.dispatchPeer.getSenders().find((s) => s.track?.kind === "video");
+  const encoding = sender.getParameters().encodings[0];
+  return [encoding.maxBitrate, encoding.maxFramerate, sender.track.getSettings().frameRate];
+}"""
 
 
 async def test_launch_ring_accept_and_verified_video(
@@ -40,7 +46,9 @@ async def test_launch_ring_accept_and_verified_video(
         policy.set_policy(s, None, {"min_verified_seconds": 3}, "test")
     slot_id = add_slot(db, week, starts_in=60, minutes=10)  # town A → its first village
     db.close()
-    settings = demo_settings.with_(ice_hosts="127.0.0.1", scheduler=False)
+    settings = demo_settings.with_(
+        ice_hosts="127.0.0.1", scheduler=False, video_fps=12, video_kbps=600
+    )
     server = await aiohttp_server(create_app(settings))
     base = f"http://127.0.0.1:{server.port}"
     async with (
@@ -72,6 +80,9 @@ async def test_launch_ring_accept_and_verified_video(
             f"() => window.dispatchPeer && ({FRAMES})().then((f) => f.decoded > 20)",
             timeout=20_000,
         )  # fmt: skip
+        for page in (village, town):  # both publish within the server's caps
+            bitrate, framerate, opened_at = await page.evaluate(SENDER)
+            assert (bitrate, framerate) == (600_000, 12) and opened_at <= 12
         status = town.get_by_test_id(f"status-{cast.village_a1}")
         await town.wait_for_function(
             f"""() => document.querySelector('.tile[data-centre="{cast.village_a1}"] .verified')

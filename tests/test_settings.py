@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from dispatch.errors import InvalidInput
-from dispatch.settings import Settings, documented_settings
+from dispatch.settings import Settings, documented_settings, publish_limits
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -26,6 +26,16 @@ def test_environment_then_overrides() -> None:
 def test_a_bad_number_names_the_variable() -> None:
     with pytest.raises(InvalidInput, match="DISPATCH_PORT"):
         Settings.from_env(env={"DISPATCH_PORT": "eighty"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("DISPATCH_VIDEO_FPS", "0"), ("DISPATCH_VIDEO_FPS", "61"), ("DISPATCH_VIDEO_KBPS", "99")],
+)
+def test_a_publishing_cap_out_of_range_names_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(InvalidInput, match=variable):
+        publish_limits(Settings.from_env(env={variable: value}))
+    assert publish_limits(Settings.from_env(env={})) == (15, 800_000)
 
 
 def test_session_key_is_created_once_and_private(tmp_path: Path) -> None:

@@ -12,7 +12,14 @@ from aiohttp import web
 from dispatch.calls import VERIFIED, Attendance
 from dispatch.conference import Conference
 from dispatch.events import Event, EventBus
-from dispatch.settings import Settings, ice_settings, media_span_at, media_workers, video_codec
+from dispatch.settings import (
+    Settings,
+    ice_settings,
+    media_span_at,
+    media_workers,
+    publish_limits,
+    video_codec,
+)
 from dispatch.switchboard import Switchboard
 from media.pool import WorkerPool
 from media.room import Room
@@ -84,6 +91,7 @@ async def _switchboard(app: web.Application) -> AsyncIterator[None]:
     board = Switchboard(db, bus, app[SECRET])
     await board.recover()
     ice, workers = ice_settings(settings), media_workers(settings)
+    publish_limits(settings)  # a bad cap stops the start, not a call page later
     pool = WorkerPool(workers, ice, span_at=media_span_at(settings)) if workers else None
     if pool is not None:
         await pool.start()  # media in worker processes; 0 workers: in this process

@@ -14,6 +14,7 @@ from dispatch.accounts import Role
 from dispatch.calls import Attendance
 from dispatch.errors import InvalidInput, NotAuthorised
 from dispatch.events import Event
+from dispatch.settings import publish_limits
 from logs.issues import IssueRaised
 from schedules import plans, policy
 
@@ -311,6 +312,7 @@ async def call_page(request: web.Request) -> web.Response:
                 "slot_count": len(calls.invitations(s, call_id)), "me": me}  # fmt: skip
 
     ctx = await request.app[DB].read(run)
+    ctx["video_fps"], ctx["video_bps"] = publish_limits(request.app[SETTINGS])
     return render(request, "call.html", **ctx)
 
 

@@ -24,6 +24,8 @@ const root = document.getElementById("call");
 const callId = root.dataset.call;
 const operator = root.dataset.role === "operator";
 const me = root.dataset.me;
+// The camera's caps, from the server's settings (frames per second, bits per second).
+const publish = { fps: Number(root.dataset.videoFps) || 15, bps: Number(root.dataset.videoBps) || 800000 };
 const zh = document.documentElement.lang.startsWith("zh");
 const say = (pair) => (zh ? pair[0] : pair[1]);
 const TEXT = JSON.parse(document.getElementById("call-text").textContent);
@@ -94,7 +96,8 @@ function fail(text) {
 
 async function camera() {
   // Camera and microphone; if one is missing, carry on with the other and say so.
-  const attempts = [{ video: { width: 640, height: 360 }, audio: true }, { video: true }, { audio: true }];
+  const video = { width: 640, height: 360, frameRate: { ideal: publish.fps, max: publish.fps } };
+  const attempts = [{ video, audio: true }, { video: true }, { audio: true }];
   let first = null;
   for (const constraints of attempts) {
     try {
@@ -230,13 +233,15 @@ function fit() {
 
 // The camera, published with VP8 temporal layers (L1T3: layer 0 a quarter of the
 // frames, 1 the next quarter, 2 the rest) so the server can send a weak viewer fewer
-// frames it can still decode (media/linkrate.py). A browser that refuses the mode
-// publishes one layer, as before.
+// frames it can still decode (media/linkrate.py), within the server's frame rate and
+// bitrate caps (DISPATCH_VIDEO_FPS / _KBPS: every viewer receives what is sent). A
+// browser that refuses the mode publishes one layer, as before.
 function addCamera(pc, track, direction, stream) {
+  const limits = { maxFramerate: publish.fps, maxBitrate: publish.bps };
   try {
-    return pc.addTransceiver(track, { direction, streams: [stream], sendEncodings: [{ scalabilityMode: "L1T3" }] });
+    return pc.addTransceiver(track, { direction, streams: [stream], sendEncodings: [{ scalabilityMode: "L1T3", ...limits }] });
   } catch {
-    return pc.addTransceiver(track, { direction, streams: [stream] });
+    return pc.addTransceiver(track, { direction, streams: [stream], sendEncodings: [limits] });
   }
 }
 
