@@ -11,6 +11,13 @@ the kernel dropped UDP packets). ``install()`` makes each readiness event read u
 ``DRAIN`` datagrams, stopping early when the socket is empty or the transport
 closes; each one reaches the protocol in order, exactly as before.
 
+It also sizes each ICE socket's receive buffer to ``RECEIVE_BUFFER`` (aioice asks
+for 256 KB): a server whose process waits for a core (a saturated machine, or a key
+frame from every publisher at once) takes the backlog instead of the kernel dropping
+it — the browser soak's media worker dropped 1,161 datagrams in 4 minutes with aioice's
+size. The kernel books twice the size asked, capped at ``net.core.rmem_max`` (4 MB here,
+212 KB on a stock Debian: docs/deploy.md raises it).
+
 It replaces ``asyncio.selector_events._SelectorDatagramTransport._read_ready``
 process-wide (the loop registers the method when a transport is made, so install
 before peers open sockets). It was written against Python 3.11's body of that
@@ -23,9 +30,12 @@ from __future__ import annotations
 import asyncio.selector_events
 from typing import Any
 
+import aioice.turn
+
 from media.patching import replace_method
 
 DRAIN = 64  # datagrams read per readiness event at most: bounds one callback's work
+RECEIVE_BUFFER = 1 << 20  # bytes of receive buffer asked for each ICE socket
 
 _Transport: Any = asyncio.selector_events._SelectorDatagramTransport
 # sha256 prefixes of the stdlib bodies this replacement was checked against (3.11).
@@ -53,5 +63,7 @@ def _read_ready_drained(self: Any) -> None:
 
 
 def install() -> bool:
-    """Drain datagram sockets made from now on; False if this Python's loop differs."""
+    """Drain datagram sockets made from now on, and give each ICE socket opened from now
+    on a roomy receive buffer; False if this Python's loop differs (no draining)."""
+    aioice.turn.UDP_SOCKET_BUFFER_SIZE = RECEIVE_BUFFER  # read by aioice when it binds
     return replace_method(_Transport, "_read_ready", _read_ready_drained, _KNOWN)

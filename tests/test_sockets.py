@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 
+import aioice
 import pytest
 
 from media import sockets
+from media.ice import IceSettings, configure_host_addresses, restore_host_addresses
 
 
 class Counting(asyncio.DatagramProtocol):
@@ -63,3 +66,21 @@ async def test_a_wake_up_reads_at_most_drain_datagrams(monkeypatch: pytest.Monke
     await asyncio.sleep(0.05)  # the loop's own wake-ups take the rest
     assert len(protocol.received) == 10
     transport.close()
+
+
+RMEM_MAX = int(Path("/proc/sys/net/core/rmem_max").read_text())  # the kernel's ceiling
+
+
+async def test_ice_sockets_get_the_roomy_receive_buffer() -> None:
+    assert sockets.install()
+    configure_host_addresses(IceSettings(host_addresses=("127.0.0.1",)))
+    connection = aioice.Connection(ice_controlling=True)
+    try:
+        await connection.gather_candidates()
+        (protocol,) = connection._protocols
+        sock = protocol.transport.get_extra_info("socket")
+        booked = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        assert booked == 2 * min(sockets.RECEIVE_BUFFER, RMEM_MAX)  # the kernel books twice
+    finally:
+        await connection.close()
+        restore_host_addresses()
