@@ -55,7 +55,10 @@ async def _query_consent(self: Any) -> None:
         try:
             await pair.protocol.request(request, pair.remote_addr, integrity_key=key,
                                         retransmissions=RETRANSMISSIONS)  # fmt: skip
-        except (stun.TransactionError, ConnectionError, OSError):
+        except (stun.TransactionError, ConnectionError, OSError) as exc:
+            logger.debug("%s: consent check to %s unanswered (%s), last answer %.1f s ago",
+                         self.local_username, pair.remote_addr, type(exc).__name__,
+                         loop.time() - answered)  # fmt: skip
             return
         answered = max(answered, loop.time())
 

@@ -307,6 +307,11 @@ class PrecodedVideo(MediaStreamTrack):
             cls._cache[key] = frames
         return cls._cache[key]
 
+    @property
+    def sent(self) -> int:
+        """Frames handed to the sender so far."""
+        return self._index + 1
+
     async def recv(self) -> Packet:
         self._index += 1
         if self._index == 0:
@@ -439,4 +444,3 @@ def sees(client: Client, slot: int, colour: str, frames: int = 5) -> Callable[[]
         return len(tail) == frames and set(tail) == {colour}
 
     return check
-

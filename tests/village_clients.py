@@ -9,10 +9,10 @@ standard input::
 accepts and joins each village's invitation through the HTTP API (a join token
 each, as a browser's join link does), sending pre-encoded video of the given colour
 and Opus silence, and then prints, ten times a second, one JSON line of what each village
-receives::
+receives, and how many frames it has sent::
 
     {"video": {"CODE": [[frames, "last sampled colour"], [frames, "…"]]},
-     "audio": {"CODE": [packets, packets]}}
+     "audio": {"CODE": [packets, packets]}, "sent": {"CODE": frames}}
 
 Commands on later input lines: ``close CODE`` hangs that village up. End of input
 closes every village and ends the process. Media stays on 127.0.0.1.
@@ -33,6 +33,7 @@ from peers import Client, PrecodedSilence, PrecodedVideo
 
 REPORT_INTERVAL = 0.1
 JOINING_AT_ONCE = 5
+CAMERAS: dict[str, PrecodedVideo] = {}  # each village's camera track, for its sent count
 
 
 async def join(
@@ -48,7 +49,8 @@ async def join(
     async with http.post(f"{base}/api/v1/calls/{call_id}/accept", headers=auth) as resp:
         assert resp.status == 200, await resp.text()
     client = Client(code, colour, light=True)
-    client.pc.addTrack(PrecodedVideo(colour, fps=fps))
+    CAMERAS[code] = PrecodedVideo(colour, fps=fps)
+    client.pc.addTrack(CAMERAS[code])
     client.pc.addTrack(PrecodedSilence())
     client.pc.addTransceiver("video", direction="recvonly")
     client.pc.addTransceiver("audio", direction="recvonly")
@@ -65,6 +67,7 @@ def report(clients: dict[str, Client]) -> str:
                           for frames, seen in zip(c.frames, c.video, strict=True)]
                   for code, c in clients.items()},
         "audio": {code: list(c.audio) for code, c in clients.items()},
+        "sent": {code: CAMERAS[code].sent for code in clients},
     })  # fmt: skip
 
 
