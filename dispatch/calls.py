@@ -43,9 +43,13 @@ INVITED, RANG, ANSWERED, DECLINED, NOT_ANSWERED = (
 JOINED, LEFT = "joined", "left"
 VIDEO_LIVE, VIDEO_LOST, FACES_SEEN, SNAPSHOT = "video_live", "video_lost", "faces_seen", "snapshot"
 FLOOR, CALL_ENDED, CALL_INTERRUPTED, VERIFIED = "floor", "ended", "interrupted", "verified"
+# The call's recording turned on or off (call-wide); a recorded file closed, with its
+# sha256 (the publisher's centre); a file removed by retention (dispatch/recordings.py).
+RECORDING, RECORDED, RECORDING_REMOVED = "recording", "recorded", "rec_removed"
 EVENT_KINDS = (
     INVITED, RANG, ANSWERED, DECLINED, NOT_ANSWERED, JOINED, LEFT, VIDEO_LIVE, VIDEO_LOST,
-    FACES_SEEN, SNAPSHOT, FLOOR, VERIFIED, CALL_ENDED, CALL_INTERRUPTED,
+    FACES_SEEN, SNAPSHOT, FLOOR, VERIFIED, CALL_ENDED, CALL_INTERRUPTED, RECORDING, RECORDED,
+    RECORDING_REMOVED,
 )  # fmt: skip
 
 

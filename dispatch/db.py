@@ -80,7 +80,7 @@ class Database:
     def create_schema(self) -> None:
         """Create every table whose module has been imported. Upper layers' tables are
         known once the composition root has imported them (`web/schema.py`)."""
-        from . import accounts, calls, centres  # noqa: F401  (this layer's own tables)
+        from . import accounts, calls, centres, recordings  # noqa: F401  (this layer's tables)
 
         SQLModel.metadata.create_all(self.engine)
 

@@ -89,9 +89,18 @@ def counts(engine: sa.Engine) -> dict[str, int]:
                 for t in sorted(migrations.initial_columns())}  # fmt: skip
 
 
+def create_as_before_migrations(db: Database) -> None:
+    """What `create_all` made before migrations: the initial revision's tables only (the
+    models of later revisions' tables did not exist yet)."""
+    tables = [SQLModel.metadata.tables[t] for t in sorted(migrations.initial_columns())]
+    SQLModel.metadata.create_all(db.engine, tables=tables)
+
+
 def fill_as_before_migrations(url: str) -> None:
     """What `open_database` did before migrations (create_all + the sealing triggers),
-    then the demo district and two weeks of history with sealed journals."""
+    then the demo district and two weeks of history with sealed journals. Today's code
+    fills it, reading later revisions' tables too (sign-off asks for unfinished
+    recordings): those are made for the filling and dropped after, empty."""
     db = Database(url)
     db.create_schema()
     seal.install_triggers(db.engine)
@@ -99,6 +108,9 @@ def fill_as_before_migrations(url: str) -> None:
         demo.load_demo(s, "district")
     with db.session() as s:
         first_run.load_history(s, weeks=2, now=NOW)
+    initial = set(migrations.initial_columns())
+    later = [t for name, t in SQLModel.metadata.tables.items() if name not in initial]
+    SQLModel.metadata.drop_all(db.engine, tables=later)
     db.close()
 
 
@@ -146,10 +158,13 @@ def test_a_database_filled_before_migrations_upgrades_with_nothing_lost(
     before = counts(db.engine)
     db.close()
     assert before["journal"] > 10 and before["attendance_event"] > 100
-    assert main(["--db", url, "journal", "verify"]) == 0  # adopted on open: stamped
+    # Adopted on open (stamped as the initial revision), then refused as older than head.
+    assert main(["--db", url, "journal", "verify"]) == 2
+    assert f"at revision {migrations.INITIAL}" in capsys.readouterr().err
 
     assert main(["--db", url, "db", "upgrade"]) == 0
-    assert f"already at {migrations.head()}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"upgraded from {migrations.INITIAL} to {migrations.head()}" in out
     db = Database(url)
     try:
         assert migrations.state(db.engine).at_head
@@ -166,7 +181,7 @@ def test_db_upgrade_adopts_a_database_made_before_migrations(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     db = Database(url)
-    db.create_schema()  # no triggers, no version: what create_all alone made
+    create_as_before_migrations(db)  # no triggers, no version: what create_all alone made
     db.close()
     assert main(["--db", url, "db", "status"]) == 0
     assert "no version" in capsys.readouterr().out
@@ -195,14 +210,17 @@ def test_tables_that_are_not_the_initial_schema_are_refused(
 
 
 @pytest.fixture
-def newer_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The revisions of a later version of the code: today's, plus one adding a column."""
+def newer_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """The revisions of a later version of the code: today's, plus one adding a column
+    (numbered 9999, after whatever today's head is)."""
+    today = migrations.head()
     scripts = tmp_path / "migrations"
     shutil.copytree(migrations.SCRIPTS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_centre_note.py").write_text(
+    (scripts / "versions" / "9999_centre_note.py").write_text(
         '"""A later revision."""\n'
         "import sqlalchemy as sa\nfrom alembic import op\n\n"
-        'revision = "0002"\ndown_revision = "0001"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        f'revision = "9999"\ndown_revision = "{today}"\n'
+        "branch_labels = None\ndepends_on = None\n\n\n"
         "def upgrade() -> None:\n"
         '    with op.batch_alter_table("centre") as batch:\n'
         '        batch.add_column(sa.Column("note", sa.String(), nullable=True))\n\n\n'
@@ -212,22 +230,24 @@ def newer_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         encoding="utf-8",
     )
     monkeypatch.setattr(migrations, "SCRIPTS", scripts)
-    return "0002"
+    return today, "9999"
 
 
 def test_serve_refuses_an_older_schema_until_db_upgrade(
-    demo_settings: object, newer_code: str, capsys: pytest.CaptureFixture[str]
+    demo_settings: object, newer_code: tuple[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = demo_settings.db_url  # type: ignore[attr-defined]
+    today, later = newer_code
     db = Database(url)
     before = counts(db.engine)
     db.close()
     assert main(["--db", url, "serve", "--port", "1"]) == 2
     err = capsys.readouterr().err
-    assert "at revision 0001" in err and "needs 0002" in err and "dispatch db upgrade" in err
+    assert f"at revision {today}" in err and f"needs {later}" in err
+    assert "dispatch db upgrade" in err
 
     assert main(["--db", url, "db", "upgrade"]) == 0
-    assert "upgraded from 0001 to 0002" in capsys.readouterr().out
+    assert f"upgraded from {today} to {later}" in capsys.readouterr().out
     db = open_database(url)  # now at head: opens
     try:
         assert counts(db.engine) == before
