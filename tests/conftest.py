@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 from sqlmodel import select
 
@@ -58,6 +60,34 @@ def _root_logging_restored() -> Iterator[None]:
         if handler not in root.handlers:
             root.addHandler(handler)
     root.setLevel(level)
+
+
+# --- the shared test PostgreSQL ----------------------------------------------------------
+
+# A database the tests may wipe (`make test` sets it up through .ci/postgres.sh); the
+# PostgreSQL tests skip, saying so, when it is not given.
+PG_URL = os.environ.get("DISPATCH_TEST_PG_URL", "")
+
+
+def wipe_pg(url: str) -> None:
+    """Leave the database with nothing of ours: every table, the schema version and the
+    sealing functions. It is shared by every run on the machine, so a test never trusts
+    what an earlier one (or an earlier checkout's run) left there."""
+    engine = Database(url).engine
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+        for table in sa.inspect(conn).get_table_names():
+            conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
+        for fn in ("dispatch_refuse", "dispatch_refuse_sealed_event", "dispatch_refuse_truncate"):
+            conn.execute(sa.text(f"DROP FUNCTION IF EXISTS {fn}() CASCADE"))
+    engine.dispose()
+
+
+def fresh_pg(url: str) -> Database:
+    """The test PostgreSQL wiped, then opened as the service opens it: created at the
+    migrations' head, triggers included."""
+    wipe_pg(url)
+    return open_database(url)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import tarfile
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +30,8 @@ from web.appkeys import DB, SCHEDULER
 from web.cli import main
 from web.schema import open_database
 
-PG_URL = os.environ.get("DISPATCH_TEST_PG_URL", "")
+from conftest import PG_URL, wipe_pg
+
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)
 KEPT_TABLES = ("centre", "account", "call", "attendance_event", "journal", "journal_amendment")
 
@@ -227,9 +227,7 @@ def test_no_nightly_backup_when_keep_is_0(demo_settings: Settings) -> None:
 
 @pytest.mark.skipif(not PG_URL, reason="DISPATCH_TEST_PG_URL is not set")
 def test_postgresql_backup_and_restore(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from test_migrations import wipe
-
-    wipe(PG_URL)
+    wipe_pg(PG_URL)
     try:
         with_history(PG_URL)
         before = counts(PG_URL)
@@ -239,10 +237,10 @@ def test_postgresql_backup_and_restore(tmp_path: Path, capsys: pytest.CaptureFix
         assert "not empty" in capsys.readouterr().err
         assert main(["--db", PG_URL, "restore", str(archive), "--force"]) == 0
         assert counts(PG_URL) == before
-        wipe(PG_URL)
+        wipe_pg(PG_URL)
         assert main(["--db", PG_URL, "restore", str(archive)]) == 0
         assert counts(PG_URL) == before
         assert main(["--db", PG_URL, "journal", "verify"]) == 0
         assert "ok:" in capsys.readouterr().out
     finally:
-        wipe(PG_URL)
+        wipe_pg(PG_URL)

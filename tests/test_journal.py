@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -30,10 +29,9 @@ from logs.journal import JournalEntry
 from schedules.workdays import IsoWeek
 from web.schema import open_database
 
-from conftest import Cast
+from conftest import PG_URL, Cast, fresh_pg
 
 SECRET = b"k" * 44
-PG_URL = os.environ.get("DISPATCH_TEST_PG_URL", "")
 DISTRICT = demo.DEMO_DISTRICT_CODE
 
 
@@ -66,9 +64,7 @@ def store(request: pytest.FixtureRequest, demo_settings: Settings) -> Iterator[D
     if request.param == "sqlite":
         db = open_database(demo_settings.db_url)
     else:
-        db = open_database(PG_URL)
-        SQLModel.metadata.drop_all(db.engine)
-        db.create_schema()
+        db = fresh_pg(PG_URL)
         with db.session() as s:
             demo.load_demo(s, "district")
     yield prepare(db)
@@ -433,9 +429,7 @@ async def test_an_edited_event_of_a_sealed_call_is_found(store: Database, cast: 
     assert f"event {joined.id} deleted" in problems[0].what
 
 
-async def test_verify_checks_1000_sealed_journals(
-    demo_db: Database, cast: Cast
-) -> None:
+async def test_verify_checks_1000_sealed_journals(demo_db: Database, cast: Cast) -> None:
     started = utcnow() - timedelta(minutes=5)
     with demo_db.session() as s:
         for _ in range(1000):

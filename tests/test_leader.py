@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import SQLModel
 
 from dispatch.db import Database
 from schedules.leader import LOCK_KEY, Leadership
 
-PG_URL = os.environ.get("DISPATCH_TEST_PG_URL", "")
+from conftest import PG_URL, fresh_pg
+
 needs_pg = pytest.mark.skipif(not PG_URL, reason="DISPATCH_TEST_PG_URL is not set")
 BIN = Path(sys.executable).parent / "dispatch"
 # The sessions holding the scheduler's lock (a bigint key is split into classid, objid).
@@ -128,11 +128,7 @@ def _wait_for(what: str, probe: object, deadline_s: float = 100) -> object:
 
 @pytest.fixture
 def empty_pg() -> None:
-    database = Database(PG_URL)
-    database.create_schema()
-    SQLModel.metadata.drop_all(database.engine)
-    database.create_schema()
-    database.close()
+    fresh_pg(PG_URL).close()
 
 
 @needs_pg

@@ -5,7 +5,6 @@ SQLite always, on PostgreSQL when DISPATCH_TEST_PG_URL is set."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -26,7 +25,8 @@ from schedules.plans import SHANGHAI
 from web.cli import main
 from web.schema import open_database
 
-PG_URL = os.environ.get("DISPATCH_TEST_PG_URL", "")
+from conftest import PG_URL, wipe_pg
+
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)
 SQLITE_TRIGGERS = {
     "journal_sealed_no_update", "journal_sealed_no_delete", "journal_amendment_no_update",
@@ -38,32 +38,15 @@ PG_TRIGGERS = {
 }  # fmt: skip
 
 
-def wipe(url: str) -> None:
-    """Leave the database with nothing of ours (PostgreSQL's test database is shared)."""
-    engine = Database(url).engine
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
-            for table in sa.inspect(conn).get_table_names():
-                conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
-            for fn in (
-                "dispatch_refuse",
-                "dispatch_refuse_sealed_event",
-                "dispatch_refuse_truncate",
-            ):
-                conn.execute(sa.text(f"DROP FUNCTION IF EXISTS {fn}() CASCADE"))
-    engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
     not PG_URL, reason="DISPATCH_TEST_PG_URL is not set"))])  # fmt: skip
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'dispatch.db'}"
         return
-    wipe(PG_URL)
+    wipe_pg(PG_URL)
     yield PG_URL
-    wipe(PG_URL)
+    wipe_pg(PG_URL)
 
 
 def schema_differences(engine: sa.Engine) -> list[object]:
@@ -139,7 +122,7 @@ def test_the_initial_revision_is_what_create_all_made(url: str) -> None:
     if url.startswith("sqlite"):
         Path(url.removeprefix("sqlite:///")).unlink()
     else:
-        wipe(url)
+        wipe_pg(url)
     db = open_database(url)
     try:
         with db.engine.connect() as conn:

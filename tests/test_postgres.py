@@ -6,31 +6,26 @@ it up through .ci/postgres.sh); otherwise every test here skips and says why.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from dispatch import accounts, centre_files, centres, demo
 from dispatch.db import Database
 from dispatch.settings import Settings
 from web.app import create_app
 
-from conftest import bearer
+from conftest import PG_URL, bearer, fresh_pg
 
-PG_URL = os.environ.get("DISPATCH_TEST_PG_URL", "")
 pytestmark = pytest.mark.skipif(not PG_URL, reason="DISPATCH_TEST_PG_URL is not set")
 
 
 @pytest.fixture
 def pg() -> Iterator[Database]:
-    database = Database(PG_URL)
-    database.create_schema()
-    SQLModel.metadata.drop_all(database.engine)
-    database.create_schema()
+    database = fresh_pg(PG_URL)
     with database.session() as s:
         demo.load_demo(s, "district")
     yield database
