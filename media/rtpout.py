@@ -6,8 +6,9 @@ layers of transport per packet. For a forwarded frame shown to N viewers that is
 task wake-ups and N packetisations of the same bytes. Here a frame is packetised once
 per publisher (``Packetised``) and each viewer's ``RtpOut`` only writes a 12-byte
 header, the viewer's own header extensions and (VP8) picture id, protects the packet
-with the viewer's SRTP session and hands it to the socket of the viewer's selected
-ICE pair, synchronously, from the feed's own call.
+with the viewer's SRTP session and hands the frame's packets to the socket of the
+viewer's selected ICE pair (``media.datagrams``: one segmented write when the kernel
+allows), synchronously, from the feed's own call.
 
 The ``RTCRtpSender`` still exists and still does what is not per packet: its task
 sends RTCP sender reports (from the counters kept here), answers RTCP through
@@ -42,6 +43,7 @@ from aiortc.rtcdtlstransport import State
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 
 from media.codecs import H264, VP8
+from media.datagrams import send_packets
 
 HISTORY = 128  # packets kept for retransmission (aiortc keeps as many)
 PACKET_MAX = 1300  # bytes of payload per packet, as aiortc's packetisers
@@ -161,6 +163,7 @@ class RtpOut:
         last = len(chunks) - 1
         vp8 = frame.codec == VP8
         octets = 0
+        packets = []
         for i, chunk in enumerate(chunks):
             prefix = (
                 _VP8_DESCRIPTOR.pack(0x90 if i == 0 else 0x80, 0x80, 0x8000 | self._picture_id)
@@ -170,9 +173,12 @@ class RtpOut:
             seq = self._seq
             marker = 1 if i == last else 0
             self._history[seq % HISTORY] = (seq, ts, marker, prefix, chunk)
-            self._write(pair, self._pt, seq, ts, self._ssrc, marker, extensions, prefix, chunk)
+            packets.append(
+                self._protect(self._pt, seq, ts, self._ssrc, marker, extensions, prefix, chunk)
+            )
             self._seq = (seq + 1) & 0xFFFF
             octets += len(prefix) + len(chunk)
+        self._transmit(pair, packets)
         if vp8:
             self._picture_id = (self._picture_id + 1) & 0x7FFF
         self.packets += len(chunks)
@@ -194,13 +200,15 @@ class RtpOut:
         seq, ts, marker, prefix, chunk = kept
         extensions = self._extensions(time.time())
         if self._rtx_pt is None:
-            self._write(pair, self._pt, seq, ts, self._ssrc, marker, extensions, prefix, chunk)
-            return
-        rtx_seq = self._rtx_seq
-        self._rtx_seq = (rtx_seq + 1) & 0xFFFF
-        original = struct.pack("!H", seq) + prefix
-        self._write(pair, self._rtx_pt, rtx_seq, ts, self._rtx_ssrc, marker, extensions,
-                    original, chunk)  # fmt: skip
+            packet = self._protect(self._pt, seq, ts, self._ssrc, marker, extensions, prefix,
+                                   chunk)  # fmt: skip
+        else:
+            rtx_seq = self._rtx_seq
+            self._rtx_seq = (rtx_seq + 1) & 0xFFFF
+            original = struct.pack("!H", seq) + prefix
+            packet = self._protect(self._rtx_pt, rtx_seq, ts, self._rtx_ssrc, marker,
+                                   extensions, original, chunk)  # fmt: skip
+        self._transmit(pair, [packet])
 
     def _pair(self) -> Any:
         ice = self._sender.transport.transport._connection
@@ -218,9 +226,8 @@ class RtpOut:
         body += bytes(-len(body) % 4)
         return b"\xbe\xde" + (len(body) // 4).to_bytes(2, "big") + body
 
-    def _write(
+    def _protect(
         self,
-        pair: Any,
         pt: int,
         seq: int,
         ts: int,
@@ -229,15 +236,18 @@ class RtpOut:
         extensions: bytes,
         prefix: bytes,
         chunk: bytes,
-    ) -> None:
+    ) -> bytes:
+        """One RTP packet, SRTP-protected with this viewer's session."""
         first = 0x90 if extensions else 0x80
         header = _HEADER.pack(first, (marker << 7) | pt, seq, ts, ssrc)
-        data = self._sender.transport._tx_srtp.protect(
-            b"".join((header, extensions, prefix, chunk))
-        )
+        protect = self._sender.transport._tx_srtp.protect
+        return protect(b"".join((header, extensions, prefix, chunk)))
+
+    @staticmethod
+    def _transmit(pair: Any, packets: list[bytes]) -> None:
         transport = pair.protocol.transport
         if transport is not None:  # None once the ICE connection closed
-            transport.sendto(data, pair.remote_addr)
+            send_packets(transport, packets, pair.remote_addr)
 
 
 def ntp_now(now: float) -> int:

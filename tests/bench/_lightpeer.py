@@ -10,10 +10,12 @@ defines what the benches import.
   sends a 440 Hz tone as pre-encoded Opus packets every 20 ms (aiortc packs them:
   no encoder, no audio-level loop on the client).
 - Light viewers: ``LightTap`` replaces two methods of one ``RTCDtlsTransport`` instance
-  (aiortc 1.16 private API: ``_setup_srtp`` and ``_handle_rtp_data``): packets of the
-  SSRCs it watches are not SRTP-decrypted, parsed or decoded, only timed from their
-  clear 12-byte RTP header (a video packet with the marker bit ends a frame; an audio
-  packet is a 20 ms frame). ICE, DTLS and RTCP run as aiortc does them, and the tap
+  (aiortc 1.16 private API: ``_setup_srtp`` and ``_handle_rtp_data``) and, once DTLS is
+  up, the ``datagram_received`` of each of the connection's ICE sockets (aioice 0.13):
+  packets of the SSRCs it watches are counted as they come off the socket — not parsed
+  as STUN, queued, SRTP-decrypted or decoded — from their clear 12-byte RTP header (a
+  video packet with the marker bit ends a frame; an audio packet is a 20 ms frame).
+  ICE, DTLS and RTCP run as aiortc does them, and the tap
   sends a receiver report for its streams about once a second, as a browser does
   (aiortc's receiver reports only streams it saw, so the server would see silence).
 - Probes: the video slots a peer decodes in full; each decoded frame's barcode gives
@@ -303,6 +305,32 @@ class _ClearHeaderSession:
         return self._inner.unprotect_rtcp(data)
 
 
+def _arrived(seen: Arrivals, data: bytes) -> None:
+    seen.last_seq = int.from_bytes(data[2:4], "big")
+    if seen.kind == "audio" or data[1] & 0x80:  # marker: a frame's last packet
+        seen.times.append(time.monotonic())
+
+
+def _count_at_socket(protocol: Any, watched: dict[int, Arrivals]) -> None:
+    """Time the watched SSRCs' packets as their datagram arrives on one of the
+    connection's ICE sockets (aioice's ``StunProtocol``, which asyncio calls by
+    attribute): before aioice tries to parse it as STUN, queues it, and wakes the ICE
+    and DTLS transports' tasks for it. Everything else (STUN, DTLS, RTCP, other SSRCs)
+    takes aioice's path unchanged."""
+    inner = protocol.datagram_received
+
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        # RTP (version 2), not RTCP: RFC 5761 keeps RTCP packet types in 192-223.
+        if 127 < data[0] < 192 and not 191 < data[1] < 224 and len(data) >= 12:
+            seen = watched.get(int.from_bytes(data[8:12], "big"))
+            if seen is not None:
+                _arrived(seen, data)
+                return
+        inner(data, addr)
+
+    protocol.datagram_received = datagram_received
+
+
 class LightTap:
     """Times the RTP packets of chosen SSRCs of one peer connection from their header.
 
@@ -320,15 +348,15 @@ class LightTap:
             setup()
             if dtls._rx_srtp is not None:
                 dtls._rx_srtp = _ClearHeaderSession(dtls._rx_srtp, self.watched)
+            for protocol in dtls.transport._connection._protocols:
+                _count_at_socket(protocol, self.watched)
 
         async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
             seen = self.watched.get(int.from_bytes(data[8:12], "big"))
             if seen is None:
                 await handle(data, arrival_time_ms)
-            else:
-                seen.last_seq = int.from_bytes(data[2:4], "big")
-                if seen.kind == "audio" or data[1] & 0x80:  # marker: a frame's last packet
-                    seen.times.append(time.monotonic())
+            else:  # a packet that came through aioice before the socket tap was set
+                _arrived(seen, data)
 
         dtls._setup_srtp = setup_srtp  # type: ignore[method-assign]
         dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
@@ -616,7 +644,8 @@ async def _command_loop(
 
 
 def serve(conn: Connection, kind: str) -> None:
-    """A server process: one room ("forward": media.room.Room in the process; "span2": a
+    """A server process: one room ("forward": media.room.Room in the process;
+    "unbatched": the same with one sendto per packet; "span2": a
     room in two media worker processes, participants placed on them in turn
     (``span_at`` 1), every publisher piped once to the other; "reencode": the baseline)."""
     _quiet()
@@ -625,8 +654,12 @@ def serve(conn: Connection, kind: str) -> None:
 
 async def _serve(conn: Connection, kind: str) -> None:
     pool: Any = None
-    if kind == "forward":
+    if kind in ("forward", "unbatched"):
+        from media import datagrams
         from media.room import Room
+
+        if kind == "unbatched":  # one sendto per packet: the side-by-side baseline
+            datagrams._Offload.enabled = False
 
         room: Any = Room("bench", LOOPBACK, on_event=lambda event: None)
     elif kind == "span2":
