@@ -42,8 +42,15 @@ class Role(StrEnum):
         }[self]
 
 
+# What pages call each role (Chinese, English).
+ROLE_LABELS: dict[Role, tuple[str, str]] = {
+    Role.admin: ("系统管理员", "Administrator"),
+    Role.district_operator: ("区综治中心调度员", "District operator"),
+    Role.town_operator: ("镇（街道）综治中心调度员", "Town operator"),
+    Role.village: ("村（社区）综治中心", "Village centre"),
+}
+
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{3,64}$")
-MIN_PASSWORD = passwords.MIN_LENGTH
 _hasher = PasswordHasher()
 
 

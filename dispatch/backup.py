@@ -35,6 +35,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
+from dispatch.clock import utcnow
+
 from .db import make_engine
 from .errors import DispatchError, InvalidInput
 
@@ -116,7 +118,7 @@ def create(db_url: str, data_dir: Path, target: Path) -> Manifest:
             with tarfile.open(partial, "w:gz") as tar:
                 tar.add(dump, arcname=dump.name)
                 files = _add_data(tar, data_dir)
-                manifest = Manifest(datetime.now(UTC).isoformat(timespec="seconds"),
+                manifest = Manifest(utcnow().isoformat(timespec="seconds"),
                                     backend, revision, files)  # fmt: skip
                 _add_json(tar, MANIFEST, manifest.as_dict(), Path(tmp))
             os.replace(partial, target)

@@ -34,7 +34,22 @@ from .errors import Conflict, InvalidInput, NotAuthenticated, NotAuthorised, Not
 from .events import Event
 
 RINGING, LIVE, ENDED, INTERRUPTED = "ringing", "live", "ended", "interrupted"
+STATES = (RINGING, LIVE, ENDED, INTERRUPTED)
 OPEN_STATES = (RINGING, LIVE)
+# What pages call a call's state (Chinese, English).
+STATE_LABELS: dict[str, tuple[str, str]] = {
+    RINGING: ("呼叫中", "ringing"),
+    LIVE: ("进行中", "live"),
+    ENDED: ("已结束", "ended"),
+    INTERRUPTED: ("已中断", "interrupted"),
+}
+# The kinds of an ad-hoc call; a call of the rota takes its slot's kind (schedules.slots).
+INSPECTION, MEETING = "inspection", "meeting"
+AD_HOC_KINDS = (INSPECTION, MEETING)
+AD_HOC_KIND_LABELS: dict[str, tuple[str, str]] = {
+    INSPECTION: ("视频调度", "Video dispatch"),
+    MEETING: ("视频调度会", "Dispatch meeting"),
+}
 
 # What an invited centre did, in the order it can happen.
 INVITED, RANG, ANSWERED, DECLINED, NOT_ANSWERED = (

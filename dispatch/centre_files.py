@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.etree.ElementTree import ParseError
 
-from openpyxl import Workbook, load_workbook
-from openpyxl.cell import WriteOnlyCell
+from openpyxl import load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
 from sqlalchemy import ColumnElement, and_, insert, or_
 from sqlmodel import Session, col, select
 
+from . import spreadsheets
 from .accounts import Account, Role
 from .centres import (
     Centre,
@@ -82,24 +82,6 @@ MAX_PROBLEMS = 200  # an import lists at most this many problems, and says how m
 XLSX_MAX_UNPACKED = 256 * 1024 * 1024  # bytes an XLSX may hold unpacked (a zip bomb stops)
 XLSX_MAX_MEMBERS = 10_000
 
-# OWASP CSV injection: a cell starting with one of these is a formula to a spreadsheet.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise_cell(value: str) -> str:
-    """`value` made inert for a spreadsheet: a leading apostrophe before a formula start
-    (OWASP). Also before apostrophes that precede one, so `restore_cell` is exact."""
-    if value.lstrip("'").startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-def restore_cell(value: str) -> str:
-    """What `neutralise_cell` was given: export → import stays lossless."""
-    if value.startswith("'") and value.lstrip("'").startswith(FORMULA_STARTS):
-        return value[1:]
-    return value
-
 
 def default_max_rows() -> int:
     """DISPATCH_IMPORT_MAX_ROWS as the environment sets it (callers may pass their own)."""
@@ -139,8 +121,12 @@ def _check_format(fmt: str) -> str:
 def export_centres(session: Session, under_path: str | None, fmt: str) -> bytes:
     """The centres in the subtree at `under_path` (all when None), parents first."""
     _check_format(fmt)
-    rows = [_export_row(c) for c in _centres_under(session, under_path)]
-    return _write_csv(rows) if fmt == "csv" else _write_xlsx(rows)
+    rows = [
+        dict(zip(COLUMNS, _export_row(c), strict=True)) for c in _centres_under(session, under_path)
+    ]
+    if fmt == "csv":
+        return spreadsheets.csv_file(rows, COLUMNS)
+    return spreadsheets.xlsx_table(rows, COLUMNS, sheet=SHEET, text_columns=TEXT_COLUMNS)
 
 
 def _centres_under(session: Session, under_path: str | None) -> list[Centre]:
@@ -167,46 +153,6 @@ def _export_row(c: Centre) -> list[Cell]:
         format_grid_workers(c.grid_workers or []),  # the JSON column allows null
         "1" if c.active else "0",
     ]
-
-
-def _write_csv(rows: list[list[Cell]]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
-    writer.writerows([neutralise_cell(v) if isinstance(v, str) else v for v in row] for row in rows)
-    # The BOM makes Excel (set to GBK in China) read the file as UTF-8.
-    return ("\ufeff" + buf.getvalue()).encode("utf-8")
-
-
-def _write_xlsx(rows: list[list[Cell]]) -> bytes:
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet(SHEET)
-    ws.append(list(COLUMNS))
-    text_at = frozenset(i for i, name in enumerate(COLUMNS) if name in TEXT_COLUMNS)
-    for row in rows:
-        ws.append([_xlsx_cell(ws, v, i in text_at) for i, v in enumerate(row)])
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
-
-
-def _xlsx_cell(ws: Any, value: Cell, text_format: bool) -> Any:
-    """Empty cells stay empty, and every string stays a string: codes and phones also get
-    the text format so that Excel does not turn a 12-digit code into a float on editing,
-    and a value starting with a formula character is a string cell, never a formula."""
-    if value == "":
-        return None
-    if not isinstance(value, str):
-        return value
-    # A cell of type string is never a formula in XLSX: each value with a formula
-    # start is written as one explicitly (openpyxl would make "=…" a formula).
-    if not (text_format or value.startswith(FORMULA_STARTS)):
-        return value
-    cell = WriteOnlyCell(ws, value=value)
-    cell.data_type = "s"
-    if text_format:
-        cell.number_format = "@"
-    return cell
 
 
 # --- reading a file into rows of text -----------------------------------------------
@@ -237,7 +183,7 @@ def _read_csv(data: bytes, max_rows: int) -> list[_RawRow]:
         for cells in reader:
             if len(rows) > max_rows:  # the header and max_rows rows are in
                 raise _too_many_rows(max_rows)
-            rows.append(_RawRow(start, [restore_cell(c.strip()) for c in cells]))
+            rows.append(_RawRow(start, [spreadsheets.restore_cell(c.strip()) for c in cells]))
             # line_num counts physical lines read so far, quoted newlines included.
             start = reader.line_num + 1
     except csv.Error as e:
@@ -305,7 +251,7 @@ def _sheet_rows(wb: Any, max_rows: int) -> list[_RawRow]:
     for n, values in enumerate(ws.iter_rows(min_row=1, values_only=True), 1):
         if n > max_rows + 1:
             raise _too_many_rows(max_rows)
-        rows.append(_RawRow(n, [restore_cell(_cell_text(v)) for v in values]))
+        rows.append(_RawRow(n, [spreadsheets.restore_cell(_cell_text(v)) for v in values]))
     return rows
 
 

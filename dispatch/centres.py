@@ -30,9 +30,6 @@ class Level(StrEnum):
     def parent_level(self) -> Level | None:
         return {Level.district: None, Level.town: Level.district, Level.village: Level.town}[self]
 
-    @property
-    def zh(self) -> str:
-        return {"district": "区", "town": "镇/街道", "village": "村/社区"}[self.value]
 
 
 class CentreClass(StrEnum):
@@ -44,14 +41,24 @@ class CentreClass(StrEnum):
 
     @property
     def zh(self) -> str:
-        return {"demonstration": "示范类", "establishing": "创建类", "follow-on": "带动类"}[
-            self.value
-        ]
+        return CLASS_LABELS[self][0]
 
     @property
     def default_target_year(self) -> int:
         return {"demonstration": 2022, "establishing": 2023, "follow-on": 2024}[self.value]
 
+
+# What pages, files and reports call each level and class (Chinese, English).
+LEVEL_LABELS: dict[Level, tuple[str, str]] = {
+    Level.district: ("区", "District"),
+    Level.town: ("镇/街道", "Town/street"),
+    Level.village: ("村/社区", "Village/community"),
+}
+CLASS_LABELS: dict[CentreClass, tuple[str, str]] = {
+    CentreClass.demonstration: ("示范类", "Demonstration"),
+    CentreClass.establishing: ("创建类", "Establishing"),
+    CentreClass.follow_on: ("带动类", "Follow-on"),
+}
 
 LEVEL_ALIASES: dict[str, Level] = {
     "district": Level.district,

@@ -3,19 +3,25 @@
 The database stores UTC; people live in Asia/Shanghai (no daylight saving, UTC+8): a
 day, a week or a month is always Shanghai's. Every module takes the zone, "now" and
 the local date from here, so a fact about time is stated once.
+
+What reads the time where it decides something — the scheduler's jobs and reminders,
+the reports due, the rota's "this week" — is handed a `Clock` (the web application
+holds one, `create_app(settings, clock=…)`), so a test sets the time (`SetClock`)
+instead of waiting for it or skipping at the wrong hour. `SYSTEM` is the real one; the
+module's `utcnow()` and `today()` read it.
+
+Invariant: a clock's `now()` is timezone-aware UTC, and its `offset` is how far it runs
+ahead of the real time — constant while nobody sets it, so something due at a clock's
+moment `t` is due in real time at `t - offset` (the scheduler's timers run on real time).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from typing import Final
 from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-def utcnow() -> datetime:
-    """Now, in UTC, timezone-aware (the database stores UTC)."""
-    return datetime.now(UTC)
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -28,6 +34,59 @@ def local_date(moment: datetime) -> date:
     return as_utc(moment).astimezone(SHANGHAI).date()
 
 
+class Clock:
+    """The real time. Subclasses change where `now` comes from; the rest follows."""
+
+    @property
+    def offset(self) -> timedelta:
+        """How far this clock runs ahead of the real time."""
+        return timedelta(0)
+
+    def now(self) -> datetime:
+        """Now, in UTC, timezone-aware."""
+        return datetime.now(UTC)
+
+    def local(self) -> datetime:
+        """Now in Shanghai, timezone-aware."""
+        return self.now().astimezone(SHANGHAI)
+
+    def today(self) -> date:
+        """Shanghai's date now."""
+        return local_date(self.now())
+
+
+class SetClock(Clock):
+    """A clock set to a moment that runs on from there at the real pace: a test sets
+    Sunday 23:30 and the scheduler's timers still fire a second after they are due.
+    `set` and `advance` move it."""
+
+    def __init__(self, at: datetime) -> None:
+        self._offset = timedelta(0)
+        self.set(at)
+
+    @property
+    def offset(self) -> timedelta:
+        return self._offset
+
+    def set(self, at: datetime) -> None:
+        """From now on the clock reads `at` (naive: UTC), running on from it."""
+        self._offset = as_utc(at) - datetime.now(UTC)
+
+    def advance(self, by: timedelta) -> None:
+        self._offset += by
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+
+SYSTEM: Final = Clock()
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, timezone-aware (the database stores UTC), by the real clock."""
+    return SYSTEM.now()
+
+
 def today(now: datetime | None = None) -> date:
-    """Shanghai's date now, or at ``now``."""
-    return local_date(now or utcnow())
+    """Shanghai's date at ``now``, or now by the real clock."""
+    return local_date(now or SYSTEM.now())

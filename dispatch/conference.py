@@ -241,6 +241,14 @@ class Conference:
         live = self._live.get(call_id)
         return live.room.participants if live else ()
 
+    def away(self, call_id: int) -> tuple[str, ...]:
+        """The centres of the call whose connection went silent and may still come back
+        (within `rejoin_grace`): joined, not yet left."""
+        live = self._live.get(call_id)
+        if live is None:
+            return ()
+        return tuple(sorted(c for c, p in live.people.items() if p.gone is not None))
+
     # -- internals ---------------------------------------------------------------------
 
     def _require(self, call_id: int) -> _Live:

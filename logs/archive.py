@@ -20,8 +20,8 @@ from sqlmodel import Column, Field, Session, SQLModel, col, select
 from dispatch import centres
 from dispatch.accounts import Scope
 from dispatch.centres import utcnow
+from dispatch.clock import SHANGHAI
 from dispatch.errors import NotFound
-from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
 from . import coverage

@@ -79,10 +79,11 @@ from dispatch import calls, centres
 from dispatch.accounts import Scope
 from dispatch.calls import AttendanceRow, Call, Invitation
 from dispatch.centres import Centre, Level
+from dispatch.clock import SHANGHAI
 from dispatch.db import in_batches
 from dispatch.errors import NotAuthorised
 from schedules import outcome, plans, workdays
-from schedules.plans import SHANGHAI, RotaSlot, RotaWeek
+from schedules.plans import RotaSlot, RotaWeek
 from schedules.policy import Policy, policy_for
 from schedules.workdays import IsoWeek
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from dispatch.calls import AD_HOC_KIND_LABELS
 from dispatch.clock import SHANGHAI
-from schedules.slots import KIND_ZH
+from schedules.slots import KIND_LABELS
 
 from .journal import Journal
 
@@ -18,7 +19,7 @@ ANSWER_ZH = {
     "pending": "待接听",
 }
 WHY_ZH = {"no answer": "无人接听", "declined": "拒绝", "offline": "接听后未入会", "": ""}
-KIND_NAMES = {**KIND_ZH, "inspection": "视频调度", "meeting": "视频调度会"}
+KIND_NAMES = {kind: zh for kind, (zh, _en) in {**KIND_LABELS, **AD_HOC_KIND_LABELS}.items()}
 
 COLUMNS = (
     "调度编号", "日期", "开始", "结束", "调度类型", "发起单位", "操作员", "被调度单位",

@@ -30,8 +30,8 @@ from datetime import UTC, date, datetime
 from sqlmodel import Session, col, select
 
 from dispatch.calls import OPEN_STATES, Call
+from dispatch.clock import SHANGHAI, utcnow
 from schedules import planner, workdays
-from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
 from . import archive, periods, seal
@@ -83,7 +83,7 @@ def load_history(
     """Play out `weeks` weeks before this one for every district, seal, store reports and
     build this week (see the module docstring). Commits as it goes."""
     started = time.perf_counter()
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     today = now.astimezone(SHANGHAI).date()
     current = IsoWeek.containing(today)
     last = current.previous()

@@ -62,12 +62,13 @@ from typing import Any, Final
 from sqlalchemy import bindparam, func, insert, update
 from sqlmodel import Session, col, select
 
-from dispatch import calls, centres, demo_words
+from dispatch import calls, centres, clock, demo_words
 from dispatch.calls import AttendanceRow, Call, Invitation
 from dispatch.centres import Centre, Level
+from dispatch.clock import SHANGHAI
 from dispatch.errors import InvalidInput
 from schedules import outcome, planner, plans, policy, workdays
-from schedules.plans import SHANGHAI, RotaSlot, RotaSlotCallee
+from schedules.plans import RotaSlot, RotaSlotCallee
 from schedules.workdays import IsoWeek
 
 from .issues import (
@@ -252,7 +253,7 @@ def generate_history(
     started = time.perf_counter()
     if isinstance(weeks, bool) or not isinstance(weeks, int) or not 1 <= weeks <= MAX_WEEKS:
         raise InvalidInput("weeks", f"must be a whole number from 1 to {MAX_WEEKS}, got {weeks!r}")
-    today = (now or datetime.now(UTC)).astimezone(SHANGHAI).date()
+    today = clock.today(now)
     if end_week.days()[-1] >= today:
         raise InvalidInput(
             "end_week", f"{end_week} has not ended yet ({today}): history ends with a past week"

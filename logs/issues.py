@@ -48,7 +48,7 @@ class Category(StrEnum):
 
     @property
     def zh(self) -> str:
-        return CATEGORY_ZH[self]
+        return CATEGORY_LABELS[self][0]
 
 
 class Severity(StrEnum):
@@ -57,18 +57,23 @@ class Severity(StrEnum):
 
     @property
     def zh(self) -> str:
-        return {"general": "一般", "major": "重大"}[self.value]
+        return SEVERITY_LABELS[self][0]
 
 
-CATEGORY_ZH: dict[Category, str] = {
-    Category.dispute: "矛盾纠纷",
-    Category.hazard: "隐患",
-    Category.lead: "线索",
-    Category.anomaly: "异常情况",
-    Category.other: "其他",
+# What ledgers, pages and reports call each category and severity (Chinese, English).
+CATEGORY_LABELS: dict[Category, tuple[str, str]] = {
+    Category.dispute: ("矛盾纠纷", "Dispute"),
+    Category.hazard: ("隐患", "Hazard"),
+    Category.lead: ("线索", "Lead"),
+    Category.anomaly: ("异常情况", "Anomaly"),
+    Category.other: ("其他", "Other"),
+}
+SEVERITY_LABELS: dict[Severity, tuple[str, str]] = {
+    Severity.general: ("一般", "General"),
+    Severity.major: ("重大", "Major"),
 }
 CATEGORY_ALIASES: dict[str, Category] = {c.value: c for c in Category} | {
-    **{zh: c for c, zh in CATEGORY_ZH.items()},
+    **{zh: c for c, (zh, _en) in CATEGORY_LABELS.items()},
     "纠纷": Category.dispute,
     "问题隐患": Category.hazard,
     "异常": Category.anomaly,
@@ -83,21 +88,26 @@ SEVERITY_ALIASES: dict[str, Severity] = {s.value: s for s in Severity} | {
 OPEN, IN_PROGRESS, RESOLVED = "open", "in_progress", "resolved"
 STATES = (OPEN, IN_PROGRESS, RESOLVED)
 UNRESOLVED = (OPEN, IN_PROGRESS)
-STATE_ZH = {OPEN: "未化解", IN_PROGRESS: "化解中", RESOLVED: "已化解"}
+STATE_LABELS: dict[str, tuple[str, str]] = {
+    OPEN: ("未化解", "open"),
+    IN_PROGRESS: ("化解中", "in progress"),
+    RESOLVED: ("已化解", "resolved"),
+}
 ESCALATED_ZH = "已上报"  # an unresolved issue held above the centre it concerns
 
 RAISED, ASSIGNED, STARTED, ESCALATED = "raised", "assigned", "started", "escalated"
 RESOLVED_ACTION, REOPENED, COMMENTED, EDITED = "resolved", "reopened", "commented", "edited"
 ACTIONS = (RAISED, ASSIGNED, STARTED, ESCALATED, RESOLVED_ACTION, REOPENED, COMMENTED, EDITED)
-ACTION_ZH = {
-    RAISED: "登记",
-    ASSIGNED: "交办",
-    STARTED: "开始化解",
-    ESCALATED: "上报",
-    RESOLVED_ACTION: "化解完成",
-    REOPENED: "重新打开",
-    COMMENTED: "跟踪记录",
-    EDITED: "修改",
+# What an issue's history calls each step, in the ledgers and on the pages.
+ACTION_LABELS: dict[str, tuple[str, str]] = {
+    RAISED: ("登记", "raised"),
+    ASSIGNED: ("交办", "assigned"),
+    STARTED: ("开始化解", "started"),
+    ESCALATED: ("上报", "escalated"),
+    RESOLVED_ACTION: ("化解完成", "resolved"),
+    REOPENED: ("重新打开", "reopened"),
+    COMMENTED: ("跟踪记录", "commented"),
+    EDITED: ("修改", "edited"),
 }
 
 # The lowest level allowed to resolve a major issue: a village must report it upward.
@@ -145,7 +155,7 @@ class Issue(SQLModel, table=True):
         """未化解 / 化解中 / 已化解, or 已上报 while held above the centre it concerns."""
         if self.state != RESOLVED and self.escalated:
             return ESCALATED_ZH
-        return STATE_ZH[self.state]
+        return STATE_LABELS[self.state][0]
 
     @property
     def raised_on(self) -> date:
@@ -206,7 +216,7 @@ class IssueChange(SQLModel, table=True):
             "at": self.at.isoformat(),
             "by": self.by,
             "action": self.action,
-            "action_zh": ACTION_ZH[self.action],
+            "action_zh": ACTION_LABELS[self.action][0],
             "from_state": self.from_state,
             "to_state": self.to_state,
             "from_holder": self.from_holder,

@@ -11,36 +11,29 @@ Invariants:
 - A ledger is a read of the issue ledger (`logs.issues`): nothing here writes, and a
   ledger row is a pure function of one issue, its history and the day it is drawn up.
 - Rows are dicts whose keys are exactly the ledger's columns, in column order; the XLSX
-  and CSV writers keep that order and every text value stays text (a 12-digit code or a
-  date never becomes a number).
+  and CSV writer (`dispatch.spreadsheets`) keeps that order and every text value stays
+  text (a 12-digit code or a date never becomes a number).
 - The days of a period are Asia/Shanghai days, both ends included.
 """
 
 from __future__ import annotations
 
 import calendar
-import csv
-import io
-import unicodedata
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font
-from openpyxl.utils import get_column_letter
 from sqlmodel import Session, col, select
 
-from dispatch import centres
+from dispatch import centres, spreadsheets
 from dispatch.accounts import Account, Scope
-from dispatch.centre_files import neutralise_cell
 from dispatch.centres import Centre, Level
 from dispatch.clock import SHANGHAI
 from dispatch.db import in_batches
 from dispatch.errors import InvalidInput
 
 from .issues import (
-    ACTION_ZH,
+    ACTION_LABELS,
     ASSIGNED,
     COMMENTED,
     ESCALATED,
@@ -278,7 +271,7 @@ class _Context:
         lines = []
         for ch in self.changes.get(issue.id or 0, []):
             when = ch.at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
-            what = ACTION_ZH[ch.action]
+            what = ACTION_LABELS[ch.action][0]
             if ch.action == ESCALATED:
                 what += f"{self.name(ch.from_holder)}→{self.name(ch.to_holder)}"
             elif ch.action == ASSIGNED:
@@ -286,117 +279,6 @@ class _Context:
             line = f"{when} {what}({self.people.get(ch.by, ch.by)})"
             lines.append(f"{line}: {ch.note}" if ch.note else line)
         return "\n".join(lines)
-
-
-# --- files ----------------------------------------------------------------------------------
-
-
-def _columns(rows: Sequence[Row], columns: Sequence[str] | None) -> list[str]:
-    if columns is None:
-        if not rows:
-            raise ValueError("an empty ledger needs its columns")
-        columns = list(rows[0])
-    for n, row in enumerate(rows, 1):
-        if list(row) != list(columns):
-            raise ValueError(f"row {n} has the keys {list(row)}, not the columns {columns}")
-    return list(columns)
-
-
-def ledger_csv(rows: Sequence[Row], columns: Sequence[str] | None = None) -> bytes:
-    """UTF-8 with a BOM (so Excel set to GBK reads it), CRLF line ends."""
-    names = _columns(rows, columns)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(names)
-    # Issue texts come from any centre: no cell may start a formula (OWASP).
-    writer.writerows(
-        [
-            ("" if v is None else neutralise_cell(v) if isinstance(v, str) else v)
-            for v in row.values()
-        ]
-        for row in rows
-    )
-    return ("\ufeff" + buf.getvalue()).encode("utf-8")
-
-
-def ledger_xlsx(
-    rows: Sequence[Row],
-    title: str,
-    *,
-    columns: Sequence[str] | None = None,
-    sheet: str = "台账",
-) -> bytes:
-    """One sheet: the title merged across row 1, the bold header in row 2, then the rows.
-    Strings are written as text cells ("@"), numbers as numbers, empty values as empty
-    cells; the sheet prints landscape, one page wide, repeating the header."""
-    names = _columns(rows, columns)
-    wb = Workbook()
-    ws = wb.active
-    assert ws is not None  # a new workbook always has its first sheet
-    ws.title = _sheet_name(sheet)
-    width = len(names)
-
-    head = ws.cell(row=1, column=1)
-    _set(head, title)
-    head.font = Font(bold=True, size=14)
-    head.alignment = Alignment(horizontal="center", vertical="center")
-    if width > 1:
-        ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=width)
-    ws.row_dimensions[1].height = 28
-
-    bold = Font(bold=True)
-    centred = Alignment(horizontal="center", vertical="center", wrap_text=True)
-    for c, name in enumerate(names, 1):
-        cell = ws.cell(row=2, column=c)
-        _set(cell, name)
-        cell.font, cell.alignment = bold, centred
-
-    wrap = Alignment(vertical="top", wrap_text=True)
-    for r, row in enumerate(rows, 3):
-        for c, value in enumerate(row.values(), 1):
-            cell = ws.cell(row=r, column=c)
-            _set(cell, value)
-            cell.alignment = wrap
-
-    for c, name in enumerate(names, 1):
-        longest = max([_display_width(name)] + [_display_width(row[name]) for row in rows])
-        ws.column_dimensions[get_column_letter(c)].width = min(max(longest + 2, 6), 48)
-    ws.freeze_panes = "A3"
-    ws.print_title_rows = "2:2"
-    ws.page_setup.orientation = "landscape"
-    ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True  # type: ignore[union-attr]
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
-
-
-def _set(cell: Any, value: Any) -> None:
-    """Strings stay strings: the text format keeps Excel from turning codes and dates into
-    numbers on editing, and "=..." is not written as a formula (openpyxl would)."""
-    if value is None or value == "":
-        return
-    cell.value = value
-    if isinstance(value, str):
-        cell.data_type = "s"
-        cell.number_format = "@"
-
-
-def _sheet_name(name: str) -> str:
-    """Excel's rules: at most 31 characters, none of []:*?/\\ , not empty."""
-    cleaned = "".join(ch for ch in name if ch not in "[]:*?/\\").strip("'").strip()
-    return cleaned[:31] or "台账"
-
-
-def _display_width(value: Any) -> int:
-    """Columns the longest line takes: CJK characters count two."""
-    if value is None:
-        return 0
-    lines = str(value).split("\n")
-    return max(
-        sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line) for line in lines
-    )
 
 
 # --- the files the pages and the CLI hand out ------------------------------------------------
@@ -414,11 +296,11 @@ def screening_file(
     _check_format(fmt)
     rows = screening_ledger(session, scope, town_code, period_start, period_end)
     if fmt == "csv":
-        return ledger_csv(rows, SCREENING_COLUMNS)
+        return spreadsheets.csv_file(rows, SCREENING_COLUMNS)
     town = centres.get(session, town_code.strip())
     start, end = _period(period_start, period_end)
     title = f"{town.name}矛盾纠纷排查台账({start.isoformat()}至{end.isoformat()})"
-    return ledger_xlsx(rows, title, columns=SCREENING_COLUMNS, sheet=SCREENING_SHEET)
+    return spreadsheets.xlsx_ledger(rows, title, columns=SCREENING_COLUMNS, sheet=SCREENING_SHEET)
 
 
 def tracking_file(
@@ -428,10 +310,10 @@ def tracking_file(
     _check_format(fmt)
     rows = tracking_ledger(session, scope, town_code, today)
     if fmt == "csv":
-        return ledger_csv(rows, TRACKING_COLUMNS)
+        return spreadsheets.csv_file(rows, TRACKING_COLUMNS)
     town = centres.get(session, town_code.strip())
     title = f"{town.name}重点关注持续跟踪矛盾纠纷台账(截至{parse_day(today, 'today')})"
-    return ledger_xlsx(rows, title, columns=TRACKING_COLUMNS, sheet=TRACKING_SHEET)
+    return spreadsheets.xlsx_ledger(rows, title, columns=TRACKING_COLUMNS, sheet=TRACKING_SHEET)
 
 
 def _check_format(fmt: str) -> None:

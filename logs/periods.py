@@ -79,8 +79,8 @@ from sqlmodel import Session
 
 from dispatch import centres, clock
 from dispatch.accounts import Role, Scope
-from dispatch.centres import Centre, CentreClass, Level
-from dispatch.clock import SHANGHAI
+from dispatch.centres import CLASS_LABELS, Centre, CentreClass, Level
+from dispatch.clock import SHANGHAI, utcnow
 from dispatch.errors import InvalidInput, NotAuthorised
 from schedules.workdays import IsoWeek
 
@@ -422,7 +422,7 @@ def period_report(
     """The report of `period` for a district, or for one of its towns (see the module's
     rules), as it stands at `now` (default: the clock). NotAuthorised when the scope
     holds no part of the district or not the town."""
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     district = centres.get_at_level(session, district_code, Level.district, "district")
     view, weekly_scope = _area(session, district, town, scope)
     area = _Area.load(session, view)
@@ -930,8 +930,10 @@ TITLE_EN = {MONTH: "Monthly information report", QUARTER: "Quarterly analysis re
             HALF: "Half-year analysis report"}  # fmt: skip
 
 
-CLASS_EN = {CentreClass.demonstration.value: "demonstration",
-            CentreClass.establishing.value: "establishing", "follow-on": "follow-on"}  # fmt: skip
+def _class_en(value: str) -> str:
+    """A class as the English narrative says it, in lower case: "follow-on"."""
+    known = {c.value: english for c, (_zh, english) in CLASS_LABELS.items()}
+    return known[value].lower() if value in known else value
 
 
 def label_en(kind: str, code: str) -> str:
@@ -1014,7 +1016,7 @@ def narrative_en(report: Any) -> str:
     classes = [c for c in report.class_progress if c.assessed]
     if classes:
         text = "By class: " + "; ".join(
-            f"{c.met} of {c.assessed} {CLASS_EN.get(c.centre_class, c.centre_class)} centres "
+            f"{c.met} of {c.assessed} {_class_en(c.centre_class)} centres "
             "met the standard" for c in classes
         )
         text += f" (the standard: coverage of at least {MEETS_STANDARD_PCT}%)"

@@ -30,8 +30,9 @@ from sqlmodel import Session, col, select
 from dispatch import calls, centres
 from dispatch.calls import Call, Invitation
 from dispatch.centres import Centre, Level
+from dispatch.clock import SHANGHAI, SYSTEM
 from schedules import plans
-from schedules.plans import SHANGHAI, RotaSlot
+from schedules.plans import RotaSlot
 from schedules.workdays import IsoWeek
 
 from .coverage import COVERED, coverage_pct, weekly_report
@@ -112,7 +113,7 @@ def week_progress(
     session: Session, caller: Centre, now: datetime | None = None
 ) -> WeekProgress:
     """The caller's week as it stands at `now` (default: the clock)."""
-    now = (now or datetime.now(SHANGHAI)).astimezone(SHANGHAI)
+    now = (now or SYSTEM.local()).astimezone(SHANGHAI)
     week = IsoWeek.containing(now.date())
     district_code = caller.path.split("/")[0]
     district = centres.get(session, district_code)

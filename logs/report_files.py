@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ledgers
+from dispatch import spreadsheets
+
 from .coverage import REASON_LABELS, WeeklyReport
 
 STATUS_ZH = {"covered": "已覆盖", "missed": "未覆盖", "pending": "待调度"}
@@ -36,9 +37,9 @@ def weekly_file(report: WeeklyReport, fmt: str) -> bytes:
     names = {t.code: t.name for t in report.towns}
     rows = pair_rows(report, names)
     if fmt == "csv":
-        return ledgers.ledger_csv(rows, COLUMNS)
+        return spreadsheets.csv_file(rows, COLUMNS)
     title = f"{report.view_name} {report.week} 视频调度覆盖情况"
-    return ledgers.ledger_xlsx(rows, title, columns=COLUMNS, sheet="覆盖情况")
+    return spreadsheets.xlsx_ledger(rows, title, columns=COLUMNS, sheet="覆盖情况")
 
 
 def period_file(report: Any, fmt: str) -> bytes:
@@ -53,6 +54,6 @@ def period_file(report: Any, fmt: str) -> bytes:
         rows.append({"单位": row.name, **cells, "应调度": row.required, "已覆盖": row.covered,
                      "覆盖率(%)": pct})  # fmt: skip
     if fmt == "csv":
-        return ledgers.ledger_csv(rows, columns)
+        return spreadsheets.csv_file(rows, columns)
     title = f"{report.view_name} {report.title} {report.label}"
-    return ledgers.ledger_xlsx(rows, title, columns=columns, sheet="覆盖率")
+    return spreadsheets.xlsx_ledger(rows, title, columns=columns, sheet="覆盖率")

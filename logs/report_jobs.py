@@ -11,18 +11,21 @@ Exactly once: each run stores through `archive.store_*`, which keeps the first r
 of a period and ignores the rest; and on every start `catch_up` produces last week's
 report if no run did (the server was down at 08:00, or a run was killed halfway —
 APScheduler does not run a killed job again).
+
+"Now" is the scheduler's clock (`JobContext.clock`), so a test sets the day instead of
+waiting for Monday.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import date
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlmodel import Session
 
+from dispatch.clock import SHANGHAI
 from schedules import jobs, planner
-from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
 from . import archive, periods
@@ -34,11 +37,8 @@ BY = "scheduler"
 def install(scheduler: jobs.WeekScheduler) -> None:
     monday_8 = CronTrigger(day_of_week="mon", hour=8, timezone=SHANGHAI)
     monday_830 = CronTrigger(day_of_week="mon", hour=8, minute=30, timezone=SHANGHAI)
-    for job, trigger in (("weekly_reports", monday_8), ("period_reports", monday_830)):
-        scheduler.scheduler.add_job(
-            f"logs.report_jobs:{job}", trigger, id=job.replace("_", "-"),
-            kwargs={"context": scheduler.name}, replace_existing=True,
-        )  # fmt: skip
+    scheduler.add_job(weekly_reports, monday_8, id="weekly-reports")
+    scheduler.add_job(period_reports, monday_830, id="period-reports")
 
 
 def due_periods(today: date) -> list[periods.Period]:
@@ -72,16 +72,13 @@ def _produce_periods(session: Session, today: date) -> int:
     return made
 
 
-async def period_reports(context: str) -> None:
-    ctx = jobs.context(context)
-    if ctx is None:
-        return
-    made = await ctx.db.write(_produce_periods, datetime.now(SHANGHAI).date())
+async def period_reports(ctx: jobs.JobContext) -> None:
+    made = await ctx.db.write(_produce_periods, ctx.clock.today())
     log.info("period reports: %d produced", made)
 
 
-def last_week() -> IsoWeek:
-    return IsoWeek.containing(datetime.now(SHANGHAI).date()).previous()
+def last_week(today: date) -> IsoWeek:
+    return IsoWeek.containing(today).previous()
 
 
 def _produce(session: Session, week: IsoWeek) -> int:
@@ -93,20 +90,18 @@ def _produce(session: Session, week: IsoWeek) -> int:
     return made
 
 
-async def weekly_reports(context: str) -> None:
-    ctx = jobs.context(context)
-    if ctx is None:
-        return
-    made = await ctx.db.write(_produce, last_week())
-    log.info("weekly reports of %s: %d produced", last_week(), made)
+async def weekly_reports(ctx: jobs.JobContext) -> None:
+    week = last_week(ctx.clock.today())
+    made = await ctx.db.write(_produce, week)
+    log.info("weekly reports of %s: %d produced", week, made)
 
 
 async def catch_up(scheduler: jobs.WeekScheduler) -> int:
     """Last week's reports, if the Monday run has not produced them (after 08:00)."""
-    now = datetime.now(SHANGHAI)
+    now = scheduler.clock.local()
     if now.weekday() == 0 and now.hour < 8:
         return 0  # not due yet
-    made: int = await scheduler.db.write(_produce, last_week())
+    made: int = await scheduler.db.write(_produce, last_week(now.date()))
     if now.weekday() > 0 or now.hour >= 9:  # Monday's period run is due at 08:30
         made += await scheduler.db.write(_produce_periods, now.date())
     if made:

@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from datetime import UTC, datetime
 
 from apscheduler.triggers.cron import CronTrigger
 
 from dispatch import backup
+from dispatch.clock import SHANGHAI, utcnow
 from dispatch.errors import DispatchError, InvalidInput
 from dispatch.settings import Settings
 
 from .jobs import JobContext, WeekScheduler
-from .plans import SHANGHAI
 
 log = logging.getLogger(__name__)
 JOB_ID = "nightly-backup"
@@ -38,7 +37,7 @@ def install(scheduler: WeekScheduler, settings: Settings) -> None:
 
 async def nightly(settings: Settings, _context: JobContext) -> None:
     folder = settings.backup_path
-    target = folder / backup.nightly_name(datetime.now(UTC))
+    target = folder / backup.nightly_name(utcnow())
     try:
         manifest = await asyncio.to_thread(
             backup.create, settings.db_url, settings.data_path, target

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 
 from .board import Board, Demand
 from .policy import Policy
-from .slots import KIND_ZH, TZ, PlannedSlot, TownInput
+from .slots import KIND_LABELS, TZ, PlannedSlot, TownInput
 
 
 def coverage(policy: Policy, district: str, towns: Sequence[TownInput]) -> list[Demand]:
@@ -187,8 +187,8 @@ def split_blacked_out(
         )
         result.extend(Demand(one_kind, dem.caller, (v,), minutes, dem.first_day) for v in out)
         warnings.append(
-            f"{dem.caller} 的{KIND_ZH[dem.kind]}不含 {'、'.join(out)}"
-            f"（每个可开会的日子都不可调度），改为各自一对一{KIND_ZH[one_kind]} / "
+            f"{dem.caller} 的{KIND_LABELS[dem.kind][0]}不含 {'、'.join(out)}"
+            f"（每个可开会的日子都不可调度），改为各自一对一{KIND_LABELS[one_kind][0]} / "
             f"{dem.kind} {dem.caller} → {dem.callees[0]} and others: held without "
             f"{', '.join(out)} (blacked out on every day it could be held); each gets its own "
             f"1:1 {one_kind}"

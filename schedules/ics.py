@@ -4,14 +4,15 @@ from the slot, times in TZID=Asia/Shanghai with the zone defined in the feed."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from icalendar import Calendar, Event, Timezone, TimezoneStandard
 
+from dispatch.clock import SHANGHAI, utcnow
 from dispatch.wording import callees_phrase
 
-from .plans import SHANGHAI, RotaSlot
-from .slots import KIND_ZH
+from .plans import RotaSlot
+from .slots import KIND_LABELS
 
 
 def _shanghai_zone() -> Timezone:
@@ -46,7 +47,7 @@ def feed(
     cal.add("x-wr-calname", title)
     cal.add("x-wr-timezone", "Asia/Shanghai")
     cal.add_component(_shanghai_zone())
-    stamp = datetime.now(UTC)
+    stamp = utcnow()
     for slot in slots:
         if viewer is not None and slot.hidden and slot.caller_code != viewer:
             continue
@@ -61,7 +62,7 @@ def feed(
 def _event(
     slot: RotaSlot, shown: list[str], names: Mapping[str, str], url: str, stamp: datetime
 ) -> Event:
-    kind = KIND_ZH.get(slot.kind, slot.kind)
+    kind = KIND_LABELS.get(slot.kind, (slot.kind,))[0]
     callees = [names.get(c, c) for c in shown]
     who = callees_phrase(shown, names)[0]
     event = Event()

@@ -23,9 +23,13 @@ Invariants:
 - Next week's rota: the cron job builds it (Friday 16:00); on start, a district whose
   current week has a rota and whose next week has none gets it built when this week's
   build time has passed (the server was down at that time).
-- Jobs are the `WeekScheduler`'s own bound methods: they reach the database and the
-  event bus through it, never through module state. `context(name)` remains for jobs
-  added by name from another layer (`logs/report_jobs.py`); see the note at `_CONTEXTS`.
+- Jobs are the `WeekScheduler`'s own bound methods, or functions of another layer
+  added with `add_job`, which hands them the `JobContext`: they reach the database, the
+  event bus and the clock through it, never through module state.
+- Every decision about time reads the scheduler's `clock` (dispatch/clock.py): which
+  week is this one, what is overdue, when a reminder or a close is due, where a make-up
+  may go. APScheduler's timers run on the real time, so a job due at the clock's moment
+  `t` is given the real time `t - clock.offset`.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, ClassVar
 
 from apscheduler.jobstores.memory import MemoryJobStore
@@ -45,11 +49,12 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlmodel import Session, col, select
 
+from dispatch.clock import SHANGHAI, SYSTEM, Clock
 from dispatch.db import Database
 from dispatch.events import Event, EventBus
 
 from . import outcome, planner, plans, policy, rota, workdays
-from .plans import SHANGHAI, RotaSlot
+from .plans import RotaSlot
 from .workdays import IsoWeek
 
 log = logging.getLogger(__name__)
@@ -105,20 +110,9 @@ class JobContext:
     bus: EventBus
     scheduler: WeekScheduler
 
-
-# Running schedulers by name, only for jobs added by reference from another layer
-# (`logs/report_jobs.py` adds "logs.report_jobs:weekly_reports" with `context=name`).
-# The week's own jobs are bound methods and never look here. Once report_jobs adds its
-# jobs through `WeekScheduler.add_job` (which hands them the JobContext), this goes.
-_CONTEXTS: dict[str, JobContext] = {}
-
-
-def context(name: str) -> JobContext | None:
-    """The running scheduler named `name`, for jobs added by reference (see above)."""
-    ctx = _CONTEXTS.get(name)
-    if ctx is None:
-        log.warning("job for scheduler %r ran with no such scheduler running; skipped", name)
-    return ctx
+    @property
+    def clock(self) -> Clock:
+        return self.scheduler.clock
 
 
 class WeekScheduler:
@@ -133,8 +127,9 @@ class WeekScheduler:
         name: str = "main",
         close_delay: timedelta = timedelta(minutes=5),
         build_at: dict[str, Any] | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
-        self.db, self.bus, self.name = db, bus, name
+        self.db, self.bus, self.name, self.clock = db, bus, name, clock
         self.close_delay = close_delay
         self.build_at = build_at or {"day_of_week": "fri", "hour": 16, "minute": 0}
         self.context = JobContext(db, bus, self)
@@ -147,7 +142,6 @@ class WeekScheduler:
     async def start(self) -> None:
         """Start inside the running loop, then plan the horizon and build a next week
         whose build time passed while the server was down."""
-        _CONTEXTS[self.name] = self.context
         self.scheduler.start()
         self.scheduler.add_job(self.build_next_week, self._build_trigger(),
                                id="build-next-week", replace_existing=True)  # fmt: skip
@@ -167,8 +161,6 @@ class WeekScheduler:
     def shutdown(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        if _CONTEXTS.get(self.name) is self.context:
-            del _CONTEXTS[self.name]
 
     def add_job(
         self, func: Callable[[JobContext], Awaitable[None]], trigger: BaseTrigger, id: str
@@ -190,7 +182,7 @@ class WeekScheduler:
     # in one pass instead of one job each.
 
     async def plan_horizon(self) -> None:
-        now = datetime.now(UTC)
+        now = self.clock.now()
         have = self.job_ids()
         overdue, upcoming = await self.db.read(self._open_slots, now)
         # A close job already here runs on its own; the rest close in one pass.
@@ -232,14 +224,15 @@ class WeekScheduler:
         process leads) nothing: the leader's `plan_horizon` adds them."""
         if not self.scheduler.running:
             return
-        now = datetime.now(UTC)
+        now, ahead = self.clock.now(), self.clock.offset
         for slot_id, remind_at, start, close_at in times:
             if start >= now + HORIZON or close_at <= now:
                 continue  # later: `plan_horizon` adds them; overdue: it closes them in a pass
             if remind_at is not None:
-                self.scheduler.add_job(self.remind, DateTrigger(remind_at), args=[slot_id],
-                                       id=f"remind:{slot_id}", replace_existing=True)  # fmt: skip
-            self.scheduler.add_job(self.close_slot, DateTrigger(close_at), args=[slot_id],
+                self.scheduler.add_job(self.remind, DateTrigger(remind_at - ahead),
+                                       args=[slot_id], id=f"remind:{slot_id}",
+                                       replace_existing=True)  # fmt: skip
+            self.scheduler.add_job(self.close_slot, DateTrigger(close_at - ahead), args=[slot_id],
                                    id=f"close:{slot_id}", replace_existing=True)  # fmt: skip
 
     # -- the jobs ---------------------------------------------------------------------
@@ -247,7 +240,7 @@ class WeekScheduler:
     async def build_next_week(self, *, only_continuing: bool = False) -> None:
         """Build next week's rota for every district that lacks one (with
         `only_continuing`, only for districts whose current week has a rota)."""
-        this = IsoWeek.containing(datetime.now(SHANGHAI).date())
+        this = IsoWeek.containing(self.clock.today())
         cal = await self.db.read(workdays.load_calendar)  # one calendar for every district
         districts = await self.db.read(planner.districts)
         if only_continuing:
@@ -259,7 +252,7 @@ class WeekScheduler:
         """The Friday build missed while the server was down: due once this week's build
         time has passed; a district without this week's rota is not started by it (a
         new database, a district not yet scheduled)."""
-        now = datetime.now(SHANGHAI)
+        now = self.clock.local()
         monday = datetime.combine(IsoWeek.containing(now.date()).monday, time(0), SHANGHAI)
         due = self._build_trigger().get_next_fire_time(None, monday)
         if due is not None and due <= now:
@@ -273,7 +266,9 @@ class WeekScheduler:
         def run(session: Session) -> tuple[plans.RotaWeek, list[Any]] | None:
             if plans.get_week(session, district, week) is not None:
                 return None
-            record = planner.build_week(session, district, week, by="scheduler", cal=cal)
+            record = planner.build_week(
+                session, district, week, by="scheduler", cal=cal, now=self.clock.now()
+            )
             return record, self.times_for(session, plans.week_slots(session, record.id or 0))
 
         built = await self.db.write(run)
@@ -290,7 +285,7 @@ class WeekScheduler:
             slot = session.get(RotaSlot, slot_id)
             if slot is None or slot.reminded_at is not None or slot.status != plans.PLANNED:
                 return None
-            slot.reminded_at = datetime.now(UTC)
+            slot.reminded_at = self.clock.now()
             session.add(slot)
             return reminder_for(session, slot)
 
@@ -333,11 +328,10 @@ def reminder_for(session: Session, slot: RotaSlot) -> SlotReminder:
     )
 
 
-def reminders_due(session: Session, code: str, now: datetime | None = None) -> list[SlotReminder]:
+def reminders_due(session: Session, code: str, now: datetime) -> list[SlotReminder]:
     """The reminders already sent to centre `code` for slots that have not started yet
-    (still planned): a page that connects late gets them (web/live.py). A hidden spot
-    check counts only for its caller."""
-    now = now or datetime.now(UTC)
+    at `now` (still planned): a page that connects late gets them (web/live.py). A
+    hidden spot check counts only for its caller."""
     found = plans.slots_for_centre(session, code, now, now + HORIZON)
     return [reminder_for(session, s) for s in found
             if s.reminded_at is not None and s.status == plans.PLANNED]  # fmt: skip
@@ -359,7 +353,7 @@ def _close(
     slot = session.get(RotaSlot, slot_id)
     if slot is None or slot.closed_at is not None:
         return None
-    slot.closed_at = datetime.now(UTC)
+    slot.closed_at = scheduler.clock.now()
     session.add(slot)
     if slot.status == plans.CANCELLED:
         return None
@@ -368,7 +362,8 @@ def _close(
     outcome.settle(slot, result)
     if not result.missed:
         return None  # every callee covered: nothing to make up
-    makeup = None if slot.kind == "makeup" else _place_makeup(session, slot, result.missed)
+    now = scheduler.clock.local()
+    makeup = None if slot.kind == "makeup" else _place_makeup(session, slot, result.missed, now)
     times = scheduler.times_for(session, [makeup]) if makeup is not None else []
     log.info("slot %s %s, missed %s; make-up %s", slot_id, slot.status, ",".join(result.missed),
              makeup.id if makeup else "none")  # fmt: skip
@@ -384,12 +379,14 @@ def _close(
     return event, times
 
 
-def _place_makeup(session: Session, slot: RotaSlot, callees: tuple[str, ...]) -> RotaSlot | None:
+def _place_makeup(
+    session: Session, slot: RotaSlot, callees: tuple[str, ...], now: datetime
+) -> RotaSlot | None:
+    """A make-up of `slot` for `callees` in the slot's week, from `now` (Shanghai) on."""
     existing = session.exec(select(RotaSlot).where(RotaSlot.makeup_of == slot.id)).first()
     if existing is not None:
         return None
     week = session.get(plans.RotaWeek, slot.week_id)
-    now = datetime.now(SHANGHAI)
     if week is None or now.date() > IsoWeek.parse(week.week).days()[-1]:
         return None  # the week is over: nothing to make up in it
     others = [s.planned() for s in plans.week_slots(session, week.id or 0) if s.id != slot.id]

@@ -28,9 +28,10 @@ from sqlmodel import Session, col, select
 
 from dispatch import calls
 from dispatch.calls import AttendanceRow, Call, Invitation
+from dispatch.clock import SHANGHAI, utcnow
 from dispatch.db import in_batches
 
-from .plans import CANCELLED, HELD, MISSED, PLANNED, SHANGHAI, RotaSlot, RotaWeek
+from .plans import CANCELLED, HELD, MISSED, PLANNED, RotaSlot, RotaWeek
 from .workdays import IsoWeek
 
 
@@ -145,7 +146,7 @@ def record_verified(session: Session, slot_id: int, centre: str) -> bool:
     if slot_outcome(slot.callees, {centre}).status != HELD:
         return False  # not one of its callees
     slot.status = HELD
-    slot.updated_at = datetime.now(UTC)
+    slot.updated_at = utcnow()
     session.add(slot)
     return True
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlmodel import Session
 
-from dispatch import centres
+from dispatch import centres, clock
 from dispatch.errors import InvalidInput
 
 from . import plans, policy, rota, slots, workdays
@@ -67,7 +67,7 @@ def build_week(
         f"{zh} / {en}"
         for zh, en in zip(cal.warnings(week.days(), "zh"), cal.warnings(week.days()), strict=True)
     ]
-    today = (now or datetime.now(UTC)).astimezone(plans.SHANGHAI).date()
+    today = clock.today(now)
     if days and days[0] <= today <= week.days()[-1]:
         # A week that has begun is planned from the next working day: never in the past.
         days = [d for d in days if d > today]

@@ -30,6 +30,13 @@ from .workdays import IsoWeek
 
 PLANNED, HELD, MISSED, CANCELLED = "planned", "held", "missed", "cancelled"
 STATUSES = (PLANNED, HELD, MISSED, CANCELLED)
+# What pages call a slot's status (Chinese, English).
+STATUS_LABELS: dict[str, tuple[str, str]] = {
+    PLANNED: ("待进行", "planned"),
+    HELD: ("已完成", "held"),
+    MISSED: ("未完成", "missed"),
+    CANCELLED: ("已取消", "cancelled"),
+}
 
 
 class RotaWeek(SQLModel, table=True):
@@ -148,7 +155,7 @@ def save_result(
     (SEQUENCE raised when it moves); one it drops is CANCELLED with SEQUENCE raised and
     closed, never deleted, so calendar feeds show it cancelled instead of losing it; a
     cancelled slot the new build brings back is planned again."""
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     record = get_week(session, result.district, week)
     old: dict[str, RotaSlot] = {}
     if record is not None:

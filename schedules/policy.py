@@ -362,14 +362,6 @@ def set_caller_config(
     return record
 
 
-def clear_caller_config(session: Session, code: str) -> bool:
-    record = session.get(CallerRecord, code)
-    if record is None:
-        return False
-    session.delete(record)
-    return True
-
-
 def add_blackout(
     session: Session, centre_code: str, spec: dict[str, Any], by: str
 ) -> BlackoutRecord:

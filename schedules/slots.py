@@ -29,14 +29,15 @@ KINDS = (
 DISTRICT_KINDS = frozenset({"district_meeting", "district_inspection", "spot_check"})
 
 
-KIND_ZH = {
-    "district_meeting": "区级视频调度会",
-    "district_inspection": "区级视频调度",
-    "town_patrol": "镇级视频巡查",
-    "screening": "矛盾纠纷排查调度会",
-    "supervision": "督导调度",
-    "spot_check": "视频抽查",
-    "makeup": "补调度",
+# What a kind of call is called everywhere: pages, files, calendar feeds (Chinese, English).
+KIND_LABELS: dict[str, tuple[str, str]] = {
+    "district_meeting": ("区级视频调度会", "District dispatch meeting"),
+    "district_inspection": ("区级视频调度", "District inspection"),
+    "town_patrol": ("镇级视频巡查", "Town patrol"),
+    "screening": ("矛盾纠纷排查调度会", "Dispute screening meeting"),
+    "supervision": ("督导调度", "Supervision dispatch"),
+    "spot_check": ("视频抽查", "Spot check"),
+    "makeup": ("补调度", "Make-up"),
 }
 
 

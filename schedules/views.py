@@ -18,10 +18,11 @@ from sqlmodel import Session
 
 from dispatch import centres
 from dispatch.accounts import Scope
+from dispatch.clock import SHANGHAI
 from dispatch.errors import InvalidInput, NotAuthorised
 
 from . import planner, plans, workdays
-from .plans import SHANGHAI, RotaSlot, RotaWeek
+from .plans import RotaSlot, RotaWeek
 from .workdays import IsoWeek
 
 HIDDEN_KINDS = frozenset({"spot_check"})  # unannounced: the callee's side never sees them

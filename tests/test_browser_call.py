@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_scheduler import add_slot, open_the_rest_of_the_week
+from test_scheduler import WEDNESDAY, add_slot, open_the_rest_of_the_week
 
 from dispatch import calls
+from dispatch.clock import SetClock
 from dispatch.settings import Settings
 from schedules import policy
 from web.app import create_app
@@ -40,16 +41,17 @@ SENDER = """() => {
 async def test_launch_ring_accept_and_verified_video(
     aiohttp_server: Any, demo_settings: Settings, cast: Cast, tmp_path: Path
 ) -> None:
+    clock = SetClock(WEDNESDAY)  # the console lists the slot on the clock's day
     db = open_database(demo_settings.db_url)
-    week = open_the_rest_of_the_week(db)
+    week = open_the_rest_of_the_week(db, clock)
     with db.session() as s:
         policy.set_policy(s, None, {"min_verified_seconds": 3}, "test")
-    slot_id = add_slot(db, week, starts_in=60, minutes=10)  # town A → its first village
+    slot_id = add_slot(db, week, clock, starts_in=60, minutes=10)  # town A → its first village
     db.close()
     settings = demo_settings.with_(
         ice_hosts="127.0.0.1", scheduler=False, video_fps=12, video_kbps=600
     )
-    server = await aiohttp_server(create_app(settings))
+    server = await aiohttp_server(create_app(settings, clock=clock))
     base = f"http://127.0.0.1:{server.port}"
     async with (
         chromium(tmp_path / "village") as village_ctx,

@@ -16,6 +16,7 @@ from dispatch import calls
 from dispatch.settings import Settings
 from schedules import policy
 from web.app import create_app
+from web.appkeys import CONFERENCE
 from web.schema import open_database
 
 from conftest import Cast, bearer, make_token
@@ -208,10 +209,11 @@ async def test_network_faults(aiohttp_client: Any, media_settings: Settings, cas
         await join(client, village, call_id, token)
         joined = (cast.village_a1, "joined")
         await eventually(lambda: joined in kinds(media_settings, call_id))
-        village.cut_network(True)  # silent for 4.5 s: the room notices after ~3 s
-        await asyncio.sleep(4.5)
-        village.cut_network(False)
-        await asyncio.sleep(2)
+        conference = client.app[CONFERENCE]
+        village.cut_network(True)  # silent: the room notices after ~3 s …
+        await eventually(lambda: cast.village_a1 in conference.away(call_id))
+        village.cut_network(False)  # … and back within the grace
+        await eventually(lambda: cast.village_a1 not in conference.away(call_id))
         assert (cast.village_a1, "left") not in kinds(media_settings, call_id)
         assert kinds(media_settings, call_id).count(joined) == 1  # the same attendance
         # The page reloads: a new connection of the same centre replaces the old one.

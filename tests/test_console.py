@@ -7,14 +7,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp.test_utils import TestClient
-from test_scheduler import add_slot, open_the_rest_of_the_week
+from test_scheduler import WEDNESDAY, add_slot, open_the_rest_of_the_week
 
 from dispatch import calls
+from dispatch.clock import SHANGHAI, SetClock
 from dispatch.settings import Settings
 from logs import progress
 from logs.progress import _Slot, callee_state
 from schedules import plans
-from schedules.plans import SHANGHAI
 from web.app import create_app
 from web.appkeys import SWITCHBOARD
 from web.schema import open_database
@@ -102,17 +102,18 @@ async def test_an_ad_hoc_call_outside_the_scope_is_refused(
 async def test_coverage_follows_the_call(
     aiohttp_client, demo_settings: Settings, cast: Cast
 ) -> None:  # type: ignore[no-untyped-def]
+    clock = SetClock(WEDNESDAY)
     db = open_database(demo_settings.db_url)
-    slot_id = add_slot(db, open_the_rest_of_the_week(db), starts_in=3600, minutes=10)
+    slot_id = add_slot(db, open_the_rest_of_the_week(db, clock), clock, starts_in=3600, minutes=10)
     db.close()
-    app = create_app(demo_settings.with_(scheduler=False))
+    app = create_app(demo_settings.with_(scheduler=False), clock=clock)
     client: TestClient = await aiohttp_client(app)
     before = await console(client, demo_settings, cast.town_a)
     assert state_of(before, cast.village_a1) == progress.PENDING
     assert [s["id"] for s in before["slots"]] == [slot_id]
     slot_day = datetime.fromisoformat(before["slots"][0]["start"]).date()
     to_reach = [c["code"] for c in before["progress"]["to_reach_today"]]
-    assert to_reach == ([cast.village_a1] if slot_day == datetime.now(SHANGHAI).date() else [])
+    assert to_reach == ([cast.village_a1] if slot_day == clock.today() else [])
 
     town = bearer(make_token(demo_settings, cast.town_a))
     resp = await client.post("/api/v1/calls", headers=town,

@@ -13,20 +13,13 @@ from aiohttp.test_utils import TestClient
 from openpyxl import Workbook, load_workbook
 from sqlmodel import select
 
-from dispatch import centre_files
-from dispatch.centre_files import (
-    FORMULA_STARTS,
-    MAX_PROBLEMS,
-    export_centres,
-    import_centres,
-    neutralise_cell,
-    restore_cell,
-)
+from dispatch import centre_files, spreadsheets
+from dispatch.centre_files import MAX_PROBLEMS, export_centres, import_centres
 from dispatch.centres import Centre
 from dispatch.db import Database
 from dispatch.errors import ImportRejected
 from dispatch.settings import Settings
-from logs.ledgers import ledger_csv
+from dispatch.spreadsheets import FORMULA_STARTS, neutralise_cell, restore_cell
 from web.schema import open_database
 
 from conftest import Cast, bearer, make_token
@@ -96,7 +89,7 @@ def test_exports_round_trip_and_xlsx_cells_are_never_formulas(db: Database, tmp_
 
 def test_ledger_csv_is_inert() -> None:
     rows = [{"事项": value, "编号": n} for n, value in enumerate(HOSTILE)]
-    text = ledger_csv(rows).decode("utf-8-sig")
+    text = spreadsheets.csv_file(rows).decode("utf-8-sig")
     cells = [c for row in csv.reader(io.StringIO(text)) for c in row]
     assert not [c for c in cells if starts_a_formula(c)]
 

@@ -18,7 +18,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlmodel import Session, SQLModel, func, select
 
-from dispatch import accounts, calls, centres
+from dispatch import accounts, calls, centres, spreadsheets
 from dispatch.db import Database
 from dispatch.errors import Conflict, InvalidInput, NotAuthorised, NotFound
 from dispatch.settings import Settings
@@ -547,7 +547,7 @@ def test_ledger_xlsx_reads_back_the_same_values(
 
     # Codes, numeric-looking text and formulas stay text; numbers stay numbers.
     odd = [{"代码": cast.village_a1, "日期": "2026-05-01", "公式": "=1+1", "数": 3}]
-    ws = load_workbook(io.BytesIO(ledgers.ledger_xlsx(odd, "测试", sheet="测试:台账"))).active
+    ws = load_workbook(io.BytesIO(spreadsheets.xlsx_ledger(odd, "测试", sheet="测试:台账"))).active
     assert ws is not None and ws.title == "测试台账"
     assert [c.value for c in ws[3]] == [cast.village_a1, "2026-05-01", "=1+1", 3]
     assert [c.data_type for c in ws[3]] == ["s", "s", "s", "n"]
@@ -566,7 +566,7 @@ def test_ledger_csv_has_a_bom_and_the_columns(
     back = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
     assert back[0] == list(ledgers.SCREENING_COLUMNS)
     assert back[1:] == [[str(v) for v in r.values()] for r in rows]
-    assert ledgers.ledger_csv([], ledgers.TRACKING_COLUMNS).decode("utf-8-sig") == (
+    assert spreadsheets.csv_file([], ledgers.TRACKING_COLUMNS).decode("utf-8-sig") == (
         ",".join(ledgers.TRACKING_COLUMNS) + "\r\n"
     )
 

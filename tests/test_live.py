@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
-from test_scheduler import add_slot, open_the_rest_of_the_week, slot, wait_for
+from test_scheduler import WEDNESDAY, add_slot, open_the_rest_of_the_week, slot, wait_for
 
+from dispatch.clock import Clock, SetClock
 from dispatch.events import Event
 from dispatch.settings import Settings
 from schedules.jobs import SlotReminder
@@ -22,12 +23,12 @@ from browser import chromium, log_in
 from conftest import Cast, bearer, make_token
 
 
-def slot_soon(settings: Settings, seconds: float) -> int:
+def slot_soon(settings: Settings, clock: Clock, seconds: float) -> int:
     """A patrol of the first town's first village, whose reminder (10 minutes ahead)
-    falls `seconds` from now."""
+    falls `seconds` from the clock's now."""
     db = open_database(settings.db_url)
-    week: IsoWeek = open_the_rest_of_the_week(db)
-    slot_id = add_slot(db, week, starts_in=600 + seconds, minutes=10)
+    week: IsoWeek = open_the_rest_of_the_week(db, clock)
+    slot_id = add_slot(db, week, clock, starts_in=600 + seconds, minutes=10)
     db.close()
     return slot_id
 
@@ -35,8 +36,9 @@ def slot_soon(settings: Settings, seconds: float) -> int:
 async def test_the_reminder_reaches_the_village_and_its_town_only(
     aiohttp_client, demo_settings: Settings, cast: Cast
 ) -> None:  # type: ignore[no-untyped-def]
-    slot_id = slot_soon(demo_settings, 1.5)
-    client: TestClient = await aiohttp_client(create_app(demo_settings))
+    clock = SetClock(WEDNESDAY)
+    slot_id = slot_soon(demo_settings, clock, 1.5)
+    client: TestClient = await aiohttp_client(create_app(demo_settings, clock=clock))
     sockets = {}
     for who in ("village_a1", "village_a2", "town_a", "district"):
         token = make_token(demo_settings, getattr(cast, who))
@@ -57,10 +59,11 @@ async def test_the_reminder_reaches_the_village_and_its_town_only(
 async def test_a_page_that_connects_after_the_reminder_still_gets_it(
     aiohttp_client, demo_settings: Settings, cast: Cast
 ) -> None:  # type: ignore[no-untyped-def]
-    due = slot_soon(demo_settings, -1)  # its reminder is due already: sent at start-up
+    clock = SetClock(WEDNESDAY)
+    due = slot_soon(demo_settings, clock, -1)  # its reminder is due already: sent at start-up
     db = open_database(demo_settings.db_url)
-    started = add_slot(db, open_the_rest_of_the_week(db), starts_in=-5, minutes=10)
-    app = create_app(demo_settings)
+    started = add_slot(db, open_the_rest_of_the_week(db, clock), clock, starts_in=-5, minutes=10)
+    app = create_app(demo_settings, clock=clock)
     sent: list[Event] = []
     app[BUS].subscribe(sent.append)
     client: TestClient = await aiohttp_client(app)
@@ -95,8 +98,9 @@ async def test_the_socket_needs_a_login(client: TestClient) -> None:
 async def test_village_page_shows_its_next_call_and_the_reminder(
     aiohttp_server, demo_settings: Settings, cast: Cast, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    slot_soon(demo_settings, 4)
-    server = await aiohttp_server(create_app(demo_settings))
+    clock = SetClock(WEDNESDAY)
+    slot_soon(demo_settings, clock, 4)
+    server = await aiohttp_server(create_app(demo_settings, clock=clock))
     base = f"http://127.0.0.1:{server.port}"
     async with chromium(tmp_path / "profile") as browser:
         page = await browser.new_page()

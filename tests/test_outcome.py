@@ -4,18 +4,19 @@ report agree on it."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from aiohttp.test_utils import TestClient
 from sqlmodel import select
-from test_scheduler import open_the_rest_of_the_week, slot, wait_for
+from test_scheduler import WEDNESDAY, open_the_rest_of_the_week, slot, wait_for
 
 from dispatch import calls, centres
+from dispatch.clock import SetClock
 from dispatch.events import Event
 from dispatch.settings import Settings
 from logs import coverage
 from schedules import jobs, outcome, plans, slots
-from schedules.plans import SHANGHAI, RotaSlot
+from schedules.plans import RotaSlot
 from schedules.workdays import IsoWeek
 from web.app import create_app
 from web.appkeys import BUS, SCHEDULER, SWITCHBOARD
@@ -42,15 +43,17 @@ def test_the_rule_for_one_centre() -> None:
     assert not outcome.covers(False, 0, 0)  # no video at all covers nothing
 
 
-def town_meeting(settings: Settings, cast: Cast, villages: int) -> tuple[int, list[str]]:
+def town_meeting(
+    settings: Settings, cast: Cast, villages: int, clock: SetClock
+) -> tuple[int, list[str]]:
     """A dispute-screening meeting of town A with its first `villages` villages, starting
-    now and lasting ten minutes, in this week's stored rota."""
+    now by `clock` and lasting ten minutes, in this week's stored rota."""
     db = open_database(settings.db_url)
-    week = open_the_rest_of_the_week(db)
+    week = open_the_rest_of_the_week(db, clock)
     with db.session() as s:
         invited = tuple(v.code for v in centres.children(s, cast.town_a)[:villages])
         assert len(invited) == villages
-        start = datetime.now(SHANGHAI) + timedelta(seconds=1)
+        start = clock.local() + timedelta(seconds=1)
         planned = slots.PlannedSlot(kind="screening", caller=cast.town_a, callees=invited,
                                     start=start, end=start + timedelta(minutes=10), console=1)
         record = plans.get_week(s, cast.district, week)
@@ -68,8 +71,9 @@ def town_meeting(settings: Settings, cast: Cast, villages: int) -> tuple[int, li
 async def test_a_town_meeting_where_one_village_of_five_answers(
     aiohttp_client, demo_settings: Settings, cast: Cast
 ) -> None:  # type: ignore[no-untyped-def]
-    slot_id, villages = town_meeting(demo_settings, cast, 5)
-    app = create_app(demo_settings)
+    clock = SetClock(WEDNESDAY)  # the rest of the week has room for the make-up
+    slot_id, villages = town_meeting(demo_settings, cast, 5, clock)
+    app = create_app(demo_settings, clock=clock)
     client: TestClient = await aiohttp_client(app)
     seen: list[Event] = []
     app[BUS].subscribe(seen.append)
@@ -108,7 +112,7 @@ async def test_a_town_meeting_where_one_village_of_five_answers(
 
     # The weekly report: that village covered; the other four still pending this week
     # (their make-up is ahead), and missed (no answer) once the week is read as ended.
-    week = IsoWeek.containing(datetime.now(SHANGHAI).date())
+    week = IsoWeek.containing(clock.today())
     resp = await client.get(f"/api/v1/reports/weekly?week={week}&format=json", headers=town)
     assert resp.status == 200, await resp.text()
     report = await resp.json()
@@ -134,8 +138,9 @@ async def test_a_town_meeting_where_one_village_of_five_answers(
 async def test_a_meeting_nobody_attended_is_missed_with_a_makeup_for_all(
     aiohttp_client, demo_settings: Settings, cast: Cast
 ) -> None:  # type: ignore[no-untyped-def]
-    slot_id, villages = town_meeting(demo_settings, cast, 3)
-    app = create_app(demo_settings)
+    clock = SetClock(WEDNESDAY)
+    slot_id, villages = town_meeting(demo_settings, cast, 3, clock)
+    app = create_app(demo_settings, clock=clock)
     await aiohttp_client(app)
     await app[SCHEDULER].close_slot(slot_id)
     db = open_database(demo_settings.db_url)

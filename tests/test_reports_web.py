@@ -86,26 +86,29 @@ async def test_reports_are_produced_once_and_kept(
 ) -> None:  # type: ignore[no-untyped-def]
     from datetime import timedelta
 
+    from dispatch.clock import SHANGHAI, SetClock
     from dispatch.events import EventBus
     from logs import archive, coverage, report_jobs
     from schedules.jobs import WeekScheduler
 
+    # Monday 7 December 2026: its last week (W49) is November's last, so the monthly
+    # report is due too — at 08:30, after the weekly reports at 08:00.
+    clock = SetClock(datetime(2026, 12, 7, 7, 30, tzinfo=SHANGHAI))
     db = open_database(history.db_url)
-    ws = WeekScheduler(db, EventBus(), name="reports", close_delay=timedelta(0))
+    ws = WeekScheduler(db, EventBus(), name="reports", close_delay=timedelta(0), clock=clock)
     await ws.start()
     report_jobs.install(ws)
     job = ws.scheduler.get_job("weekly-reports")
     assert job is not None and (job.next_run_time.weekday(), job.next_run_time.hour) == (0, 8)
-    week = report_jobs.last_week()
+    assert await report_jobs.catch_up(ws) == 0  # before 08:00 nothing is due yet
+    clock.set(datetime(2026, 12, 7, 10, 0, tzinfo=SHANGHAI))
+    now = clock.local()
+    week = report_jobs.last_week(now.date())
     made = await report_jobs.catch_up(ws)
     again = await report_jobs.catch_up(ws)  # a second start, or a second run: nothing new
-    await report_jobs.weekly_reports("reports")
+    await report_jobs.weekly_reports(ws.context)
     ws.shutdown()
-    from schedules.plans import SHANGHAI
-
-    now = datetime.now(SHANGHAI)
-    if now.weekday() == 0 and now.hour < 8:
-        pytest.skip("Monday before 08:00: last week's report is not due yet")
+    assert week == IsoWeek(2026, 49)
     assert made >= 1 and again == 0
     with db.session() as s:
         stored = archive.find(s, "weekly", str(week), cast.district)
@@ -114,16 +117,15 @@ async def test_reports_are_produced_once_and_kept(
     assert stored is not None and stored.body == fresh  # produced again: the same bytes
     from web.app import create_app
 
-    client = await aiohttp_client(create_app(history))  # its own start finds it produced
+    client = await aiohttp_client(create_app(history, clock=clock))  # it finds them produced
     district = bearer(make_token(history, cast.district))
     listed = await (await client.get("/api/v1/reports", headers=district)).json()
     labels = {(r["kind"], r["label"]) for r in listed["reports"]}
     assert ("weekly", str(week)) in labels
     monthly = [r for r in listed["reports"] if r["kind"] == "monthly"]
-    month_due = any(p.kind == "month" for p in report_jobs.due_periods(now.date()))
-    if month_due and (now.weekday() > 0 or now.hour >= 9):  # due Monday 08:30 after its last week
-        html = await (await client.get(f"/reports/{monthly[0]['id']}", headers=district)).text()
-        assert "信息月报" in html and "期" in html
+    assert any(p.kind == "month" for p in report_jobs.due_periods(now.date()))
+    html = await (await client.get(f"/reports/{monthly[0]['id']}", headers=district)).text()
+    assert "信息月报" in html and "期" in html
     resp = await client.get(f"/api/v1/reports/{stored.id}", headers=district)
     assert await resp.text() == stored.body and resp.headers["X-Content-SHA256"] == stored.sha256
     html = await (await client.get(f"/reports/{stored.id}", headers=district)).text()

@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from dispatch.calls import VERIFIED, Attendance
+from dispatch.clock import SYSTEM, Clock
 from dispatch.conference import Conference
 from dispatch.events import Event, EventBus
 from dispatch.settings import (
@@ -49,6 +50,7 @@ from . import (
 )
 from .appkeys import (
     BUS,
+    CLOCK,
     CONFERENCE,
     DB,
     MEDIA_POOL,
@@ -119,7 +121,8 @@ async def _switchboard(app: web.Application) -> AsyncIterator[None]:
     board.close()
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
+    """The server for `settings`; `clock` is the time it decides by (tests set one)."""
     secret = settings.session_key()  # read (or created) once, not per request
     app = web.Application(
         middlewares=[
@@ -142,6 +145,7 @@ def create_app(settings: Settings) -> web.Application:
                   trusted=settings.trusted_proxies)  # fmt: skip
     app.on_response_prepare.append(headers.add_headers)
     app[SETTINGS] = settings
+    app[CLOCK] = clock
     app[SECRET] = secret
     app[TEMPLATES] = make_templates()
     app[THROTTLE] = LoginThrottle()

@@ -6,6 +6,7 @@ import jinja2
 from aiohttp import web
 
 from dispatch.accounts import Account, Scope
+from dispatch.clock import Clock
 from dispatch.conference import Conference
 from dispatch.db import Database
 from dispatch.events import EventBus
@@ -18,6 +19,7 @@ from schedules.leader import Leadership
 from .throttle import LoginThrottle
 
 SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Clock)  # the time every handler and job decides by
 DB = web.AppKey("db", Database)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 THROTTLE = web.AppKey("throttle", LoginThrottle)

@@ -12,12 +12,12 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from dispatch import calls, centres
+from dispatch import calls, centres, clock, spreadsheets
+from dispatch.clock import SHANGHAI, today
 from dispatch.errors import InvalidInput
 from dispatch.settings import Settings
-from logs import exports, journal, ledgers, seal
+from logs import exports, journal, seal
 from logs.history import HistorySummary, generate_history
-from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
 from .report_table import weekly_table
@@ -42,7 +42,7 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     if not 1 <= args.weeks <= 260:
         raise InvalidInput("--weeks", "from 1 to 260")
     end = (IsoWeek.parse(args.end_week) if args.end_week
-           else IsoWeek.containing(datetime.now(SHANGHAI).date()).previous())  # fmt: skip
+           else IsoWeek.containing(today()).previous())  # fmt: skip
 
     def run(s: Session) -> Any:
         return generate_history(s, weeks=args.weeks, end_week=end, seed=args.seed,
@@ -99,9 +99,10 @@ def register_reports(sub: Any, common: argparse.ArgumentParser) -> None:
 def cmd_report_weekly(args: argparse.Namespace, settings: Settings) -> int:
     from .reports import build, last_week, weekly_bytes  # loads WeasyPrint: only when asked
 
-    week = IsoWeek.parse(args.week) if args.week else last_week()
+    now = clock.utcnow()
+    week = IsoWeek.parse(args.week) if args.week else last_week(clock.today(now))
     _check_output(args)
-    report = _with_db(settings, lambda s: build(s, None, week, args.district))
+    report = _with_db(settings, lambda s: build(s, None, week, args.district, now))
     if args.format == "table":
         data = weekly_table(report).encode()
     else:
@@ -219,9 +220,9 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         rows = exports.journal_rows(found)
         title = f"调度日志 {week}"
         if args.format == "xlsx":
-            data = ledgers.ledger_xlsx(rows, title, columns=exports.COLUMNS, sheet="调度日志")
+            data = spreadsheets.xlsx_ledger(rows, title, columns=exports.COLUMNS, sheet="调度日志")
         else:
-            data = ledgers.ledger_csv(rows, exports.COLUMNS)
+            data = spreadsheets.csv_file(rows, exports.COLUMNS)
     try:
         args.output.write_bytes(data)
     except OSError as exc:

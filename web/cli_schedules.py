@@ -7,17 +7,17 @@ import getpass
 import json
 import sys
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlmodel import Session
 
-from dispatch import centres
+from dispatch import centres, clock
+from dispatch.clock import SHANGHAI
 from dispatch.errors import InvalidInput, NotFound
 from dispatch.settings import Settings
 from schedules import ics, planner, plans, policy, workdays
-from schedules.plans import SHANGHAI
-from schedules.slots import KIND_ZH
+from schedules.slots import KIND_LABELS
 from schedules.workdays import IsoWeek
 
 from . import calendar_text
@@ -124,7 +124,7 @@ def _district(session: Session, code: str | None) -> str:
 
 def cmd_rota_build(args: argparse.Namespace, settings: Settings) -> int:
     week = IsoWeek.parse(args.week)
-    today = datetime.now(SHANGHAI).date()
+    today = clock.today()
 
     def run(s: Session) -> tuple[str, list[str]]:
         district = _district(s, args.district)
@@ -236,7 +236,7 @@ def render_table(
         )
         lines.append(
             f"  {start:%H:%M}-{end:%H:%M}  {names.get(slot.caller_code, slot.caller_code)}"
-            f" #{slot.console}  {KIND_ZH.get(slot.kind, slot.kind)}  {who}{more}{flags}"
+            f" #{slot.console}  {KIND_LABELS.get(slot.kind, (slot.kind,))[0]}  {who}{more}{flags}"
         )
     lines.append(f"\n{len(slots)} slots")
     if record.unplaced:

@@ -22,14 +22,14 @@ from sqlmodel import Session, col, select
 from dispatch import calls, centres
 from dispatch.accounts import Role, Scope
 from dispatch.centres import Centre, Level
+from dispatch.clock import SHANGHAI
 from dispatch.errors import NotAuthorised
 from dispatch.wording import callees_phrase
 from logs import progress
 from schedules import plans
-from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
-from .appkeys import DB
+from .appkeys import CLOCK, DB
 from .auth import scope_of
 from .render import render
 
@@ -41,9 +41,9 @@ def _operator(request: web.Request) -> Scope:
     return scope
 
 
-def console_data(session: Session, scope: Scope, now: datetime | None = None) -> dict[str, Any]:
+def console_data(session: Session, scope: Scope, now: datetime) -> dict[str, Any]:
     """Everything the console shows, for the operator's own centre."""
-    now = (now or datetime.now(SHANGHAI)).astimezone(SHANGHAI)
+    now = now.astimezone(SHANGHAI)
     me = centres.get(session, scope.centre_code or "")
     below = [c for c in centres.all_below(session, me, include_self=True) if c.active]
     names = {c.code: c.name for c in below}
@@ -99,14 +99,15 @@ def _open_calls(session: Session, caller: str, names: dict[str, str]) -> list[di
 
 async def console_page(request: web.Request) -> web.Response:
     scope = _operator(request)
-    data = await request.app[DB].read(console_data, scope)
+    data = await request.app[DB].read(console_data, scope, request.app[CLOCK].local())
     return render(request, "console.html", data=data)
 
 
 async def console_api(request: web.Request) -> web.Response:
     """GET /api/v1/console: the console's data for the operator's centre."""
     scope = _operator(request)
-    return web.json_response(await request.app[DB].read(console_data, scope))
+    now = request.app[CLOCK].local()
+    return web.json_response(await request.app[DB].read(console_data, scope, now))
 
 
 def routes() -> list[web.RouteDef]:

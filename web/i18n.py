@@ -1,13 +1,24 @@
 """UI text in Simplified Chinese (first) and English, and how a request picks one.
 
 Invariant: every key used by a template exists in both languages (a test checks).
+The labels of the domain's enums (levels, classes, roles, kinds of call, states,
+issue categories and steps, miss reasons) are not written here: each comes from the one
+table beside its enum, so a page, a file and a report say the same.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from dispatch.accounts import ROLE_LABELS
+from dispatch.calls import AD_HOC_KIND_LABELS
+from dispatch.calls import STATE_LABELS as CALL_STATE_LABELS
+from dispatch.centres import CLASS_LABELS, LEVEL_LABELS
 from logs.coverage import REASON_LABELS
+from logs.issues import ACTION_LABELS, CATEGORY_LABELS, SEVERITY_LABELS
+from logs.issues import STATE_LABELS as ISSUE_STATE_LABELS
+from schedules.plans import STATUS_LABELS
+from schedules.slots import KIND_LABELS
 
 LANGS = ("zh", "en")
 
@@ -40,17 +51,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "rota.patrol_weeks": ("各镇巡查安排", "Town patrol weeks"),
     "rota.next_calls": ("我的近期调度", "My next calls"),
     "rota.no_calls": ("近两周没有安排。", "Nothing planned in the next two weeks."),
-    "kind.district_meeting": ("区级视频调度会", "District dispatch meeting"),
-    "kind.district_inspection": ("区级视频调度", "District inspection"),
-    "kind.town_patrol": ("镇级视频巡查", "Town patrol"),
-    "kind.screening": ("矛盾纠纷排查调度会", "Dispute screening meeting"),
-    "kind.supervision": ("督导调度", "Supervision dispatch"),
-    "kind.spot_check": ("视频抽查", "Spot check"),
-    "kind.makeup": ("补调度", "Make-up"),
-    "status.planned": ("待进行", "planned"),
-    "status.held": ("已完成", "held"),
-    "status.missed": ("未完成", "missed"),
-    "status.cancelled": ("已取消", "cancelled"),
+    **{f"kind.{kind}": labels for kind, labels in KIND_LABELS.items()},
+    **{f"status.{status}": labels for status, labels in STATUS_LABELS.items()},
     "slot.time": ("时间", "Time"),
     "slot.caller": ("发起方", "Caller"),
     "slot.callees": ("参加方", "Called"),
@@ -138,12 +140,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "cov.makeup": ("已排补调度", "make-up booked"),
     "cov.pending": ("待调度", "pending"),
     "cov.missed": ("未覆盖", "missed"),
-    "call.state.ringing": ("呼叫中", "ringing"),
-    "call.state.live": ("进行中", "live"),
-    "call.state.ended": ("已结束", "ended"),
-    "call.state.interrupted": ("已中断", "interrupted"),
-    "kind.inspection": ("视频调度", "Video dispatch"),
-    "kind.meeting": ("视频调度会", "Dispatch meeting"),
+    **{f"call.state.{state}": labels for state, labels in CALL_STATE_LABELS.items()},
+    **{f"kind.{kind}": labels for kind, labels in AD_HOC_KIND_LABELS.items()},
     "call.title": ("视频调度", "Video call"),
     "call.me": ("本机", "me"),
     "call.floor": ("点名发言", "Give the floor"),
@@ -236,29 +234,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "issues.history": ("处理记录", "History"),
     "issues.escalated": ("已上报", "escalated"),
     "issues.is_overdue": ("已超期", "overdue"),
-    "issues.cat.dispute": ("矛盾纠纷", "Dispute"),
-    "issues.cat.hazard": ("隐患", "Hazard"),
-    "issues.cat.lead": ("线索", "Lead"),
-    "issues.cat.anomaly": ("异常情况", "Anomaly"),
-    "issues.cat.other": ("其他", "Other"),
-    "issues.sev.general": ("一般", "General"),
-    "issues.sev.major": ("重大", "Major"),
-    "issues.state.open": ("待处理", "open"),
-    "issues.state.in_progress": ("处理中", "in progress"),
-    "issues.state.resolved": ("已化解", "resolved"),
+    **{f"issues.cat.{c.value}": labels for c, labels in CATEGORY_LABELS.items()},
+    **{f"issues.sev.{v.value}": labels for v, labels in SEVERITY_LABELS.items()},
+    **{f"issues.state.{state}": labels for state, labels in ISSUE_STATE_LABELS.items()},
     "issues.do.start": ("开始处理", "Start"),
     "issues.do.resolve": ("化解办结", "Resolve"),
     "issues.do.escalate": ("上报上级", "Escalate"),
     "issues.do.comment": ("记录", "Comment"),
     "issues.do.reopen": ("重新打开", "Reopen"),
-    "issues.did.raised": ("登记", "raised"),
-    "issues.did.assigned": ("指派", "assigned"),
-    "issues.did.started": ("开始处理", "started"),
-    "issues.did.escalated": ("上报", "escalated"),
-    "issues.did.resolved": ("化解办结", "resolved"),
-    "issues.did.reopened": ("重新打开", "reopened"),
-    "issues.did.commented": ("记录", "commented"),
-    "issues.did.edited": ("更正", "edited"),
+    **{f"issues.did.{action}": labels for action, labels in ACTION_LABELS.items()},
     "nav.journals": ("调度日志", "Journals"),
     "journal.head": (
         "日志链头（请在本系统之外留存）",
@@ -395,16 +379,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "演示账号见服务启动时的输出",
         "Demo accounts are printed when the server starts",
     ),
-    "role.admin": ("系统管理员", "Administrator"),
-    "role.district_operator": ("区综治中心调度员", "District operator"),
-    "role.town_operator": ("镇（街道）综治中心调度员", "Town operator"),
-    "role.village": ("村（社区）综治中心", "Village centre"),
-    "level.district": ("区", "District"),
-    "level.town": ("镇/街道", "Town/street"),
-    "level.village": ("村/社区", "Village/community"),
-    "class.demonstration": ("示范类", "Demonstration"),
-    "class.establishing": ("创建类", "Establishing"),
-    "class.follow-on": ("带动类", "Follow-on"),
+    **{f"role.{role.value}": labels for role, labels in ROLE_LABELS.items()},
+    **{f"level.{level.value}": labels for level, labels in LEVEL_LABELS.items()},
+    **{f"class.{c.value}": labels for c, labels in CLASS_LABELS.items()},
     "home.welcome": ("欢迎", "Welcome"),
     "home.your_centre": ("本中心", "Your centre"),
     "home.below": ("下辖中心", "Centres below"),

@@ -13,10 +13,10 @@ from sqlmodel import Session
 
 from dispatch import calls, centres
 from dispatch.accounts import Role, Scope
+from dispatch.clock import SHANGHAI
 from dispatch.errors import InvalidInput, NotAuthorised, NotFound
 from logs import issues, journal, seal
 from logs.journal import Journal
-from schedules.plans import SHANGHAI
 
 from .appkeys import ACCOUNT, DB
 from .auth import scope_of

@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 from dispatch.events import Event
 from schedules import jobs
 
-from .appkeys import BUS, DB
+from .appkeys import BUS, CLOCK, DB
 from .auth import scope_of
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,8 @@ async def events_socket(request: web.Request) -> web.WebSocketResponse:
     async def backlog() -> list[Event]:
         if code is None:
             return []
-        return list(await request.app[DB].read(jobs.reminders_due, code))
+        now = request.app[CLOCK].now()
+        return list(await request.app[DB].read(jobs.reminders_due, code, now))
 
     return await stream(
         request,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -11,10 +10,10 @@ from sqlmodel import Session
 
 from dispatch import accounts, centres
 from dispatch.centres import Centre, CentreClass, Level
+from dispatch.clock import SHANGHAI
 from schedules import views
-from schedules.plans import SHANGHAI
 
-from .appkeys import DB
+from .appkeys import CLOCK, DB
 from .auth import scope_of
 from .render import render
 
@@ -56,6 +55,7 @@ def _count_table(counts: centres.Counts) -> list[dict[str, Any]]:
 
 async def home(request: web.Request) -> web.Response:
     scope = scope_of(request)
+    now = request.app[CLOCK].local()
 
     def run(s: Session) -> dict[str, Any]:
         centre = centres.get(s, scope.centre_code) if scope.centre_code else None
@@ -66,7 +66,7 @@ async def home(request: web.Request) -> web.Response:
             "children": centres.children(s, centre.code) if centre else centres.roots(s),
             "counts": counts,
             "count_rows": _count_table(counts),
-            "next_calls": views.upcoming(s, scope, datetime.now(SHANGHAI)),
+            "next_calls": views.upcoming(s, scope, now),
             "names": _names_for(s, centre),
         }
 

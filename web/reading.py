@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from dispatch.clock import SYSTEM
 from dispatch.errors import InvalidInput
-from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
 from .bodies import INT64_MAX
@@ -126,7 +126,7 @@ def path_int(request: web.Request, name: str) -> int:
 def parse_week(raw: str, *, now: datetime | None = None) -> IsoWeek:
     """An ISO week the service can place: from MIN_YEAR to MAX_YEARS_AHEAD years on."""
     week = IsoWeek.parse(raw)
-    this_year = (now or datetime.now(SHANGHAI)).year
+    this_year = (now or SYSTEM.local()).year
     if not MIN_YEAR <= week.year <= this_year + MAX_YEARS_AHEAD:
         raise InvalidInput(
             "week", f"{week} is too far off: weeks from {MIN_YEAR} to {this_year + MAX_YEARS_AHEAD}"

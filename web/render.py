@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from aiohttp import web
 
+from dispatch.clock import today
 from dispatch.wording import callees_text
 from logs.bulletin import Bulletin, bulletin
-from schedules.plans import SHANGHAI
 
 from .appkeys import ACCOUNT, CSRF, SCOPE, SETTINGS, TEMPLATES
 from .i18n import pick_language, translator
@@ -41,7 +40,7 @@ def bilingual(text: str, lang: str) -> str:
 
 def bulletin_of(report: Any, lang: str) -> Bulletin:
     """A period report as an office issues it (logs/bulletin.py), as of today."""
-    return bulletin(report, datetime.now(SHANGHAI).date(), lang)
+    return bulletin(report, today(), lang)
 
 
 def language(request: web.Request) -> str:

@@ -12,14 +12,14 @@ from aiohttp import web
 from sqlmodel import Session
 
 from dispatch.accounts import Scope
+from dispatch.clock import SHANGHAI
 from dispatch.errors import InvalidInput
 from logs import archive, coverage, periods, report_files
 from schedules import views
 from schedules.planner import resolve_district
-from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
-from .appkeys import DB
+from .appkeys import CLOCK, DB
 from .auth import scope_of
 from .printing import render_html, render_pdf
 from .render import render
@@ -33,16 +33,15 @@ FORMATS = {
 }
 
 
-def last_week() -> IsoWeek:
-    return IsoWeek.containing(datetime.now(SHANGHAI).date()).previous()
+def last_week(today: date) -> IsoWeek:
+    return IsoWeek.containing(today).previous()
 
 
 def build(
-    session: Session, scope: Scope | None, week: IsoWeek, district: str | None
+    session: Session, scope: Scope | None, week: IsoWeek, district: str | None, now: datetime
 ) -> coverage.WeeklyReport:
     """The report for the scope's district (an admin names one, or there is only one),
-    as it stands now: a week not yet ended is in progress."""
-    now = datetime.now(UTC)
+    as it stands at `now`: a week not yet ended is in progress."""
     if scope is None:
         code = resolve_district(session, district)
         return coverage.weekly_report(session, code, week, now=now)
@@ -66,11 +65,14 @@ async def weekly(request: web.Request) -> web.StreamResponse:
     and the page /reports/weekly (format html inside the site's frame)."""
     scope = scope_of(request)
     raw = request.query.get("week")
-    week = IsoWeek.parse(raw) if raw else last_week()
+    clock = request.app[CLOCK]
+    week = IsoWeek.parse(raw) if raw else last_week(clock.today())
     fmt = request.query.get("format", "json" if request.path.startswith("/api/") else "page")
     if fmt not in FORMATS and fmt != "page":
         raise InvalidInput("format", f"one of {', '.join(FORMATS)}")
-    report = await request.app[DB].read(build, scope, week, request.query.get("district"))
+    report = await request.app[DB].read(
+        build, scope, week, request.query.get("district"), clock.now()
+    )
     if fmt == "page":
         return render(request, "weekly.html", r=report, week=week, standalone=False)
     if fmt == "json":
@@ -169,7 +171,7 @@ async def stored_list(request: web.Request) -> web.Response:
     rows = await request.app[DB].read(archive.list_for, scope)
     if request.path.startswith("/api/"):
         return web.json_response({"reports": [r.summary() for r in rows]})
-    links = latest_links(scope, datetime.now(SHANGHAI).date())
+    links = latest_links(scope, request.app[CLOCK].today())
     return render(request, "reports.html", rows=rows, links=links, shanghai=SHANGHAI, utc=UTC)
 
 

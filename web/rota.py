@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -13,13 +13,13 @@ from sqlmodel import Session
 
 from dispatch import accounts, centres
 from dispatch.accounts import Role, Scope
+from dispatch.clock import SHANGHAI
 from dispatch.errors import NotAuthorised
 from schedules import ics, planner, plans, views
 from schedules.jobs import WeekScheduler
-from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
-from .appkeys import ACCOUNT, DB, SCHEDULER, SECRET, SETTINGS
+from .appkeys import ACCOUNT, CLOCK, DB, SCHEDULER, SECRET, SETTINGS
 from .auth import redirect, scope_of
 from .bodies import RotaBuild
 from .reading import parse_week, path_int, read_body
@@ -32,7 +32,7 @@ def _week_param(request: web.Request) -> IsoWeek:
     raw = request.query.get("week")
     if raw:
         return parse_week(raw)
-    return IsoWeek.containing(datetime.now(SHANGHAI).date())
+    return IsoWeek.containing(request.app[CLOCK].today())
 
 
 def may_build(scope: Scope, district: str) -> bool:
@@ -41,16 +41,19 @@ def may_build(scope: Scope, district: str) -> bool:
     )
 
 
-async def _build(request: web.Request, week: IsoWeek, district: str | None, seed: int | None):  # type: ignore[no-untyped-def]
+async def _build(
+    request: web.Request, week: IsoWeek, district: str | None, seed: int | None
+) -> plans.RotaWeek:
     scope = scope_of(request)
     who = request[ACCOUNT].username
+    now = request.app[CLOCK].now()  # a week built mid-week is planned from the next day
     scheduler: WeekScheduler | None = request.app.get(SCHEDULER)
 
     def run(s: Session) -> tuple[plans.RotaWeek, list[Any]]:
         code = views.district_of_scope(s, scope, district)
         if not may_build(scope, code):
             raise NotAuthorised("only the district operator or an admin builds the rota")
-        record = planner.build_week(s, code, week, seed=seed, by=who)
+        record = planner.build_week(s, code, week, seed=seed, by=who, now=now)
         times = scheduler.times_for(s, plans.week_slots(s, record.id or 0)) if scheduler else []
         return record, times
 
@@ -81,7 +84,7 @@ async def api_build(request: web.Request) -> web.Response:
 
 async def api_upcoming(request: web.Request) -> web.Response:
     scope = scope_of(request)
-    now = datetime.now(SHANGHAI)
+    now = request.app[CLOCK].local()
     found = await request.app[DB].read(views.upcoming, scope, now)
     return web.json_response({"slots": [v.as_dict() for v in found]})
 
@@ -177,7 +180,7 @@ async def calendar_feed(request: web.Request) -> web.Response:
     given = request.query.get("token", "")
     if not hmac.compare_digest(given, feed_token(request.app[SECRET], code)):
         raise NotAuthorised("the feed token is missing or wrong for this centre")
-    now = datetime.now(UTC)
+    now = request.app[CLOCK].now()
 
     def run(s: Session) -> bytes:
         centre = centres.get(s, code)

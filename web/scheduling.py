@@ -18,7 +18,7 @@ from schedules import backup_job
 from schedules.jobs import WeekScheduler
 from schedules.leader import Leadership
 
-from .appkeys import BUS, DB, LEADERSHIP, SCHEDULER, SETTINGS
+from .appkeys import BUS, CLOCK, DB, LEADERSHIP, SCHEDULER, SETTINGS
 
 
 async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -27,7 +27,7 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     if not settings.scheduler:
         yield
         return
-    week = WeekScheduler(app[DB], app[BUS])
+    week = WeekScheduler(app[DB], app[BUS], clock=app[CLOCK])
     leadership = Leadership(settings.db_url, retry=settings.scheduler_retry)
     app[SCHEDULER], app[LEADERSHIP] = week, leadership
 
