@@ -22,7 +22,8 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 # browser), a CJK font so PDFs show Chinese, ip/tc and nft for the weak-link test's
 # network namespace (tests/test_browser_weak_link.py), nginx and coturn for the
 # deployment tests (tests/test_deploy_*.py; started from generated files, never the
-# system services), certutil to put the lab CA in a test browser's profile.
+# system services), certutil to put the lab CA in a test browser's profile, ffprobe and
+# ffmpeg to read recordings back (tests/test_recorder.py, tests/test_recording.py).
 system-deps:
 	@missing=""; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
@@ -31,6 +32,7 @@ system-deps:
 	test -x /usr/sbin/nginx || missing="$$missing nginx"; \
 	test -x /usr/bin/turnserver || missing="$$missing coturn"; \
 	test -x /usr/bin/certutil || missing="$$missing libnss3-tools"; \
+	test -x /usr/bin/ffprobe || missing="$$missing ffmpeg"; \
 	fc-list :lang=zh-cn 2>/dev/null | grep -q . || missing="$$missing fonts-wqy-microhei"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \

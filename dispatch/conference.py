@@ -25,9 +25,10 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlmodel import Session
@@ -40,6 +41,8 @@ from media.room import (
     PeerConnected,
     PeerDisconnected,
     PeerFailed,
+    RecordingEnded,
+    RecordingStarted,
     Room,
     RoomError,
     RoomEvent,
@@ -47,6 +50,9 @@ from media.room import (
 from media.snapshots import Snapshot, save_snapshot
 
 from . import calls
+from .call_cameras import CallCameras, open_call
+from .call_recording import CallRecording
+from .cameras import camera_id_of
 from .errors import Conflict, InvalidInput, NotAuthorised
 from .switchboard import Switchboard
 
@@ -113,7 +119,9 @@ class Conference:
         self._live: dict[int, _Live] = {}
         self._pages: dict[tuple[int, str], int] = {}  # open call event sockets per centre
         self._paged: set[tuple[int, str]] = set()  # centres that opened one in this call
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
+        self.recording = CallRecording(board, data_dir)
+        self.cameras = CallCameras(board, self._save_snapshot, self._camera_room)
         configure_host_addresses(ice)
 
     # -- joining and leaving -----------------------------------------------------------
@@ -211,6 +219,8 @@ class Conference:
                 if person.gone is not None:
                     person.gone.cancel()
             await live.room.close()
+        await self.recording.call_ended(call_id)  # every file's row written first
+        self.cameras.forget(call_id)
         for key in [k for k in self._paged if k[0] == call_id]:
             self._paged.discard(key)
             self._pages.pop(key, None)
@@ -220,6 +230,7 @@ class Conference:
         for live in list(self._live.values()):
             await live.room.close()
         self._live.clear()
+        await self.recording.close()
 
     def operator_slots(self, call_id: int) -> dict[str, int]:
         live = self._live.get(call_id)
@@ -266,16 +277,23 @@ class Conference:
             )
             live = _Live(call_id, call.caller_code, call.min_verified_seconds, room)
             self._live[call_id] = live
+            await self.recording.attach(call_id, room)
         return live
 
-    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def _on_event(self, event: RoomEvent) -> None:
+        if isinstance(event, RecordingStarted | RecordingEnded):  # also while a room closes
+            self.recording.on_event(int(event.room_id), event)
+            return
         live = self._live.get(int(event.room_id))
         if live is None:
+            return
+        if camera_id_of(event.participant) is not None:  # a camera: no attendance
+            self.cameras.on_event(live.call_id, event)
             return
         person = live.people.setdefault(event.participant, _Presence())
         if isinstance(event, PeerConnected):
@@ -355,6 +373,15 @@ class Conference:
             await self.board.record(call_id, calls.VERIFIED, centre,
                                     seconds_live=round(person.clock.seconds_live, 1),
                                     max_faces=person.clock.max_faces)  # fmt: skip
+
+    async def _camera_room(self, call_id: int) -> tuple[str, Room | RemoteRoom]:
+        live = await self._room(await self.board.db.read(open_call, call_id))
+        return live.caller, live.room
+
+    async def _save_snapshot(self, call_id: int, why: str, bgr: np.ndarray, name: str) -> Snapshot:
+        folder = self.data_dir / "snapshots" / str(call_id)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, save_snapshot, bgr, folder, name)
 
     async def _snapshot(
         self, live: _Live, centre: str, bgr: np.ndarray, why: str

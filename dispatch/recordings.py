@@ -27,7 +27,8 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from . import calls
 from .calls import Attendance
-from .centres import Centre, utcnow
+from .centres import Centre
+from .clock import utcnow
 from .errors import NotFound
 
 AUDIO_VIDEO, VIDEO, AUDIO = "audio+video", "video", "audio"
@@ -148,7 +149,7 @@ def finished(
     session.add(row)
     call = calls.get_call(session, call_id)
     event = calls.record(session, call, calls.RECORDED, row.centre_code, recording=row.id,
-                         participant=participant, file=path, kind=kind, bytes=size,
+                         participant=participant, file=path, holds=kind, bytes=size,
                          seconds=seconds, sha256=sha256, reason=row.end_reason,
                          started_at=row.started_at.isoformat())  # fmt: skip
     return [event]

@@ -137,6 +137,18 @@ class Settings:
         "Participants a media worker carries before a call that needs more spans to "
         "another worker (each publisher's media then crosses once between the two).",
     )
+    camera_timeout: float = _setting(
+        10.0,
+        "DISPATCH_CAMERA_TIMEOUT",
+        "Seconds a camera's RTSP stream may take to open, or go without a packet, before "
+        "it counts as dropped and is opened again.",
+    )
+    camera_retry_max: float = _setting(
+        30.0,
+        "DISPATCH_CAMERA_RETRY_MAX",
+        "Longest wait (seconds) between tries to reopen a dropped camera: 1 s, then "
+        "doubling up to this, from 1 s again once it came back.",
+    )
     sdp_max_bytes: int = _setting(  # type: ignore[assignment]
         64 * 1024,
         "DISPATCH_SDP_MAX_BYTES",
@@ -189,6 +201,20 @@ class Settings:
         "DISPATCH_BACKUP_KEEP",
         "Nightly backups kept; older ones are deleted after each new one. 0: no nightly "
         "backup.",
+    )
+    recording_keep_days: int = _setting(
+        180,
+        "DISPATCH_RECORDING_KEEP_DAYS",
+        "Days a call's recordings are kept after they end. A nightly job (03:15 "
+        "Asia/Shanghai) removes older files — never one of a call an unresolved issue was "
+        "raised in — and records each removal in the call's journal. 0: kept forever.",
+    )
+    recording_min_free_mb: int = _setting(
+        1024,
+        "DISPATCH_RECORDING_MIN_FREE_MB",
+        "Free space (MB) the disk of DATA_DIR/recordings must keep. Below it a recording "
+        "does not start, and one being written stops with a journal event (the call goes "
+        "on). Checked when recording starts and every 2 s while a file is written.",
     )
     log_level: str = _setting(  # type: ignore[assignment]
         "INFO",
@@ -328,6 +354,15 @@ def media_workers(settings: Settings) -> int:
     if not raw.isdigit() or int(raw) > 256:
         raise InvalidInput("DISPATCH_MEDIA_WORKERS", f"expected auto or 0-256, got {raw!r}")
     return int(raw)
+
+
+def recording_limits(settings: Settings) -> tuple[int, int]:
+    """(days recordings are kept, 0 for ever; bytes of free space recording needs)."""
+    if settings.recording_keep_days < 0:
+        raise InvalidInput("DISPATCH_RECORDING_KEEP_DAYS", "expected 0 (kept for ever) or more")
+    if settings.recording_min_free_mb < 0:
+        raise InvalidInput("DISPATCH_RECORDING_MIN_FREE_MB", "expected 0 or more megabytes")
+    return settings.recording_keep_days, settings.recording_min_free_mb * 1024 * 1024
 
 
 def media_span_at(settings: Settings) -> int:

@@ -38,7 +38,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from dispatch import calls
+from dispatch import calls, recordings
 from dispatch.calls import AttendanceRow, Call, Invitation
 from dispatch.centres import utcnow
 from dispatch.errors import Conflict, InvalidInput
@@ -99,6 +99,9 @@ def sign_off(session: Session, call_id: int, by: str) -> JournalEntry:
     call = calls.get_call(session, call_id)
     if call.state in calls.OPEN_STATES:
         raise Conflict(f"call {call_id} is still {call.state}; sign it off once it has ended")
+    if recordings.unfinished(session, call_id):  # only a crash leaves one (call_recording)
+        raise Conflict(f"call {call_id}'s recordings are still being closed; sign it off "
+                       "in a moment, once their hashes are in the journal")  # fmt: skip
     entry = entry_for(session, call)
     if entry.sealed:
         raise Conflict(f"journal {call_id} was already signed off by {entry.signed_by}")

@@ -47,6 +47,7 @@ from typing import Any
 from av import VideoFrame
 
 from media import codecs, wire
+from media.camera import RECONNECTING, CameraState
 from media.ice import IceSettings
 from media.room import (
     FrameSampled,
@@ -63,6 +64,7 @@ logger = logging.getLogger(__name__)
 STOP_TIMEOUT = 5.0  # seconds a worker gets to close its rooms before it is killed
 WORKER_STOPPED = "media worker stopped"
 SPAN_AT = 40  # participants a worker carries before a room spans to another
+RESTART_TRIES, RESTART_WAIT = 40, 0.5  # a camera waits this long for a replaced worker
 
 
 class MediaWorker:
@@ -268,6 +270,9 @@ class RemoteRoom:
         self._slots: dict[str, int] = {}
         self._levels: dict[str, int] = {}
         self._closed = False
+        self._recording: tuple[str, int] | None = None  # (folder, min_free_bytes) while on
+        self._cameras: dict[str, tuple[str, dict[str, float]]] = {}  # participant -> url, options
+        self._camera_on: dict[str, MediaWorker] = {}  # the part each camera runs on
 
     @property
     def worker(self) -> MediaWorker | None:
@@ -339,12 +344,62 @@ class RemoteRoom:
         if worker is not None and worker.alive:
             await worker.request("leave", self.room_id, participant)
 
+    async def add_camera(self, participant: str, url: str, **options: float) -> None:
+        """Pull ``url`` into the room (``media.camera``) on the operator's part, or a
+        new part; if that worker dies the camera starts again on another."""
+        self._check_open()
+        self._cameras[participant] = (url, options)
+        await self._start_camera(participant)
+
+    async def remove_camera(self, participant: str) -> None:
+        self._cameras.pop(participant, None)
+        worker = self._camera_on.pop(participant, None)
+        if worker is not None and worker.alive:
+            await worker.request("uncamera", self.room_id, participant)
+
+    async def _start_camera(self, participant: str) -> None:
+        async with self._placing:
+            worker = self.worker
+            if worker is None:
+                worker = self._pool.place()
+                await self._add_part(worker)
+        if participant not in self._cameras or self._closed:
+            return  # removed meanwhile
+        url, options = self._cameras[participant]
+        self._camera_on[participant] = worker
+        await worker.request("camera", self.room_id, self.video_codec, participant, url, options)
+
+    async def _restart_camera(self, participant: str) -> None:
+        """After its worker died: on a live worker, once the pool has one again."""
+        for _ in range(RESTART_TRIES):
+            if self._closed or participant not in self._cameras or self._pool.workers:
+                break
+            await asyncio.sleep(RESTART_WAIT)
+        if not self._closed and participant in self._cameras:
+            await self._start_camera(participant)
+
+    async def record(self, folder: str | None, *, min_free_bytes: int = 0) -> None:
+        """``Room.record`` on every part, now and on any part added later."""
+        if folder is not None:
+            self._check_open()
+        self._recording = (folder, min_free_bytes) if folder is not None else None
+        results = await asyncio.gather(
+            *(w.request("record", self.room_id, self.video_codec, folder, min_free_bytes)
+              for w in self._parts if w.alive),
+            return_exceptions=True,
+        )  # fmt: skip
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, RoomError):
+                raise result
+
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         parts, self._parts = list(self._parts), {}
         self._where.clear()
+        self._cameras.clear()
+        self._camera_on.clear()
         for worker in parts:
             if worker.alive:
                 try:
@@ -378,6 +433,8 @@ class RemoteRoom:
                     self.room_id, worker.index, worker.pid, len(self._parts))  # fmt: skip
         if len(self._parts) > 1:
             await self._tell_parts()
+        if self._recording is not None:
+            await worker.request("record", self.room_id, self.video_codec, *self._recording)
 
     async def _tell_parts(self) -> None:
         """Every live part learns the others, before any join on a new one."""
@@ -425,6 +482,11 @@ class RemoteRoom:
         if self._operator in known:
             self._operator = None
         self._merge()
+        for camera in [p for p, w in self._camera_on.items() if w is worker]:
+            del self._camera_on[camera]
+            self._emit(CameraState(room_id=self.room_id, participant=camera, at=time.time(),
+                                   state=RECONNECTING, reason=WORKER_STOPPED))  # fmt: skip
+            self._spawn(self._restart_camera(camera))
         if len(self._parts) > 0:
             self._spawn(self._tell_parts())
         now = time.time()

@@ -76,6 +76,7 @@ import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiortc import (
@@ -96,6 +97,7 @@ from media.ice import IceSettings, peer_connection
 from media.ingest import Ingest, tap
 from media.jitter import use_bounded_jitter_buffer
 from media.ratecount import install as install_rate_counter
+from media.recorder import FileReport, RoomRecorder
 from media.sockets import install as install_socket_draining
 
 logger = logging.getLogger(__name__)
@@ -144,6 +146,17 @@ class TrackStarted(RoomEvent):
 @dataclass(frozen=True, kw_only=True)
 class FrameSampled(RoomEvent):
     frame: VideoFrame
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordingStarted(RoomEvent):
+    file: str  # the file's name in the folder the room records into
+    kind: str  # what it holds: "audio+video", "video" or "audio"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordingEnded(RoomEvent):
+    report: FileReport  # the file closed and hashed (media.recorder)
 
 
 class RoomError(ValueError):
@@ -201,6 +214,8 @@ class _Remote:
     operator: bool
     origin: int  # the part (media worker) that holds its peer
     feeds: dict[str, Feed] = field(default_factory=dict)
+    keyframe: Callable[[], None] | None = None  # a camera's (media.camera); else the span's
+    recording: str = ""  # a camera's connection, as the recorder names it (participant#n)
 
     def feed(self, kind: str) -> Feed | None:
         return self.feeds.get(kind)
@@ -373,6 +388,9 @@ class Room:
         self._closed = False
         self._remote: dict[str, _Remote] = {}  # participants of other parts (spanning)
         self.span: SpanSink | None = None  # set by a media worker when the room spans
+        self._recorder: RoomRecorder | None = None  # while the call is recorded
+        self._cameras: dict[str, Any] = {}  # participant -> media.camera.CameraSource
+        self._camera_runs = itertools.count(1)  # numbers each camera's time live
 
     @property
     def participants(self) -> tuple[str, ...]:
@@ -435,6 +453,32 @@ class Room:
         logger.info("room %s peer %s: given the floor", self.room_id, participant)
         self._reroute()
 
+    async def record(self, directory: str | None, *, min_free_bytes: int = 0) -> None:
+        """Record each local publisher's connection, and each camera this part pulls
+        (a file per time it is live, video only), into a file in ``directory``
+        (``media.recorder``), or stop recording (None). Returns once the files a stop
+        closed are closed and reported (``RecordingEnded``)."""
+        recorder = self._recorder
+        if recorder is not None and directory == str(recorder.directory):
+            return
+        self._recorder = None
+        if recorder is not None:
+            await recorder.close("recording stopped")
+        if directory is not None:
+            self._check_open()
+
+            def started(participant: str, name: str, kind: str) -> None:
+                self._report(RecordingStarted(room_id=self.room_id, participant=participant,
+                                              at=time.time(), file=name, kind=kind))  # fmt: skip
+
+            def ended(report: FileReport) -> None:
+                self._report(RecordingEnded(room_id=self.room_id, participant=report.participant,
+                                            at=report.ended_at, report=report))  # fmt: skip
+
+            self._recorder = RoomRecorder(self.room_id, Path(directory), self.video_codec,
+                                          min_free_bytes=min_free_bytes, on_started=started,
+                                          on_ended=ended)  # fmt: skip
+
     async def leave(self, participant: str) -> None:
         async with self._locks.setdefault(participant, asyncio.Lock()):
             peer = self._peers.pop(participant, None)
@@ -452,9 +496,13 @@ class Room:
         self._peers.clear()
         for peer in peers:
             self._retire(peer, "room closed")
+        for camera in self._cameras.values():
+            camera.stop()
         for known in list(self._remote.values()):
             self._drop_remote(known)
         await asyncio.gather(*(self._teardown(peer) for peer in peers))
+        if self._recorder is not None:
+            await self._recorder.close("room closed")
         await asyncio.gather(*self._tasks, return_exceptions=True)
         logger.info("room %s peer -: closed", self.room_id)
 
@@ -467,8 +515,15 @@ class Room:
                 if peer.present:
                     self.span.presence(self.room_id, peer.participant, peer.operator, True)
 
-    def remote_present(self, participant: str, operator: bool, origin: int) -> None:
-        """``participant`` sends on part ``origin``; its frames arrive by ``remote_frame``."""
+    def remote_present(
+        self,
+        participant: str,
+        operator: bool,
+        origin: int,
+        keyframe: Callable[[], None] | None = None,
+    ) -> None:
+        """``participant`` sends on part ``origin``; its frames arrive by ``remote_frame``.
+        ``keyframe``: who its key frames are asked of (a camera), instead of the span."""
         if self._closed or participant in self._peers:
             return  # a local peer wins: the pool keeps a participant on one part
         known = self._remote.get(participant)
@@ -476,7 +531,9 @@ class Room:
             return
         if known is not None:
             self._drop_remote(known)
-        self._remote[participant] = _Remote(participant, operator, origin)
+        self._remote[participant] = _Remote(participant, operator, origin, keyframe=keyframe)
+        if keyframe is not None:  # a camera of this part: recorded here, a file per run
+            self._remote[participant].recording = f"{participant}#{next(self._camera_runs)}"
         if operator:
             self._operator = participant
         else:
@@ -502,16 +559,49 @@ class Room:
             return  # it left meanwhile, or its presence is still on the way
         feed = known.feeds.get(kind)
         if feed is None:
-            origin = known.origin
+            origin, camera = known.origin, known.keyframe
 
             def ask_keyframe() -> None:
-                if self.span is not None:
+                if camera is not None:
+                    camera()
+                elif self.span is not None:
                     self.span.keyframe(self.room_id, origin, participant, kind)
 
             name = f"room {self.room_id} peer {participant}@{origin} {kind}"
             feed = known.feeds[kind] = Feed(name, kind, self._epoch, ask_keyframe, lambda: None)
             self._reroute()  # the slots that show it attach now
         feed.arrive(*frame)
+        if known.recording and self._recorder is not None:
+            self._recorder.frame(known.recording, participant, ("video",), kind, frame,
+                                 feed.request_keyframe)  # fmt: skip
+
+    # --- cameras: RTSP sources entering as remote participants (media.camera) ---
+
+    def add_camera(self, participant: str, url: str, **options: float) -> None:
+        """Pull ``url`` into the room as view-only ``participant`` (replacing a camera
+        of that name); ``options``: ``CameraSource``'s timeout and retry_max."""
+        from media.camera import CameraSource  # media.camera imports this module
+
+        self._check_open()
+        self.remove_camera(participant)
+        camera = CameraSource(self, participant, url, sample_interval=self._sample_interval,
+                              **options)  # fmt: skip
+        self._cameras[participant] = camera
+        camera.start()
+
+    def remove_camera(self, participant: str) -> None:
+        camera = self._cameras.pop(participant, None)
+        if camera is not None:
+            camera.stop()
+            self._reroute()
+
+    def source_event(self, event: RoomEvent) -> None:
+        """An event of a source that is not a peer here (a camera)."""
+        try:
+            self._on_event(event)
+        except Exception:
+            logger.exception("room %s peer %s: on_event failed for %s", self.room_id,
+                             event.participant, type(event).__name__)  # fmt: skip
 
     def keyframe_for(self, participant: str, kind: str) -> None:
         """Another part's viewers of a local publisher need a key frame."""
@@ -522,6 +612,8 @@ class Room:
 
     def _drop_remote(self, known: _Remote) -> None:
         del self._remote[known.participant]
+        if known.recording and self._recorder is not None:
+            self._recorder.publisher_gone(known.recording, "camera gone")
         for feed in known.feeds.values():
             feed.end()
         logger.info("room %s peer %s: no longer sends on media worker %d", self.room_id,
@@ -607,6 +699,10 @@ class Room:
             feed.arrive(*frame)
             if primary and self.span is not None and peer.present and self._current(peer):
                 self.span.frame(self.room_id, peer.participant, track.kind, frame)
+            if primary and self._recorder is not None and self._current(peer):
+                kinds = tuple(f.kind for f in peer.feeds)
+                self._recorder.frame(peer.peer_id, peer.participant, kinds, track.kind, frame,
+                                     feed.request_keyframe)  # fmt: skip
 
         ingest = Ingest(
             name,
@@ -701,6 +797,8 @@ class Room:
     def _retire(self, peer: _Peer, reason: str) -> None:
         peer.retired = True
         logger.info("room %s peer %s: retired (%s)", self.room_id, peer.peer_id, reason)
+        if self._recorder is not None:
+            self._recorder.publisher_gone(peer.peer_id, reason)
         if peer.present:
             peer.present = False
             self._emit(PeerDisconnected, peer, reason=reason)
@@ -758,6 +856,14 @@ class Room:
                 peer.peer_id,
                 event_type.__name__,
             )
+
+    def _report(self, event: RoomEvent) -> None:
+        """An event of the room's recording (no peer of its own)."""
+        try:
+            self._on_event(event)
+        except Exception:
+            logger.exception("room %s peer %s: on_event failed for %s", self.room_id,
+                             event.participant, type(event).__name__)  # fmt: skip
 
     def _spawn(self, coro: Coroutine[Any, Any, None], peer: _Peer, job: str) -> asyncio.Task[None]:
         """A task ``close()`` waits for."""

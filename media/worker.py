@@ -79,8 +79,17 @@ class Worker:
         elif op == "floor":
             _, n, room_id, participant = message
             self._run(n, room_id, lambda room: room.give_floor(participant))
+        elif op == "camera":  # media.camera: an RTSP source entering the room
+            _, n, room_id, video_codec, participant, url, options = message
+            self._room(room_id, video_codec)
+            self._run(n, room_id, lambda room: room.add_camera(participant, url, **options))
+        elif op == "uncamera":
+            _, n, room_id, participant = message
+            self._run(n, room_id, lambda room: room.remove_camera(participant))
         elif op in ("leave", "close"):
             self._start(self._end(*message))
+        elif op == "record":  # media.recorder: start (a folder) or stop (None)
+            self._start(self._record(*message[1:]))
         else:
             logger.error("worker %d: unknown message %r", os.getpid(), op)
 
@@ -109,6 +118,18 @@ class Worker:
         else:
             self._reply(n, True, answer)
         self._send_state(room_id)
+
+    async def _record(
+        self, n: int, room_id: str, video_codec: str, folder: str | None, min_free_bytes: int
+    ) -> None:
+        try:
+            if folder is not None or room_id in self._rooms:
+                room = self._room(room_id, video_codec)
+                await room.record(folder, min_free_bytes=min_free_bytes)
+        except RoomError as exc:
+            self._reply(n, False, exc)
+        else:
+            self._reply(n, True, None)
 
     def _room(self, room_id: str, video_codec: str) -> Room:
         room = self._rooms.get(room_id)

@@ -115,6 +115,9 @@ class Policy:
     answer_deadline_seconds: int = 60
     min_verified_seconds: int = 60
     reminder_minutes: int = 10
+    # District meetings are recorded from their start (the operator may stop it); any
+    # other call is recorded when its operator starts it (dispatch/recordings.py).
+    record_district_meetings: bool = True
 
     def caller_config(self, level: str, override: CallerConfig | None = None) -> CallerConfig:
         if override is not None:
@@ -170,6 +173,10 @@ def _validate(name: str, value: Any) -> Any:
         lo, hi = INT_RANGES[name]
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise InvalidInput(name, f"must be a whole number from {lo} to {hi}")
+        return value
+    if name == "record_district_meetings":
+        if not isinstance(value, bool):
+            raise InvalidInput(name, "must be true or false")
         return value
     if name == "district_mode":
         if value not in ("meeting", "inspection"):

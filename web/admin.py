@@ -35,7 +35,7 @@ FORM_FIELDS: list[tuple[str, str]] = [
     ("slot_step_minutes", "int"), ("reserve_fraction", "float"),
     ("spot_checks_per_week", "int"), ("spot_check_minutes", "int"),
     ("answer_deadline_seconds", "int"), ("min_verified_seconds", "int"),
-    ("reminder_minutes", "int"),
+    ("reminder_minutes", "int"), ("record_district_meetings", "bool"),
 ]  # fmt: skip
 
 
@@ -54,6 +54,10 @@ def _parse_form_value(name: str, kind: str, raw: str) -> Any:
             return float(raw)
         if kind == "json":
             return json.loads(raw)
+        if kind == "bool":
+            if raw not in ("0", "1"):
+                raise ValueError(raw)
+            return raw == "1"
     except (ValueError, RecursionError):
         raise InvalidInput(name, f"cannot read {raw!r}") from None
     return raw

@@ -31,6 +31,7 @@ from . import (
     api,
     auth,
     calls,
+    cameras,
     console,
     guard,
     headers,
@@ -41,6 +42,7 @@ from . import (
     openapi,
     pages,
     ready,
+    recordings,
     remote,
     reports,
     rota,
@@ -152,6 +154,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app[BUS] = EventBus()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_switchboard)
+    app.cleanup_ctx.append(recordings.recording_ctx)  # after the switchboard
     app.cleanup_ctx.append(scheduling.scheduler_ctx)  # the leader's, on PostgreSQL
     metrics.install(app)  # /metrics; after the parts it reads
     ready.install(app)  # /readyz
@@ -170,11 +173,13 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
             *rota.routes(),
             *admin.routes(),
             *calls.routes(),
+            *cameras.routes(),
             *console.routes(),
             *whip.routes(),
             *turn.routes(),
             *issues.routes(),
             *journals.routes(),
+            *recordings.routes(),
             *reports.routes(),
             web.static("/static", STATIC_DIR),
         ]

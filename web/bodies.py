@@ -116,6 +116,7 @@ class PolicyPatch(Body):
     answer_deadline_seconds: Minutes = None
     min_verified_seconds: Minutes = None
     reminder_minutes: Minutes = None
+    record_district_meetings: StrictBool = None
 
 
 class NewBlackout(Body):
@@ -160,8 +161,40 @@ class Floor(Body):
     centre: Code | None = None
 
 
+class RecordingSwitch(Body):
+    """POST /api/v1/calls/{id}/recording: record the call from now (true) or stop (false)."""
+
+    on: StrictBool
+
+
 class Snapshot(Body):
     centre: Code
+
+
+class NewCamera(Body):
+    """POST /api/v1/cameras: credentials apart, or inside the URL (not both)."""
+
+    name: bounded(100, min_length=1)  # type: ignore[valid-type]
+    centre: Code
+    url: bounded(500, min_length=1)  # type: ignore[valid-type]
+    username: bounded(200) | None = None  # type: ignore[valid-type]
+    password: bounded(200) | None = None  # type: ignore[valid-type]
+
+
+class CameraPatch(Body):
+    """PATCH /api/v1/cameras/{id}: a new URL alone keeps the stored credentials."""
+
+    name: bounded(100, min_length=1) | None = None  # type: ignore[valid-type]
+    centre: Code | None = None
+    url: bounded(500, min_length=1) | None = None  # type: ignore[valid-type]
+    username: bounded(200) | None = None  # type: ignore[valid-type]
+    password: bounded(200) | None = None  # type: ignore[valid-type]
+
+
+class CallCamera(Body):
+    """POST /api/v1/calls/{call_id}/cameras: show a camera in the call."""
+
+    camera: Id
 
 
 # --- issues and journals ---------------------------------------------------------------

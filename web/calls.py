@@ -9,10 +9,11 @@ from typing import Any
 from aiohttp import web
 from sqlmodel import Session
 
-from dispatch import accounts, calls, centres
+from dispatch import accounts, calls, centres, recordings
 from dispatch.accounts import Role
+from dispatch.call_cameras import CameraChanged
 from dispatch.calls import Attendance
-from dispatch.errors import InvalidInput, NotAuthorised
+from dispatch.errors import Conflict, InvalidInput, NotAuthorised
 from dispatch.events import Event
 from dispatch.settings import publish_limits
 from logs.issues import IssueRaised
@@ -22,6 +23,7 @@ from . import live, offers
 from .appkeys import CONFERENCE, DB, SETTINGS, SWITCHBOARD
 from .auth import join_token, scope_of
 from .bodies import CallLaunch, Floor, Leave, Snapshot
+from .cameras import camera_choices
 from .reading import path_int, read_body
 from .render import render
 
@@ -56,10 +58,11 @@ async def launch(request: web.Request) -> web.Response:
             if callees is None:
                 raise InvalidInput("callees", "a list of 12-digit centre codes, or a slot_id")
             _one_to_one(callees, kind)
-        district = (centres.get(s, scope.centre_code).path.split("/"))[0]
-        rules = policy.policy_for(s, district)
+        caller = centres.get(s, scope.centre_code)
+        rules = policy.policy_for(s, caller.path.split("/")[0])
+        record = recordings.recorded_by_policy(kind, caller.level, rules.record_district_meetings)
         return {"callees": callees, "kind": kind, "deadline": rules.answer_deadline_seconds,
-                "minimum": rules.min_verified_seconds}  # fmt: skip
+                "minimum": rules.min_verified_seconds, "record": record}  # fmt: skip
 
     p = await request.app[DB].read(plan)
     launched, tokens = await request.app[SWITCHBOARD].launch(
@@ -67,6 +70,11 @@ async def launch(request: web.Request) -> web.Response:
         answer_deadline_seconds=p["deadline"], min_verified_seconds=p["minimum"],
     )  # fmt: skip
     call_id = launched.call.id
+    if p["record"]:  # the policy records district meetings from their start
+        try:
+            await request.app[CONFERENCE].recording.start(call_id or 0, "policy")
+        except Conflict:
+            pass  # a full disk: its event is in the journal, and the call goes on
     base = request.app[SETTINGS].public_url.rstrip("/")
     return web.json_response({
         "call": launched.call.as_dict(),
@@ -225,6 +233,8 @@ async def call_events(request: web.Request) -> web.WebSocketResponse:
     page = token_centre or scope_of(request).centre_code  # whose page this socket is
 
     def wanted(event: Event) -> bool:
+        if isinstance(event, CameraChanged):  # a camera's stream: the calling side's
+            return event.call_id == call_id and caller_side
         if isinstance(event, Attendance):
             return event.call_id == call_id and (caller_side or event.centre in (mine, None))
         if isinstance(event, IssueRaised):  # an issue raised in this call
@@ -251,6 +261,7 @@ async def media_map(request: web.Request) -> web.Response:
     rows = await request.app[DB].read(calls.events, call_id)
     return web.json_response({"slots": conference.operator_slots(call_id),
                               "present": list(conference.present(call_id)),
+                              "cameras": conference.cameras.listed(call_id),
                               **tile_labels(rows)})  # fmt: skip
 
 
@@ -313,6 +324,12 @@ async def call_page(request: web.Request) -> web.Response:
 
     ctx = await request.app[DB].read(run)
     ctx["video_fps"], ctx["video_bps"] = publish_limits(request.app[SETTINGS])
+    if ctx["operator"]:  # cameras it shows, and those of its scope it may add
+        shown = request.app[CONFERENCE].cameras
+        ctx["cameras"] = shown.listed(call_id)
+        ctx["cameras_ever"] = shown.ever(call_id)  # each holds one more receiving slot
+        ctx["slot_count"] += len(ctx["cameras_ever"])
+        ctx["camera_choices"] = await request.app[DB].read(camera_choices, scope_of(request))
     return render(request, "call.html", **ctx)
 
 

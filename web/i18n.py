@@ -8,6 +8,8 @@ table beside its enum, so a page, a file and a report say the same.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from dispatch.accounts import ROLE_LABELS
@@ -95,6 +97,24 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "policy.answer_deadline_seconds": ("应答时限（秒）", "Answer deadline (seconds)"),
     "policy.min_verified_seconds": ("有效视频最短时长（秒）", "Minimum verified video (seconds)"),
     "policy.reminder_minutes": ("提前提醒（分钟）", "Reminder lead (minutes)"),
+    "policy.record_district_meetings": ("区级调度会默认录像", "Record district meetings"),
+    "policy.yes": ("是", "Yes"),
+    "policy.no": ("否", "No"),
+    "rec.mark": ("● 录像中", "● Recording"),
+    "rec.start": ("开始录像", "Start recording"),
+    "rec.stop": ("停止录像", "Stop recording"),
+    "rec.on": ("开始录像", "recording started"),
+    "rec.off": ("停止录像", "recording stopped"),
+    "rec.disk_full": ("磁盘已满，录像停止，调度继续", "disk full: recording stopped"),
+    "rec.saved": ("录像文件已保存", "recording saved"),
+    "rec.removed": ("录像已按保存期限删除", "recording removed (retention)"),
+    "rec.title": ("录像", "Recordings"),
+    "rec.who": ("发布方", "Publisher"),
+    "rec.seconds": ("时长（秒）", "Length (s)"),
+    "rec.size": ("大小", "Size"),
+    "rec.download": ("下载", "Download"),
+    "rec.writing": ("写入中", "being written"),
+    "rec.gone": ("已删除", "removed"),
     "policy.blackouts": ("不可调度时间", "Blackouts"),
     "policy.bk_weekday": ("每周固定日", "Weekday"),
     "policy.bk_market_days": ("赶场日（尾数）", "Market days (last digits)"),
@@ -415,6 +435,38 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "下级过多，仅显示直接下级；点击名称查看。",
         "Too many centres to show at once: only the level below is shown; open one to see more.",
     ),
+    "nav.cameras": ("摄像头", "Cameras"),
+    "cameras.title": ("摄像头（雪亮工程）", "Cameras (public-security network)"),
+    "cameras.intro": (
+        "登记各中心的视频监控摄像头（RTSP 地址），调度时可接入视频会议。"
+        "账号密码加密保存，页面不显示。",
+        "Register the centres' fixed cameras (RTSP addresses) to show them in calls. "
+        "Credentials are stored encrypted and never shown.",
+    ),
+    "cameras.name": ("名称", "Name"),
+    "cameras.centre": ("所属中心", "Centre"),
+    "cameras.url": ("RTSP 地址", "RTSP address"),
+    "cameras.credentials": ("账号密码", "Credentials"),
+    "cameras.username": ("用户名", "User name"),
+    "cameras.password": ("密码", "Password"),
+    "cameras.stored": ("已加密保存", "stored encrypted"),
+    "cameras.none": ("无", "none"),
+    "cameras.empty": ("尚未登记摄像头。", "No camera registered yet."),
+    "cameras.add": ("登记摄像头", "Register a camera"),
+    "cameras.save": ("保存", "Save"),
+    "cameras.remove": ("删除", "Remove"),
+    "cameras.keep_hint": (
+        "用户名和密码留空则保留已保存的账号密码。",
+        "Leave user name and password empty to keep the stored ones.",
+    ),
+    "cameras.clear": ("清除已保存的账号密码", "Clear the stored credentials"),
+    "call.cameras": ("摄像头", "Cameras"),
+    "call.camera_add": ("接入摄像头", "Show camera"),
+    "call.camera_remove": ("移除", "Remove"),
+    "call.camera.connecting": ("摄像头连接中", "camera connecting"),
+    "call.camera.live": ("摄像头在线", "camera live"),
+    "call.camera.reconnecting": ("摄像头重连中", "camera reconnecting"),
+    "call.camera.removed": ("摄像头已移除", "camera removed"),
     "error.title": ("出错了", "Something went wrong"),
     "error.forbidden": (
         "无权访问：该中心不在您的管辖范围内。",
@@ -446,7 +498,7 @@ def pick_language(request: web.Request, default: str = "zh") -> str:
     return best or (default if default in LANGS else "zh")
 
 
-def translator(lang: str):  # type: ignore[no-untyped-def]
+def translator(lang: str) -> Callable[[str], str]:
     index = LANGS.index(lang)
 
     def t(key: str) -> str:

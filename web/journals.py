@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from sqlmodel import Session
 
-from dispatch import calls, centres
+from dispatch import calls, cameras, centres, recordings
 from dispatch.accounts import Role, Scope
 from dispatch.clock import SHANGHAI
 from dispatch.errors import InvalidInput, NotAuthorised, NotFound
@@ -43,6 +43,26 @@ def journal_for(s: Session, scope: Scope, call_id: int) -> Journal:
         centres=tuple(c for c in whole.centres if c.centre == mine),
         events=tuple(e for e in whole.events if e.get("centre") in (mine, None)),
     )
+
+
+def recordings_shown(
+    s: Session, scope: Scope, call_id: int, found: Journal | None = None
+) -> list[dict[str, Any]]:
+    """The call's recorded files whose `recorded` event is in the journal as `scope` may
+    read it (`found`, if already loaded), with their publisher's name and where to play
+    and download them (web/recordings.py serves them under the same rule)."""
+    found = found or journal_for(s, scope, call_id)
+    shown = {e["data"].get("recording") for e in found.events if e["kind"] == calls.RECORDED}
+    rows = [r for r in recordings.of_call(s, call_id) if r.id in shown]
+    names = {c: centres.get(s, c).name for c in {r.centre_code for r in rows} if c}
+    for r in rows:  # a camera's file: the camera's registered name (removed: its id)
+        camera_id = cameras.camera_id_of(r.participant)
+        if camera_id is not None and (camera := s.get(cameras.Camera, camera_id)) is not None:
+            names[r.participant] = camera.name
+    return [{**r.as_dict(),
+             "name": names.get(r.centre_code or r.participant, r.participant),
+             "url": f"/api/v1/recordings/{r.id}",
+             "download": f"/api/v1/recordings/{r.id}/download"} for r in rows]  # fmt: skip
 
 
 def _flag(request: web.Request, name: str) -> bool | None:
@@ -168,7 +188,8 @@ def _detail(s: Session, scope: Scope, call_id: int) -> dict[str, Any]:
     found = journal_for(s, scope, call_id)
     call = calls.get_call(s, call_id)
     signer = scope.centre_code == call.caller_code and scope.role is not Role.village
-    return {"j": found, "raised": issues.raised_in(s, scope, call_id), "may_sign": signer}
+    return {"j": found, "raised": issues.raised_in(s, scope, call_id), "may_sign": signer,
+            "recordings": recordings_shown(s, scope, call_id, found)}  # fmt: skip
 
 
 async def detail_page(request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlmodel import Session
 
-from dispatch import calls
+from dispatch import call_cameras, calls
 from dispatch.errors import Conflict, InvalidInput, NotAuthorised
 from dispatch.settings import video_codec
 
@@ -74,8 +74,10 @@ async def take_offer(request: web.Request, call_id: int, centre: str, *, whip: b
     with BUNDLE); raises before anything is recorded if it is refused."""
     role = await request.app[DB].read(_role, call_id, centre, whip)
     settings = request.app[SETTINGS]
+    # The operator's page also receives each camera the call shows (dispatch.call_cameras).
+    invited = role.invited + (call_cameras.MAX_PER_CALL if role.operator else 0)
     limits = OfferLimits.for_role(settings.sdp_max_bytes, operator=role.operator,
-                                  invited=role.invited)  # fmt: skip
+                                  invited=invited)  # fmt: skip
     if whip:
         if request.content_type != "application/sdp":
             raise InvalidInput("Content-Type", "send the offer as application/sdp")

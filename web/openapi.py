@@ -31,6 +31,7 @@ ISSUE_ACTIONS = ["assign", "comment", "edit", "escalate", "reopen", "resolve", "
 
 PATH_PARAMS: dict[str, dict[str, Any]] = {
     "code": CODE, "call_id": ID, "issue_id": ID, "event_id": ID, "id": ID, "report_id": ID,
+    "recording_id": ID,
     "action": {"type": "string", "enum": ISSUE_ACTIONS},
     "username": {"type": "string", "pattern": "^[A-Za-z0-9_.@-]{3,64}$"},
     "kind": {"type": "string", "enum": ["screening", "tracking"]},
@@ -129,6 +130,19 @@ ROUTES: list[Op] = [
        bodies.Snapshot, status=201),
     Op("get", "/api/v1/calls/{call_id}/snapshots/{event_id}", "A snapshot.",
        produces=("image/jpeg",)),
+    Op("get", "/api/v1/calls/{call_id}/cameras", "Cameras the call shows, and those the "
+       "operator may add."),
+    Op("post", "/api/v1/calls/{call_id}/cameras", "Show a camera of a centre in scope in "
+       "the call (its operator).", bodies.CallCamera, status=201),
+    Op("delete", "/api/v1/calls/{call_id}/cameras/{id}", "Stop showing a camera."),
+    Op("post", "/api/v1/calls/{call_id}/cameras/{id}/snapshot", "Take a camera's picture.",
+       status=201),
+    Op("get", "/api/v1/cameras", "Cameras of the centres in scope (admin, district "
+       "operator); URLs shown without credentials.", query={"under": CODE}),
+    Op("post", "/api/v1/cameras", "Register a camera (admin, district operator).",
+       bodies.NewCamera, status=201),
+    Op("patch", "/api/v1/cameras/{id}", "Change a camera.", bodies.CameraPatch),
+    Op("delete", "/api/v1/cameras/{id}", "Remove a camera."),
     Op("get", "/api/v1/issues", "Issues of a centre.", query={
         "centre": CODE, "state": TEXT, "overdue": FLAG, "inbox": FLAG}),
     Op("post", "/api/v1/issues", "Raise an issue.", bodies.NewIssue, status=201),
@@ -146,6 +160,15 @@ ROUTES: list[Op] = [
     Op("post", "/api/v1/journals/{call_id}/sign", "Sign off (seals the journal).", status=201),
     Op("post", "/api/v1/journals/{call_id}/amend", "Amend a sealed journal.",
        bodies.Amendment, status=201),
+    Op("get", "/api/v1/calls/{call_id}/recording", "Whether the call is being recorded."),
+    Op("post", "/api/v1/calls/{call_id}/recording", "Start or stop recording the call "
+       "(its operator).", bodies.RecordingSwitch),
+    Op("get", "/api/v1/calls/{call_id}/recordings", "The call's recorded files its journal "
+       "shows the caller."),
+    Op("get", "/api/v1/recordings/{recording_id}", "A recorded file (HTTP Range: 206).",
+       produces=("video/webm", "video/x-matroska")),
+    Op("get", "/api/v1/recordings/{recording_id}/download", "A recorded file, to save.",
+       produces=("video/webm", "video/x-matroska")),
     Op("get", "/api/v1/reports", "Stored reports."),
     Op("get", "/api/v1/reports/{report_id}", "A stored report."),
     Op("get", "/api/v1/reports/weekly", "The weekly coverage report.",

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from logs import report_jobs
+from logs import recording_retention, report_jobs
 from schedules import backup_job
 from schedules.jobs import WeekScheduler
 from schedules.leader import Leadership
@@ -36,6 +36,7 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
             await week.start()
             report_jobs.install(week)
             backup_job.install(week, settings)  # nightly, with retention
+            recording_retention.install(week, settings)  # nightly, keeps issues' evidence
             await report_jobs.catch_up(week)
         except BaseException:
             await week.stand_down()

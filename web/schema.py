@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from sqlmodel import Session
 
-from dispatch import accounts, calls, centres, logins, migrations, recordings  # noqa: F401
+from dispatch import accounts, calls, cameras, centres, logins, migrations, recordings  # noqa: F401
 from dispatch.db import Database
 from logs import archive, issues, journal, seal  # noqa: F401
 from schedules import plans, policy, workdays  # noqa: F401

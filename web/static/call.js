@@ -43,6 +43,7 @@ const WHY = {
   "no frames": ["长时间没有画面和声音", "no frames or sound"],
   left: ["服务器记录本机已离开", "recorded as left"], retry: ["重试", "retrying"],
   pageshow: ["页面恢复", "page restored"], error: ["出错", "error"],
+  camera: ["接入摄像头", "a camera was added"],
 };
 const CAMERA = {
   NotAllowedError: ["摄像头或麦克风被拒绝：请在浏览器地址栏旁允许本网站使用摄像头和麦克风，然后刷新页面。",
@@ -79,6 +80,9 @@ const labels = new Map(); // centre -> {status, video, faces, verified}, from th
 let floorHolder = null;
 let pinned = null;
 let buffered = null; // events that arrive while labels are being refreshed
+// Cameras the call has shown (ids): each holds one of the operator's receiving slots,
+// counted in data-slots for those shown before the page loaded.
+const camerasSeen = new Set((root.dataset.camerasEver || "").split(",").filter(Boolean));
 
 // Times on the page are Asia/Shanghai's, whatever the browser's own zone is.
 const clock = () => new Date().toLocaleTimeString(zh ? "zh-CN" : "en-GB",
@@ -250,7 +254,9 @@ function receiving(pc, kind) {
     && ["recvonly", "sendrecv"].includes(t.currentDirection));
 }
 
-async function connect() {
+// `before`: a request the offer must not overtake (the answer to a ringing call): the
+// camera, the ICE servers and the gathering go on meanwhile.
+async function connect(before = null) {
   const generation = ++state.generation;
   const old = state.pc;
   state.pc = null;
@@ -287,6 +293,15 @@ async function connect() {
   pc.addEventListener("connectionstatechange", () => onPeerState(pc, generation));
   await pc.setLocalDescription(await pc.createOffer());
   await gathered(pc);
+  if (before) {
+    try {
+      await before;
+    } catch (e) { // refused: no call to join, so no peer left behind
+      if (state.pc === pc) state.pc = null;
+      pc.close();
+      throw e;
+    }
+  }
   if (generation !== state.generation) return;
   const answer = await api("POST", `/api/v1/calls/${callId}/sdp`, { type: "offer", sdp: pc.localDescription.sdp });
   if (generation !== state.generation) return;
@@ -529,6 +544,8 @@ async function refresh(map) {
   labels.clear();
   for (const [centre, said] of Object.entries(map.tiles || {})) labels.set(centre, { ...said });
   floorHolder = map.floor ?? null;
+  // Not showCamera: attach() refreshes with its map, and must not attach again.
+  for (const camera of map.cameras || []) if (sayCamera(camera)) reconnect("camera");
   for (const event of buffered) if (event.event_id > (map.upto || 0)) apply(event);
   buffered = null;
   paintAll();
@@ -540,7 +557,7 @@ const aside = (text, note) => (note ? (zh ? `${text}（${note}）` : `${text} ($
 // The log line of an event: names and labels only; "" for a kind the page has no
 // label for (it is left out rather than shown raw).
 function describe(event) {
-  const who = event.centre ? nameOf(event.centre) : "";
+  const who = event.centre ? nameOf(event.centre) : event.data?.camera_name || "";
   if (event.type === "issue_raised") {
     return aside(`${who} ${label("event.issue_raised")} #${event.issue_id}`, label(`issue.${event.category}`));
   }
@@ -555,6 +572,11 @@ function describe(event) {
 function onEvent(event) {
   if (event.type === "issue_raised") {
     log(describe(event));
+    return;
+  }
+  if (event.type === "camera") {
+    showCamera(event);
+    log(`${event.camera_name} ${label(`camera.${event.state}`)}`);
     return;
   }
   if (event.type !== "attendance") return;
@@ -591,7 +613,11 @@ function listen(again = false) {
     callIsOver(); // the call's state, as events before this socket opened left it
     if (again) refresh(); // events may have been missed while the socket was down
   };
-  ws.onmessage = (msg) => { try { onEvent(JSON.parse(msg.data)); } catch { /* hello */ } };
+  ws.onmessage = (msg) => {
+    let event;
+    try { event = JSON.parse(msg.data); onEvent(event); } catch { return; /* hello */ }
+    root.dispatchEvent(new CustomEvent("call-event", { detail: event })); // recording.js
+  };
   ws.onclose = () => {
     if (state.ended || state.hidden || state.ws !== ws) return;
     setTimeout(() => listen(true), socketDelay);
@@ -626,7 +652,77 @@ function on(id, handler) {
   if (element) element.addEventListener("click", () => handler().catch((e) => fail(e.message)));
 }
 
-for (const tile of document.querySelectorAll(".tile[data-centre]")) {
+// --- cameras: view-only participants (camera-<id>), added by the operator ---------------
+
+// A camera's tile, made from the page's template when the camera is new to the page.
+function cameraTile(camera) {
+  let tile = tileOf(camera.participant);
+  if (tile || !grid) return tile;
+  tile = document.getElementById("camera-tile").content.firstElementChild.cloneNode(true);
+  tile.dataset.centre = camera.participant;
+  tile.dataset.camera = String(camera.camera);
+  tile.dataset.testid = `tile-${camera.participant}`;
+  tile.querySelector(".name").textContent = camera.name ?? camera.camera_name ?? "";
+  wireCamera(tile);
+  grid.append(tile);
+  fit();
+  return tile;
+}
+
+// A camera's state (an event, the add answer or the media map) on its tile; true when
+// the camera is new to the call, so it needs one more receiving slot.
+function sayCamera(camera) {
+  const existing = tileOf(camera.participant);
+  if (camera.state === "removed") {
+    if (existing) {
+      unbind(existing, "ok");
+      existing.remove();
+      fit();
+    }
+    return false;
+  }
+  const tile = cameraTile(camera);
+  if (!tile) return false;
+  tile.dataset.cameraState = camera.state;
+  setText(tile.querySelector(".camera-state"), label(`camera.${camera.state}`));
+  const id = String(camera.camera);
+  if (camerasSeen.has(id)) return false;
+  camerasSeen.add(id);
+  state.slots += 1;
+  return true;
+}
+
+// The page offers again for a camera new to the call; a live camera's slot is known
+// (it is mapped once the camera sends), so the tiles are bound again.
+function showCamera(camera) {
+  const existed = Boolean(tileOf(camera.participant));
+  if (sayCamera(camera)) {
+    if (state.pc || state.generation) reconnect("camera");
+  } else if (camera.state === "live" || (!existed && camera.state !== "removed")) {
+    attach().catch((e) => fail(e.message));
+  }
+}
+
+function wireCamera(tile) {
+  const url = () => `/api/v1/calls/${callId}/cameras/${tile.dataset.camera}`;
+  tile.querySelector("button.snapshot").addEventListener("click", () =>
+    api("POST", `${url()}/snapshot`).catch((e) => fail(e.message)));
+  tile.querySelector("button.camera-remove").addEventListener("click", () =>
+    api("DELETE", url()).then(() => showCamera({ participant: tile.dataset.centre, state: "removed" }))
+      .catch((e) => fail(e.message)));
+  tile.querySelector(".screen").addEventListener("click", () => {
+    pinned = pinned === tile.dataset.centre ? null : tile.dataset.centre;
+    paintAll();
+  });
+}
+
+for (const tile of document.querySelectorAll(".tile.camera[data-centre]")) wireCamera(tile);
+on("camera-add", async () => {
+  const camera = Number(document.getElementById("camera-choice").value);
+  showCamera(await api("POST", `/api/v1/calls/${callId}/cameras`, { camera }));
+});
+
+for (const tile of document.querySelectorAll(".tile[data-centre]:not(.camera)")) {
   const centre = tile.dataset.centre;
   tile.querySelector("button.floor").addEventListener("click", () =>
     api("POST", `/api/v1/calls/${callId}/floor`, { centre }).catch((e) => fail(e.message)));
@@ -652,10 +748,12 @@ on("leave", async () => {
   setText(document.querySelector('[data-testid="my-status"]'), label("event.left"));
 });
 on("accept", async () => {
-  await api("POST", `/api/v1/calls/${callId}/accept`);
-  document.getElementById("answer-panel").hidden = true;
-  setPhase("live"); // the first answer makes the call live
-  await connect();
+  const accepted = api("POST", `/api/v1/calls/${callId}/accept`).then(() => {
+    document.getElementById("answer-panel").hidden = true;
+    setPhase("live"); // the first answer makes the call live
+  });
+  // The offer is made while the answer is written; it is sent once the call is accepted.
+  await Promise.all([accepted, connect(accepted)]);
 });
 on("decline", async () => {
   await api("POST", `/api/v1/calls/${callId}/decline`);
