@@ -19,15 +19,17 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 # Debian packages the tests need: Chromium for the browser tests (never a downloaded
-# browser), a CJK font so PDFs show Chinese, ip/tc and nft for the weak-link test's
-# network namespace (tests/test_browser_weak_link.py), nginx and coturn for the
+# browser), a CJK font so PDFs show Chinese, ip for the tests' network namespaces (the
+# weak-link test's link emulator, tests/linkemu.py, also needs /dev/net/tun and makes
+# the node if it is missing), nft to block UDP in one (tests/test_deploy_browser.py),
+# nginx and coturn for the
 # deployment tests (tests/test_deploy_*.py; started from generated files, never the
 # system services), certutil to put the lab CA in a test browser's profile, ffprobe and
 # ffmpeg to read recordings back (tests/test_recorder.py, tests/test_recording.py).
 system-deps:
 	@missing=""; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
-	test -x /usr/sbin/tc || missing="$$missing iproute2"; \
+	test -x /usr/sbin/ip || test -x /usr/bin/ip || missing="$$missing iproute2"; \
 	test -x /usr/sbin/nft || missing="$$missing nftables"; \
 	test -x /usr/sbin/nginx || missing="$$missing nginx"; \
 	test -x /usr/bin/turnserver || missing="$$missing coturn"; \

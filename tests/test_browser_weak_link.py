@@ -2,24 +2,21 @@
 video at a lower frame rate instead of a frozen picture.
 
 The village is Debian's Chromium (fake camera and microphone) started inside a network
-namespace made for the test, joined to this one by a veth pair; everything it sends or
-receives crosses that pair. The server (the real app, media in this process) listens
-on the root side's address; the operator is an aiortc client here, publishing grainy
-VP8 (about 600 kbit/s at 15 fps, every frame a key frame) marked with temporal layers
-as a browser's L1T3 marks them, and Opus silence (50 packets/s).
+namespace made for the test, joined to this one by the user-space link emulator of
+tests/linkemu.py (two TUN devices and a forwarding process between them): everything
+it sends or receives crosses that link. The server (the real app, media in this
+process) listens on the root side's address; the operator is an aiortc client here,
+publishing grainy VP8 (about 600 kbit/s at 15 fps, every frame a key frame) marked
+with temporal layers as a browser's L1T3 marks them, and Opus silence (50 packets/s).
 
-Once the call is live the link is made poor, both ways:
+Once the call is live the link is made poor, both ways, as netem's ``rate 300kbit
+delay 100ms loss 3%`` on each end of a pair would (this kernel has no netem, so the
+emulator holds the packets in user space):
 
-- 300 kbit/s: a ``tbf`` qdisc on each end of the pair (burst 4 kB, at most 400 ms
-  queued; what does not fit is dropped);
-- 3 % random loss: an nftables ``numgen random mod 100 < 3 drop`` rule on the ingress
-  hook of each end (after the bottleneck, as loss on the wire).
-
-The issue also asks for 100 ms of delay, which this kernel cannot add: it has no
-``netem`` qdisc (CONFIG_NET_SCH_NETEM is not set), nor ``fq`` or ``etf`` (the qdiscs
-that hold packets until a departure time a BPF program could set), and nftables has
-no delay verb; the only other way, NFQUEUE to a program holding packets, would move
-the link into user space. So the round trip here is only the bottleneck's queueing.
+- 3 % random loss;
+- 300 kbit/s: a bottleneck that holds at most 400 ms of queue and drops what does
+  not fit;
+- 100 ms of delay after the bottleneck, so a round trip takes at least 200 ms.
 
 The server must then leave the upper temporal layers out for the village (its slot's
 ``cap`` below ``TOP``), or pause the village's video, and over a counted window the
@@ -33,25 +30,21 @@ receiver reports for a video stream that carries nothing a few seconds after the
 pause (measured: 6.4-7.8 s), so the server counts a paused viewer's silence as clean
 (media.forwarding, ``SILENT_REPORT``) rather than waiting for a report.
 
-Needs root (or CAP_NET_ADMIN) and ``ip``, ``tc``, ``nft`` (Debian's iproute2 and
-nftables: ``make system-deps``); skips otherwise. All traffic stays on the pair.
+Needs root (or CAP_NET_ADMIN), ``/dev/net/tun`` and ``ip`` (Debian's iproute2: ``make
+system-deps``); skips naming what is missing. All traffic stays on the link.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import ClientSession, web
+from linkemu import IP, Shape, TunLink, Unavailable, tun_namespace
 from playwright.async_api import Page
 from test_browser_reconnect import launch
 
@@ -73,137 +66,17 @@ FPS = 15  # the operator's frames per second
 AUDIO_RATE = 50  # Opus packets per second, each way
 WINDOW = 10.0  # seconds counted on the weak link
 RESUME = 30.0  # seconds a paused video may take to come back (it should: ~12 s)
-RATE = "300kbit"
-LOSS_PERCENT = 3
-
-
-# ip, tc and nft: /usr/sbin is not on every user's PATH.
-SEARCH = f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"
-TOOLS = {tool: shutil.which(tool, path=SEARCH) for tool in ("ip", "tc", "nft")}
-
-
-def _run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=30,
-                          check=False, env={**os.environ, "PATH": SEARCH})  # fmt: skip
-
-
-def _must(*args: str) -> str:
-    done = _run(*args)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")
-    return done.stdout
-
-
-@dataclass
-class Link:
-    """A namespace `netns` joined to this one by a veth pair: `host` (here) and
-    `peer` (inside), /30 addresses `host_addr` and `peer_addr`."""
-
-    netns: str
-    host: str
-    peer: str
-    host_addr: str
-    peer_addr: str
-    table: str  # the nftables table (netdev family) in each namespace
-
-    def in_ns(self, *args: str) -> tuple[str, ...]:
-        return ("ip", "netns", "exec", self.netns, *args)
-
-    def _loss_table(self, device: str) -> str:
-        return (
-            f"table netdev {self.table} {{\n"
-            f"  chain ingress {{\n"
-            f'    type filter hook ingress device "{device}" priority 0; policy accept;\n'
-            f"  }}\n"
-            f"}}\n"
-        )
-
-    def prepare(self) -> None:
-        """Unshaped: tbf at 1 Gbit/s and empty loss chains, so a kernel or tool that
-        cannot do either is found before the call starts."""
-        for prefix, device in (((), self.host), (self.in_ns(), self.peer)):
-            _must(*prefix, "tc", "qdisc", "add", "dev", device, "root",
-                  "tbf", "rate", "1gbit", "burst", "256kb", "latency", "50ms")  # fmt: skip
-            _nft(prefix, self._loss_table(device))
-
-    def shape(self) -> None:
-        """300 kbit/s and 3 % random loss, each way."""
-        for prefix in ((), self.in_ns()):
-            device = self.host if not prefix else self.peer
-            _must(*prefix, "tc", "qdisc", "change", "dev", device, "root",
-                  "tbf", "rate", RATE, "burst", "4kb", "latency", "400ms")  # fmt: skip
-            _must(*prefix, "nft", "add", "rule", "netdev", self.table, "ingress", "counter")
-            _must(*prefix, "nft", "add", "rule", "netdev", self.table, "ingress", "numgen",
-                  "random", "mod", "100", "<", str(LOSS_PERCENT), "counter", "drop")  # fmt: skip
-
-    def counts(self) -> dict[str, str]:
-        """What each end's bottleneck and loss rule did, for the printout."""
-        out = {}
-        ends = (("down (to the village)", (), self.host),
-                ("up (from the village)", self.in_ns(), self.peer))  # fmt: skip
-        for name, prefix, device in ends:
-            qdisc = _run(*prefix, "tc", "-s", "qdisc", "show", "dev", device).stdout
-            sent = next((line.strip() for line in qdisc.splitlines() if "Sent" in line), "")
-            # The loss rules sit at the far end: ingress of the other side.
-            other = self.in_ns() if not prefix else ()
-            rules = _run(*other, "nft", "list", "table", "netdev", self.table).stdout
-            counters = [line.strip() for line in rules.splitlines() if "counter" in line]
-            out[name] = f"tbf: {sent}; nft: {' | '.join(counters)}"
-        return out
-
-
-def _nft(prefix: tuple[str, ...], ruleset: str) -> None:
-    done = _run(*prefix, "nft", "-f", "-", stdin=ruleset)
-    if done.returncode != 0:
-        raise RuntimeError(f"nft -f: {done.stderr.strip()}")
-
-
-def _free_subnet() -> int:
-    used = _run("ip", "-4", "-o", "addr", "show").stdout
-    for _ in range(100):
-        third = secrets.randbelow(256)
-        if f" 10.231.{third}." not in used:
-            return third
-    raise RuntimeError("no free 10.231.x.0/30")
+# Issue 9's poor link, each way (tests/linkemu.py; tests/test_linkemu.py checks it).
+WEAK = Shape(rate=300_000, delay=0.1, loss=0.03, queue=0.4)
 
 
 @pytest.fixture
-def link() -> Iterator[Link]:
-    missing = [tool for tool, path in TOOLS.items() if path is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (Debian's iproute2 and nftables: "
-                    "`make system-deps`)")  # fmt: skip
-    tag = secrets.token_hex(3)
-    third = _free_subnet()
-    made = Link(
-        netns=f"pa-weak-{os.getpid()}-{tag}",
-        host=f"pwr{tag}",
-        peer=f"pwn{tag}",
-        host_addr=f"10.231.{third}.1",
-        peer_addr=f"10.231.{third}.2",
-        table=f"pa_weak_{tag}",
-    )
-    created = _run("ip", "netns", "add", made.netns)
-    if created.returncode != 0:
-        pytest.skip(f"cannot create a network namespace (needs root or CAP_NET_ADMIN): "
-                    f"{created.stderr.strip()}")  # fmt: skip
+def link() -> Iterator[TunLink]:
     try:
-        try:
-            _must("ip", "link", "add", made.host, "type", "veth", "peer", "name", made.peer,
-                  "netns", made.netns)  # fmt: skip
-            _must("ip", "addr", "add", f"{made.host_addr}/30", "dev", made.host)
-            _must("ip", "link", "set", made.host, "up")
-            _must("ip", "-n", made.netns, "addr", "add", f"{made.peer_addr}/30", "dev", made.peer)
-            _must("ip", "-n", made.netns, "link", "set", made.peer, "up")
-            _must("ip", "-n", made.netns, "link", "set", "lo", "up")
-            made.prepare()
-        except RuntimeError as exc:
-            pytest.skip(f"cannot build the emulated link here: {exc}")
-        yield made
-    finally:
-        _run("nft", "delete", "table", "netdev", made.table)  # the root side's table
-        _run("ip", "link", "del", made.host)  # takes its peer, qdiscs and hooks along
-        _run("ip", "netns", "del", made.netns)
+        with tun_namespace("weak") as made:
+            yield made
+    except Unavailable as exc:
+        pytest.skip(f"cannot build the emulated link here: {exc}")
 
 
 # ----------------------------------------------------------------------------------------
@@ -218,11 +91,14 @@ OPERATOR_TILE = """async () => {
     generation: Number(tile.dataset.generation || 0), conn: tile.dataset.conn || "",
     overlay: overlay.hidden ? "" : overlay.textContent,
     phase: document.querySelector('[data-testid="call-state"]').dataset.phase || "",
-    audio: null, video: null,
+    audio: null, video: null, rtt: null,
   };
   const bound = tile.bound;
   if (!pc || !bound) return out;
   (await pc.getStats()).forEach((s) => {
+    if (s.type === "candidate-pair" && s.state === "succeeded" && s.nominated) {
+      out.rtt = s.currentRoundTripTime ?? out.rtt;  // absent until a check is answered
+    }
     if (s.type !== "inbound-rtp") return;
     if (s.trackIdentifier === bound.video.id) {
       out.video = { decoded: s.framesDecoded || 0, received: s.framesReceived || 0,
@@ -265,7 +141,7 @@ async def test_a_village_on_a_poor_link_keeps_its_audio_and_gets_fewer_frames(
     aiohttp_server: Any,
     demo_settings: Settings,
     cast: Cast,
-    link: Link,
+    link: TunLink,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -276,7 +152,7 @@ async def test_a_village_on_a_poor_link_keeps_its_audio_and_gets_fewer_frames(
     base = f"http://{addr}:{server.port}"
     village, town = cast.village_a1, cast.town_a
     wrapper = tmp_path / "chromium-in-netns"
-    wrapper.write_text(f'#!/bin/sh\nexec {TOOLS["ip"]} netns exec {link.netns} {CHROMIUM} "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\nexec {IP} netns exec {link.netns} {CHROMIUM} "$@"\n')
     wrapper.chmod(0o755)
     call_id = 0
 
@@ -337,7 +213,7 @@ async def test_a_village_on_a_poor_link_keeps_its_audio_and_gets_fewer_frames(
                 assert (video := slot()) is not None and video.cap == TOP
                 print("before shaping:", healthy)
 
-                link.shape()
+                link.shape(WEAK)
                 shaped = time.monotonic()
                 # Too much for 300 kbit/s: the server leaves layers out (or pauses).
                 await eventually(lambda: (s := slot()) is not None and s.cap < TOP, within=60)
@@ -348,11 +224,14 @@ async def test_a_village_on_a_poor_link_keeps_its_audio_and_gets_fewer_frames(
                 heard = operator.audio[0]
                 seen: set[tuple[str, str]] = set()  # the tile's state and overlay
                 caps: set[int] = set()
+                rtts: set[float] = set()  # the page's round trips (its ICE checks), s
                 while True:
                     await asyncio.sleep(0.5)
                     last = await page.evaluate(OPERATOR_TILE)
                     caps.add(video.cap if (video := slot()) is not None else TOP + 1)
                     seen.add((last["conn"], last["overlay"]))
+                    if last["rtt"] is not None:
+                        rtts.add(last["rtt"])
                     if last["at"] - first["at"] >= WINDOW:
                         break
                 heard = operator.audio[0] - heard
@@ -369,11 +248,14 @@ async def test_a_village_on_a_poor_link_keeps_its_audio_and_gets_fewer_frames(
                     f" the operator's audio packets and decoded {frames:.0%} of its frames"
                     f" ({frames * FPS:.1f} fps); the operator got {village_audio:.0%} of the"
                     f" village's audio packets. Server layers (s after shaping, cap): {steps};"
-                    f" caps in the window {sorted(caps)}; page tile states {sorted(seen)}"
+                    f" caps in the window {sorted(caps)}; page tile states {sorted(seen)};"
+                    f" the page's round trips (s) {sorted(rtts)}"
                 )
                 print("page before/after the window:", first, last, sep="\n  ")
-                print("link:", *(f"{k}: {v}" for k, v in link.counts().items()), sep="\n  ")
+                print("link:", *(f"{k}: {v}" for k, v in link.summary().items()), sep="\n  ")
 
+                # The page's own round trips show the link's 100 ms each way.
+                assert rtts and min(rtts) >= 0.2, ("the link has no delay", sorted(rtts))
                 assert last["generation"] == healthy["generation"], "the page reconnected"
                 assert last["pc"] == "connected" and last["phase"] == "live", last
                 assert audio >= 0.8, "the village keeps its audio"
