@@ -340,8 +340,8 @@ def tun_namespace(name: str, *, realtime: bool = True) -> Iterator[TunLink]:
     it stands for the network, which is not on this machine, and should not wait for a
     core behind the test's own processes. Measured in the browser weak-link test at a
     load average of 5-11 on 2 cores: packets written 0.08 ms later than due on average,
-    at most 1.3 ms (at niceness -5 instead: up to 65 ms); the forwarder took about 2 %
-    of a core.
+    at most 4.2 ms over 7 runs (at niceness -5 instead: up to 65 ms); the forwarder
+    took about 2 % of a core.
     """
     if IP is None:
         raise Unavailable("needs ip (Debian's iproute2: `make system-deps`)")
