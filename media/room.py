@@ -468,12 +468,14 @@ class Room:
             self._check_open()
 
             def started(participant: str, name: str, kind: str) -> None:
-                self._report(RecordingStarted(room_id=self.room_id, participant=participant,
-                                              at=time.time(), file=name, kind=kind))  # fmt: skip
+                self.source_event(RecordingStarted(room_id=self.room_id, participant=participant,
+                                                   at=time.time(), file=name,
+                                                   kind=kind))  # fmt: skip
 
             def ended(report: FileReport) -> None:
-                self._report(RecordingEnded(room_id=self.room_id, participant=report.participant,
-                                            at=report.ended_at, report=report))  # fmt: skip
+                self.source_event(RecordingEnded(room_id=self.room_id,
+                                                 participant=report.participant,
+                                                 at=report.ended_at, report=report))  # fmt: skip
 
             self._recorder = RoomRecorder(self.room_id, Path(directory), self.video_codec,
                                           min_free_bytes=min_free_bytes, on_started=started,
@@ -596,7 +598,7 @@ class Room:
             self._reroute()
 
     def source_event(self, event: RoomEvent) -> None:
-        """An event of a source that is not a peer here (a camera)."""
+        """An event of no peer here: a camera's, or the room's recording's."""
         try:
             self._on_event(event)
         except Exception:
@@ -856,14 +858,6 @@ class Room:
                 peer.peer_id,
                 event_type.__name__,
             )
-
-    def _report(self, event: RoomEvent) -> None:
-        """An event of the room's recording (no peer of its own)."""
-        try:
-            self._on_event(event)
-        except Exception:
-            logger.exception("room %s peer %s: on_event failed for %s", self.room_id,
-                             event.participant, type(event).__name__)  # fmt: skip
 
     def _spawn(self, coro: Coroutine[Any, Any, None], peer: _Peer, job: str) -> asyncio.Task[None]:
         """A task ``close()`` waits for."""

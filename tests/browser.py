@@ -46,6 +46,29 @@ WATCH_LABELS = """() => {
 }"""
 
 
+# True once the page's peer decoded more than `least` video frames (all its streams).
+DECODED_MORE_THAN = """(least) => window.dispatchPeer
+  && window.dispatchPeer.getStats().then((stats) => {
+  let decoded = 0;
+  stats.forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") decoded += s.framesDecoded || 0;
+  });
+  return decoded > least;
+})"""
+
+# Plays the <video> at `selector` (muted) for 1.5 s: its readyState, currentTime before
+# and after, its width and any media error code.
+PLAYS = """async (selector) => {
+  const video = document.querySelector(selector);
+  video.muted = true;
+  await video.play();
+  const start = video.currentTime;
+  await new Promise((done) => setTimeout(done, 1500));
+  return { ready: video.readyState, start, now: video.currentTime, width: video.videoWidth,
+           error: video.error && video.error.code };
+}"""
+
+
 @asynccontextmanager
 async def chromium(
     profile: Path,

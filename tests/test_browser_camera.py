@@ -1,24 +1,29 @@
 """In headless Chromium: the town operator's call page shows a camera of its village —
 added from the page, pulled from a real RTSP server on 127.0.0.1 — as a tile whose
-video decodes the camera's green test pattern, and says the camera is live."""
+video decodes the camera's green test pattern, and says the camera is live; and issue
+13's done-when, a recorded call of a town, two villages and a camera whose journal page
+plays every file and shows its hash."""
 
 from __future__ import annotations
 
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from rtsp_server import RtspServer
+from test_camera_media import PASSWORD, register_camera, start_call
 
+from dispatch import recordings
 from dispatch.settings import Settings
 from web.app import create_app
+from web.schema import open_database
 
-from browser import chromium, log_in
+from browser import DECODED_MORE_THAN, PLAYS, chromium, log_in
 from conftest import Cast, bearer, make_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
-
-PASSWORD = "Cam-Pa55word-7x!"
 
 # The tile's picture: the camera's size (320x240, not a black slot's 640x360) and
 # mostly green, read back through a small canvas.
@@ -45,19 +50,8 @@ async def test_the_console_shows_a_camera_tile_with_its_frames(
     server = await aiohttp_server(create_app(settings))
     base = f"http://127.0.0.1:{server.port}"
     try:
-        import aiohttp
-
         async with aiohttp.ClientSession(base) as http:
-            district = bearer(make_token(settings, cast.district))
-            url = camera.address.replace("rtsp://", f"rtsp://viewer:{PASSWORD}@")
-            resp = await http.post("/api/v1/cameras", headers=district, json={
-                "name": "村口监控", "centre": cast.village_a1, "url": url})  # fmt: skip
-            assert resp.status == 201, await resp.text()
-            camera_id = (await resp.json())["id"]
-            town = bearer(make_token(settings, cast.town_a))
-            resp = await http.post("/api/v1/calls", headers=town, json={
-                "callees": [cast.village_a1], "kind": "inspection"})  # fmt: skip
-            call_id = (await resp.json())["call"]["id"]
+            call_id, camera_id, _ = await start_call(http, settings, cast, camera, "村口监控")
             village = bearer(make_token(settings, cast.village_a1))
             resp = await http.post(f"/api/v1/calls/{call_id}/accept", headers=village)
             assert resp.status == 200
@@ -80,38 +74,13 @@ async def test_the_console_shows_a_camera_tile_with_its_frames(
         camera.stop()
 
 
-DECODED = """(least) => window.dispatchPeer && window.dispatchPeer.getStats().then((stats) => {
-  let decoded = 0;
-  stats.forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "video") decoded += s.framesDecoded || 0;
-  });
-  return decoded > least;
-})"""
-
-PLAYS = """async (selector) => {
-  const video = document.querySelector(selector);
-  video.muted = true;
-  await video.play();
-  const start = video.currentTime;
-  await new Promise((done) => setTimeout(done, 1500));
-  return { ready: video.readyState, start, now: video.currentTime, width: video.videoWidth,
-           error: video.error && video.error.code };
-}"""
-
-
+@pytest.mark.timeout(150)
 async def test_a_recorded_call_of_a_town_two_villages_and_a_camera(
     aiohttp_server: Any, demo_settings: Settings, cast: Cast, tmp_path: Path
 ) -> None:
     """Issue 13's done-when: a browser-run call with one camera and two villages is
     recorded (a file per publisher, the camera's too), the camera's frames reach the
     operator, and the journal page plays each file and shows its sha256."""
-    import hashlib
-
-    import aiohttp
-
-    from dispatch import recordings
-    from web.schema import open_database
-
     camera = RtspServer(colour="green", username="viewer", password=PASSWORD)
     camera.start()
     settings = demo_settings.with_(ice_hosts="127.0.0.1", scheduler=False, recording_min_free_mb=1)
@@ -120,12 +89,7 @@ async def test_a_recorded_call_of_a_town_two_villages_and_a_camera(
     villages = [cast.village_a1, cast.village_a2]
     try:
         async with aiohttp.ClientSession(base) as http:
-            district = bearer(make_token(settings, cast.district))
-            url = camera.address.replace("rtsp://", f"rtsp://viewer:{PASSWORD}@")
-            resp = await http.post("/api/v1/cameras", headers=district, json={
-                "name": "村口监控", "centre": cast.village_a1, "url": url})  # fmt: skip
-            assert resp.status == 201, await resp.text()
-            camera_id = (await resp.json())["id"]
+            camera_id = await register_camera(http, settings, cast, camera, "村口监控")
             town = bearer(make_token(settings, cast.town_a))
             resp = await http.post("/api/v1/calls", headers=town, json={
                 "callees": villages, "kind": "meeting"})  # fmt: skip
@@ -149,7 +113,7 @@ async def test_a_recorded_call_of_a_town_two_villages_and_a_camera(
                 await page.locator("#accept").click()
                 pages.append(page)
             for page in (operator, *pages):
-                await page.wait_for_function(DECODED, arg=20, timeout=30_000)
+                await page.wait_for_function(DECODED_MORE_THAN, arg=20, timeout=30_000)
 
             # The operator records the call (a town's meeting is not recorded by policy)
             # and shows the camera; every page shows the recording mark.
@@ -187,7 +151,7 @@ async def test_a_recorded_call_of_a_town_two_villages_and_a_camera(
             assert set(files) == everyone
             for row in files.values():
                 path = recordings.file_of(settings.data_path, row)
-                assert row.ended_at and row.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+                assert row.ended_at and row.sha256 == sha256(path.read_bytes()).hexdigest()
             assert files[f"camera-{camera_id}"].kind == "video"
             assert files[cast.village_a2].kind == "audio+video"
 

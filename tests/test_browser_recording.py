@@ -17,29 +17,10 @@ from dispatch.settings import Settings
 from web.app import create_app
 from web.schema import open_database
 
-from browser import chromium, log_in
+from browser import DECODED_MORE_THAN, PLAYS, chromium, log_in
 from conftest import Cast, bearer, make_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
-
-DECODED = """() => window.dispatchPeer && window.dispatchPeer.getStats().then((stats) => {
-  let decoded = 0;
-  stats.forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "video") decoded += s.framesDecoded || 0;
-  });
-  return decoded > 20;
-})"""
-
-PLAYS = """async (selector) => {
-  const video = document.querySelector(selector);
-  video.muted = true;
-  await video.play();
-  const start = video.currentTime;
-  await new Promise((done) => setTimeout(done, 1500));
-  return { ready: video.readyState, start, now: video.currentTime, width: video.videoWidth,
-           error: video.error && video.error.code };
-}"""
-
 
 async def files_begun(settings: Settings, call_id: int, count: int) -> None:
     """Wait until the call has `count` recorded files (each begins on a key frame)."""
@@ -83,7 +64,7 @@ async def test_the_journal_plays_the_recording_of_a_browser_run_call(
         await town.goto(join_url)
         await town.locator("#accept").click()
         for page in (operator, town):
-            await page.wait_for_function(DECODED, timeout=30_000)
+            await page.wait_for_function(DECODED_MORE_THAN, arg=20, timeout=30_000)
             await page.get_by_test_id("rec-mark").wait_for(state="visible", timeout=15_000)
         assert "录像中" in await town.get_by_test_id("rec-mark").inner_text()
 

@@ -42,17 +42,26 @@ def media_settings(settings: Settings, **changes: Any) -> Settings:
                           camera_retry_max=2.0, **changes)  # fmt: skip
 
 
-async def start_call(
-    client: TestClient, settings: Settings, cast: Cast, server: RtspServer
-) -> tuple[int, int, dict[str, str]]:
-    """A town A call to its first village, and a camera of that village registered with
-    the server's address and password: (call id, camera id, the town's headers)."""
+async def register_camera(
+    client: Any, settings: Settings, cast: Cast, server: RtspServer, name: str = "村口"
+) -> int:
+    """The district registers a camera of town A's first village with the server's
+    address and password (in the URL); its id. ``client``: a TestClient or an
+    aiohttp ClientSession with a base URL."""
     district = bearer(make_token(settings, cast.district))
     url = server.address.replace("rtsp://", f"rtsp://viewer:{PASSWORD}@")
     resp = await client.post("/api/v1/cameras", headers=district, json={
-        "name": "村口", "centre": cast.village_a1, "url": url})  # fmt: skip
+        "name": name, "centre": cast.village_a1, "url": url})  # fmt: skip
     assert resp.status == 201, await resp.text()
-    camera_id = (await resp.json())["id"]
+    return int((await resp.json())["id"])
+
+
+async def start_call(
+    client: Any, settings: Settings, cast: Cast, server: RtspServer, name: str = "村口"
+) -> tuple[int, int, dict[str, str]]:
+    """A town A call to its first village, and a camera of that village registered
+    (``register_camera``): (call id, camera id, the town's headers)."""
+    camera_id = await register_camera(client, settings, cast, server, name)
     town = bearer(make_token(settings, cast.town_a))
     resp = await client.post("/api/v1/calls", headers=town,
                              json={"callees": [cast.village_a1], "kind": "inspection"})  # fmt: skip
@@ -78,6 +87,16 @@ async def media_map(client: TestClient, call_id: int, town: dict[str, str]) -> d
 
 def camera_state(media: dict[str, Any], camera_id: int) -> str:
     return next((c["state"] for c in media["cameras"] if c["camera"] == camera_id), "")
+
+
+async def show_the_camera(
+    client: TestClient, call_id: int, camera_id: int, town: dict[str, str], operator: Client
+) -> int:
+    """The operator adds the camera to the call and sees it (``see_the_camera``)."""
+    resp = await client.post(f"/api/v1/calls/{call_id}/cameras", headers=town,
+                             json={"camera": camera_id})  # fmt: skip
+    assert resp.status == 201, await resp.text()
+    return await see_the_camera(client, call_id, camera_id, town, operator)
 
 
 async def see_the_camera(
@@ -138,10 +157,7 @@ async def test_the_operator_sees_a_camera_and_snapshots_it(
     call_id, camera_id, town = await start_call(client, settings, cast, camera_server)
     operator = await join_operator(client, call_id, town, slots=2)
     try:
-        resp = await client.post(f"/api/v1/calls/{call_id}/cameras", headers=town,
-                                 json={"camera": camera_id})  # fmt: skip
-        assert resp.status == 201, await resp.text()
-        await see_the_camera(client, call_id, camera_id, town, operator)
+        await show_the_camera(client, call_id, camera_id, town, operator)
         assert any(r.startswith("PLAY") for r in camera_server.requests)
 
         async def snapshot() -> Any:
@@ -183,9 +199,7 @@ async def test_a_camera_that_drops_is_shown_reconnecting_and_comes_back(
     events: list[dict[str, Any]] = []
     socket = await client.ws_connect(f"/ws/calls/{call_id}", headers=town)
     try:
-        await client.post(f"/api/v1/calls/{call_id}/cameras", headers=town,
-                          json={"camera": camera_id})  # fmt: skip
-        slot = await see_the_camera(client, call_id, camera_id, town, operator)
+        slot = await show_the_camera(client, call_id, camera_id, town, operator)
 
         camera_server.stop()  # the camera drops off the network
 
@@ -226,10 +240,7 @@ async def test_a_camera_through_a_media_worker(
     call_id, camera_id, town = await start_call(client, settings, cast, camera_server)
     operator = await join_operator(client, call_id, town, slots=2)
     try:
-        resp = await client.post(f"/api/v1/calls/{call_id}/cameras", headers=town,
-                                 json={"camera": camera_id})  # fmt: skip
-        assert resp.status == 201, await resp.text()
-        await see_the_camera(client, call_id, camera_id, town, operator)
+        await show_the_camera(client, call_id, camera_id, town, operator)
         resp = await client.post(f"/api/v1/calls/{call_id}/cameras/{camera_id}/snapshot",
                                  headers=town)  # fmt: skip
         assert resp.status == 201, await resp.text()

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -83,60 +84,25 @@ def opus_packet() -> bytes:
     return bytes(next(iter(encoder.encode(frame))))
 
 
+def ffprobe(path: Path, *args: str) -> str:
+    """ffprobe's output for ``args`` (after ``-v error``) on the file."""
+    out = subprocess.run([FFPROBE, "-v", "error", *args, str(path)], capture_output=True,
+                         text=True, check=True, timeout=30)  # fmt: skip
+    return out.stdout
+
+
 def probe(path: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [FFPROBE, "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return json.loads(out.stdout)
+    return dict(json.loads(ffprobe(path, "-show_format", "-show_streams", "-of", "json")))
 
 
 def first_video_packet_flags(path: Path) -> str:
-    out = subprocess.run(
-        [
-            FFPROBE,
-            "-v",
-            "error",
-            "-select_streams",
-            "v",
-            "-show_entries",
-            "packet=flags",
-            "-of",
-            "csv=p=0",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return out.stdout.splitlines()[0]
+    flags = ffprobe(path, "-select_streams", "v", "-show_entries", "packet=flags", "-of", "csv=p=0")
+    return flags.splitlines()[0]
 
 
 def video_packets(path: Path) -> int:
-    out = subprocess.run(
-        [
-            FFPROBE,
-            "-v",
-            "error",
-            "-select_streams",
-            "v",
-            "-count_packets",
-            "-show_entries",
-            "stream=nb_read_packets",
-            "-of",
-            "csv=p=0",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return int(out.stdout.strip())
+    return int(ffprobe(path, "-select_streams", "v", "-count_packets", "-show_entries",
+                       "stream=nb_read_packets", "-of", "csv=p=0").strip())  # fmt: skip
 
 
 def decode_errors(path: Path) -> str:
@@ -331,17 +297,22 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MB tmpfs (needs root; skipped where mounting is not allowed)."""
     mount = tmp_path / "tiny"
     mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
+    with tmpfs(mount):
+        yield mount
+
+
+@contextmanager
+def tmpfs(folder: Path, size: str = "1m") -> Iterator[None]:
+    """A tmpfs of ``size`` mounted on ``folder`` for the block; the test is skipped where
+    mounting is not allowed (it needs root)."""
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True, text=True)  # fmt: skip
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
-        yield mount
+        yield
     finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 async def test_a_disk_that_fills_while_writing_stops_the_file_and_keeps_what_it_has(

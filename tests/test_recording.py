@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from test_recorder import tmpfs
 
 from dispatch import calls, centres, recordings
 from dispatch.db import Database
@@ -379,17 +380,8 @@ def tiny_recordings(demo_settings: Settings) -> Iterator[Path]:
     """DATA_DIR/recordings on a 1 MB tmpfs (needs root; skipped where not allowed)."""
     folder = demo_settings.data_path / "recordings"
     folder.mkdir(parents=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(folder):
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 async def test_a_disk_that_fills_stops_the_recording_and_the_call_goes_on(
