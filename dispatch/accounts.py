@@ -21,7 +21,8 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from . import centres, passwords
-from .centres import Centre, Level, utcnow
+from .centres import Centre, Level
+from .clock import utcnow
 from .errors import Conflict, InvalidInput, NotAuthenticated, NotAuthorised, NotFound
 
 

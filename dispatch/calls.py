@@ -29,7 +29,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from . import centres
 from .accounts import Scope
-from .centres import utcnow
+from .clock import utcnow
 from .errors import Conflict, InvalidInput, NotAuthenticated, NotAuthorised, NotFound
 from .events import Event
 

@@ -43,8 +43,8 @@ from .centres import (
     parse_name,
     parse_phone,
     parse_year,
-    utcnow,
 )
+from .clock import utcnow
 from .db import in_batches
 from .errors import ImportRejected, InvalidInput, RowProblem
 
@@ -703,8 +703,7 @@ def _rejected(problems: list[RowProblem], unlisted: int) -> ImportRejected:
     reports as `problem_count`) counts every one."""
     total = len(problems) + unlisted
     listed = heapq.nsmallest(MAX_PROBLEMS, problems, key=lambda p: p.line)
-    exc = ImportRejected(problems=listed)
-    exc.total = total  # type: ignore[attr-defined]
+    exc = ImportRejected(problems=listed, total=total)
     if total > len(listed):
         exc.message = (f"{total} problems in the file (the first {len(listed)} listed); "
                        "nothing was imported")  # fmt: skip

@@ -297,7 +297,7 @@ class Counts:
 def counts_below(session: Session, path: str | None) -> Counts:
     """Counts over the subtree at `path`, or over everything when `path` is None."""
     stmt = select(Centre.level, Centre.centre_class, Centre.active, func.count()).group_by(
-        Centre.level, Centre.centre_class, Centre.active
+        col(Centre.level), col(Centre.centre_class), col(Centre.active)
     )
     if path is not None:
         low, high = below_range(path)

@@ -66,8 +66,8 @@ def _typed(key: str, kind: type, value: object, where: str) -> object:
     if not ok:
         got = type(value).__name__
         raise InvalidInput(where, f"expected {_TOML_TYPE[kind]}, got a TOML {got}: {value!r}")
-    if kind is float:
-        return float(value)  # type: ignore[arg-type]
+    if kind is float and isinstance(value, int | float):
+        return float(value)
     if kind is str:
         return str(value)
     return value

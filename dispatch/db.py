@@ -121,4 +121,5 @@ class Database:
     def ping(self, session: Session) -> bool:
         from sqlalchemy import text
 
-        return session.exec(text("SELECT 1")).one()[0] == 1  # type: ignore[call-overload]
+        one: int = session.connection().execute(text("SELECT 1")).scalar_one()
+        return one == 1

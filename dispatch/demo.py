@@ -34,6 +34,7 @@ from sqlmodel import Session, select
 from . import accounts, centres, demo_words
 from .accounts import Account, Role
 from .centres import Centre, CentreClass, Level
+from .clock import utcnow
 from .demo_words import (
     COMMUNITY_STEMS,
     DACHUAN_STREETS,
@@ -361,7 +362,7 @@ def load_demo(session: Session, scale: str = "district") -> DemoSummary:
             "demo data loads only into an empty database"
         )
     hashes = role_hashes()
-    now = centres.utcnow()  # one timestamp for every row of the load
+    now = utcnow()  # one timestamp for every row of the load
     rows = build_rows(scale, hashes, now)
     account_rows = rows.accounts
     # An admin created before the demo (e.g. by `dispatch account create`) is kept with

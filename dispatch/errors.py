@@ -61,6 +61,7 @@ class ImportRejected(DispatchError):
     """An import file had bad rows; nothing was written."""
 
     problems: list[RowProblem] = field(default_factory=list)
+    total: int | None = None  # every problem found, listed or not (None: those listed)
 
     def __post_init__(self) -> None:
         n = len(self.problems)

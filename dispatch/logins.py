@@ -19,7 +19,7 @@ from sqlmodel import Field, Session, SQLModel, col, select, update
 
 from . import accounts
 from .accounts import Account, ApiToken
-from .centres import utcnow
+from .clock import utcnow
 from .errors import InvalidInput, NotAuthenticated
 
 
@@ -45,7 +45,7 @@ def start(session: Session, account_id: int, max_age: int) -> str:
     lives (`max_age`, the session lifetime) — go first, so the table stays as small as
     the logins in use."""
     cutoff = utcnow() - timedelta(seconds=max_age)
-    session.exec(  # type: ignore[call-overload]
+    session.exec(
         delete(Login).where(
             col(Login.account_id) == account_id,
             or_(col(Login.ended_at).is_not(None), col(Login.created_at) < cutoff),
@@ -75,12 +75,12 @@ def end(session: Session, sid: str, why: str = "logout") -> None:
 def end_all(session: Session, account_id: int, why: str) -> None:
     """Close every open login and revoke every live token of the account."""
     now = utcnow()
-    session.exec(  # type: ignore[call-overload]
+    session.exec(
         update(Login)
         .where(col(Login.account_id) == account_id, col(Login.ended_at).is_(None))
         .values(ended_at=now, ended_why=why)
     )
-    session.exec(  # type: ignore[call-overload]
+    session.exec(
         update(ApiToken)
         .where(col(ApiToken.account_id) == account_id, col(ApiToken.revoked_at).is_(None))
         .values(revoked_at=now)

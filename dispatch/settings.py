@@ -10,103 +10,103 @@ import os
 import secrets
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import InvalidInput
 
 DEFAULT_DB = "sqlite:///var/dispatch.db"
+T = TypeVar("T")
 
 
-def _setting(default: object, env: str, help: str) -> object:
+def _setting(default: T, env: str, help: str) -> T:
+    """A setting's default, with its environment variable and help text as metadata."""
     return field(default=default, metadata={"env": env, "help": help})
 
 
 @dataclass(frozen=True)
 class Settings:
-    db_url: str = _setting(  # type: ignore[assignment]
+    db_url: str = _setting(
         DEFAULT_DB,
         "DISPATCH_DB",
         "Database URL: sqlite:///path (WAL mode) or postgresql+psycopg://user:pw@host/db.",
     )
-    data_dir: str = _setting(  # type: ignore[assignment]
+    data_dir: str = _setting(
         "var",
         "DISPATCH_DATA",
         "Folder for the session key, snapshots, recordings and exported files.",
     )
-    host: str = _setting(  # type: ignore[assignment]
-        "127.0.0.1", "DISPATCH_HOST", "Address the web server listens on."
-    )
-    port: int = _setting(8080, "DISPATCH_PORT", "Port the web server listens on.")  # type: ignore[assignment]
-    secret_key: str = _setting(  # type: ignore[assignment]
+    host: str = _setting("127.0.0.1", "DISPATCH_HOST", "Address the web server listens on.")
+    port: int = _setting(8080, "DISPATCH_PORT", "Port the web server listens on.")
+    secret_key: str = _setting(
         "",
         "DISPATCH_SECRET",
         "Key (44 chars, urlsafe base64 of 32 bytes) that encrypts session cookies. "
         "Empty: read from DATA_DIR/secret.key, created on first start.",
     )
-    session_max_age: int = _setting(  # type: ignore[assignment]
+    session_max_age: int = _setting(
         8 * 3600, "DISPATCH_SESSION_MAX_AGE", "Seconds a page login lasts."
     )
-    token_max_age: int = _setting(  # type: ignore[assignment]
+    token_max_age: int = _setting(
         30 * 86400, "DISPATCH_TOKEN_MAX_AGE", "Seconds an API bearer token lasts."
     )
-    cookie_secure: bool = _setting(  # type: ignore[assignment]
+    cookie_secure: bool = _setting(
         False,
         "DISPATCH_COOKIE_SECURE",
         "Send the session cookie only over HTTPS (set to 1 behind TLS).",
     )
-    scheduler: bool = _setting(  # type: ignore[assignment]
+    scheduler: bool = _setting(
         True,
         "DISPATCH_SCHEDULER",
         "Run the week's jobs (build next week's rota, reminders, missed calls, make-ups) "
         "inside `dispatch serve`. Servers sharing one PostgreSQL database elect one of them "
         "to run them (an advisory lock); the others stand by and one takes over when it goes.",
     )
-    scheduler_retry: float = _setting(  # type: ignore[assignment]
+    scheduler_retry: float = _setting(
         5.0,
         "DISPATCH_SCHEDULER_RETRY",
         "Seconds between a standby server's tries for the scheduler's lock, and between the "
         "leader's checks that it still holds it (PostgreSQL).",
     )
-    public_url: str = _setting(  # type: ignore[assignment]
+    public_url: str = _setting(
         "http://localhost:8080",
         "DISPATCH_PUBLIC_URL",
         "The address users reach the server at; used in calendar feeds, join links and the "
         "Origin check (a page of another origin cannot change state or open a WebSocket).",
     )
-    ice_hosts: str = _setting(  # type: ignore[assignment]
+    ice_hosts: str = _setting(
         "",
         "DISPATCH_ICE_HOSTS",
         "Comma-separated IP addresses the server gathers ICE host candidates on for calls "
         "(e.g. 127.0.0.1 for a single-machine demo or tests). Empty: every interface "
         "except loopback.",
     )
-    ice_servers: str = _setting(  # type: ignore[assignment]
+    ice_servers: str = _setting(
         "",
         "DISPATCH_ICE_SERVERS",
         "Space-separated STUN/TURN URLs for the server's peers, e.g. "
         "stun:stun.example.cn:3478 or turn:user:pass@turn.example.cn:3478. Empty: none "
         "(never a public fallback).",
     )
-    turn_urls: str = _setting(  # type: ignore[assignment]
+    turn_urls: str = _setting(
         "",
         "DISPATCH_TURN_URLS",
         "Space-separated TURN URLs of the relay (coturn with use-auth-secret), e.g. "
         "turn:turn.example.cn:3478?transport=udp turn:turn.example.cn:3478?transport=tcp. "
         "Pages, WHIP publishers and the server's peers get credentials for them.",
     )
-    turn_secret: str = _setting(  # type: ignore[assignment]
+    turn_secret: str = _setting(
         "",
         "DISPATCH_TURN_SECRET",
         "The static-auth-secret shared with coturn; TURN credentials (TURN REST API "
         "scheme) are derived from it. Required with DISPATCH_TURN_URLS.",
     )
-    turn_ttl: int = _setting(  # type: ignore[assignment]
+    turn_ttl: int = _setting(
         3600,
         "DISPATCH_TURN_TTL",
         "Seconds a TURN credential handed to a page or WHIP publisher stays valid (a page "
         "asks for a new one before each connection).",
     )
-    video_codec: str = _setting(  # type: ignore[assignment]
+    video_codec: str = _setting(
         "VP8",
         "DISPATCH_VIDEO_CODEC",
         "Video codec every call forwards: VP8 or H264. A publisher that sends only another "
@@ -125,13 +125,13 @@ class Settings:
         "lowers it further on a weak uplink. Without a cap Chromium sends 640x360 at up "
         "to 1.7 Mbit/s, which every one of a meeting's viewers then receives.",
     )
-    media_workers: str = _setting(  # type: ignore[assignment]
+    media_workers: str = _setting(
         "auto",
         "DISPATCH_MEDIA_WORKERS",
         "Media worker processes that carry the calls' audio and video: a number, or auto "
         "(one per core). 0 runs the media inside the server process (tests, debugging).",
     )
-    media_span_at: str = _setting(  # type: ignore[assignment]
+    media_span_at: str = _setting(
         "40",
         "DISPATCH_MEDIA_SPAN_AT",
         "Participants a media worker carries before a call that needs more spans to "
@@ -149,58 +149,56 @@ class Settings:
         "Longest wait (seconds) between tries to reopen a dropped camera: 1 s, then "
         "doubling up to this, from 1 s again once it came back.",
     )
-    sdp_max_bytes: int = _setting(  # type: ignore[assignment]
+    sdp_max_bytes: int = _setting(
         64 * 1024,
         "DISPATCH_SDP_MAX_BYTES",
         "Largest SDP offer an invited centre or a WHIP publisher may send (bytes); larger "
         "ones get 413 before they are parsed. The operator's offer may be larger by an "
         "eighth of this per invited centre (it carries a video and an audio for each).",
     )
-    import_max_rows: int = _setting(  # type: ignore[assignment]
+    import_max_rows: int = _setting(
         100_000,
         "DISPATCH_IMPORT_MAX_ROWS",
         "Rows after the header a centre import file may have; a longer file is refused "
         "before its rows are checked.",
     )
-    trusted_proxies: str = _setting(  # type: ignore[assignment]
+    trusted_proxies: str = _setting(
         "",
         "DISPATCH_TRUSTED_PROXIES",
         "Comma-separated addresses or networks (e.g. 127.0.0.1,10.0.0.0/8) of reverse "
         "proxies whose X-Forwarded-For is believed: the client's address is the last one "
         "in it not of a trusted proxy. Empty: the peer's own address, the header ignored.",
     )
-    header_timeout: float = _setting(  # type: ignore[assignment]
+    header_timeout: float = _setting(
         10.0,
         "DISPATCH_HEADER_TIMEOUT",
         "Seconds a client has to send a request's headers, from its first byte (from the "
         "connection's opening for its first request); a slower one is disconnected.",
     )
-    body_timeout: float = _setting(  # type: ignore[assignment]
+    body_timeout: float = _setting(
         60.0,
         "DISPATCH_BODY_TIMEOUT",
         "Seconds a client has to send a request's body after its headers (uploads "
         "included); a slower one is disconnected.",
     )
-    max_connections_per_address: int = _setting(  # type: ignore[assignment]
+    max_connections_per_address: int = _setting(
         100,
         "DISPATCH_MAX_CONNECTIONS_PER_ADDRESS",
         "Connections one client address may hold open at once; one more is closed at once. "
         "A proxy in DISPATCH_TRUSTED_PROXIES is not capped (it carries every client).",
     )
-    default_lang: str = _setting(  # type: ignore[assignment]
+    default_lang: str = _setting(
         "zh", "DISPATCH_LANG", "Language when the browser states none: zh or en."
     )
-    backup_dir: str = _setting(  # type: ignore[assignment]
+    backup_dir: str = _setting(
         "",
         "DISPATCH_BACKUP_DIR",
-        "Folder the nightly backup (02:30 Asia/Shanghai) is written to. Empty: "
-        "DATA_DIR/backups.",
+        "Folder the nightly backup (02:30 Asia/Shanghai) is written to. Empty: DATA_DIR/backups.",
     )
-    backup_keep: int = _setting(  # type: ignore[assignment]
+    backup_keep: int = _setting(
         14,
         "DISPATCH_BACKUP_KEEP",
-        "Nightly backups kept; older ones are deleted after each new one. 0: no nightly "
-        "backup.",
+        "Nightly backups kept; older ones are deleted after each new one. 0: no nightly backup.",
     )
     recording_keep_days: int = _setting(
         180,
@@ -216,24 +214,24 @@ class Settings:
         "does not start, and one being written stops with a journal event (the call goes "
         "on). Checked when recording starts and every 2 s while a file is written.",
     )
-    log_level: str = _setting(  # type: ignore[assignment]
+    log_level: str = _setting(
         "INFO",
         "DISPATCH_LOG_LEVEL",
         "Lowest level of log line written: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
     )
-    log_format: str = _setting(  # type: ignore[assignment]
+    log_format: str = _setting(
         "text",
         "DISPATCH_LOG_FORMAT",
         "text: one plain line per record; json: one JSON object per line (time, level, "
         "logger, message, pid, exc). Tokens, cookies and passwords are redacted in both.",
     )
-    metrics_token: str = _setting(  # type: ignore[assignment]
+    metrics_token: str = _setting(
         "",
         "DISPATCH_METRICS_TOKEN",
         "A secret a Prometheus scraper sends as Authorization: Bearer to read /metrics. "
         "Empty: none (a logged-in system administrator still may).",
     )
-    metrics_allow: str = _setting(  # type: ignore[assignment]
+    metrics_allow: str = _setting(
         "",
         "DISPATCH_METRICS_ALLOW",
         "Comma-separated addresses or networks that may read /metrics with no token (the "
@@ -250,16 +248,16 @@ class Settings:
         """Defaults, then the settings file's values (dispatch/config_file.py), then
         environment variables, then explicit overrides (CLI flags)."""
         env = dict(os.environ) if env is None else env
-        values: dict[str, object] = dict(file or {})
+        values: dict[str, Any] = dict(file or {})
         for f in fields(cls):
             name = f.metadata["env"]
             if name in env and env[name] != "":
                 values[f.name] = _coerce(f.type, env[name], name)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
 
-    def with_(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
 
     @property
     def data_path(self) -> Path:
@@ -317,7 +315,7 @@ def _coerce(kind: object, raw: str, name: str) -> object:
 
 def check_value(kind: object, value: object, name: str) -> object:
     """The range checks a typed value passes, from the environment or a settings file."""
-    if kind in (float, "float") and not 0 < value < 86_400:  # type: ignore[operator]
+    if kind in (float, "float") and not (isinstance(value, int | float) and 0 < value < 86_400):
         raise InvalidInput(name, f"expected seconds above 0 and below a day, got {value!r}")
     return value
 

@@ -19,8 +19,7 @@ from sqlmodel import Column, Field, Session, SQLModel, col, select
 
 from dispatch import centres
 from dispatch.accounts import Scope
-from dispatch.centres import utcnow
-from dispatch.clock import SHANGHAI
+from dispatch.clock import SHANGHAI, utcnow
 from dispatch.errors import NotFound
 from schedules.workdays import IsoWeek
 

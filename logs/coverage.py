@@ -72,6 +72,7 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -79,7 +80,7 @@ from dispatch import calls, centres
 from dispatch.accounts import Scope
 from dispatch.calls import AttendanceRow, Call, Invitation
 from dispatch.centres import Centre, Level
-from dispatch.clock import SHANGHAI
+from dispatch.clock import SHANGHAI, as_utc
 from dispatch.db import in_batches
 from dispatch.errors import NotAuthorised
 from schedules import outcome, plans, workdays
@@ -89,7 +90,7 @@ from schedules.workdays import IsoWeek
 
 from . import issue_history
 from .issues import ESCALATED, RESOLVED_ACTION, Category, Severity
-from .journal import as_utc, jsonable
+from .journal import jsonable_dict
 from .seal import ChainHead, chain_head
 
 DISTRICT_PAIR, PATROL_PAIR = "district", "patrol"
@@ -226,8 +227,7 @@ class WeeklyReport:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: tuples become lists, the chain head an object (or null)."""
-        result: dict[str, Any] = jsonable(asdict(self))
-        return result
+        return jsonable_dict(asdict(self))
 
 
 def week_bounds(week: IsoWeek) -> tuple[datetime, datetime]:
@@ -295,7 +295,9 @@ def weekly_report(
             coverage_pct=None, missed_by_reason=None, makeups_used=None, towns=(), pairs=(),
             repeat_misses=(), state=EXEMPT,
         )  # fmt: skip
-    going = now is not None and as_utc(now) < end
+    # The week is still going at `going_at`; None when it is over or read as over.
+    going_at = as_utc(now) if now is not None and as_utc(now) < end else None
+    going = going_at is not None
 
     tree = _Tree.load(session, district, view)
     required = tree.pairs()
@@ -318,8 +320,8 @@ def weekly_report(
     pairs = tuple(
         _result(p, tree, attempts.get((p.caller, p.callee), []), scheduled, pol) for p in required
     )
-    if going:
-        ahead = _slots_ahead(slots, as_utc(now))  # type: ignore[arg-type]
+    if going_at is not None:
+        ahead = _slots_ahead(slots, going_at)
         pairs = tuple(_pending(p, ahead) for p in pairs)
     if record is None and _before_first_rota(session, district.code, week):
         return WeeklyReport(
@@ -506,9 +508,9 @@ def _attempts(
     invited one of `callees`. `slots` (the week's rota) tells make-ups apart; slots of
     calls not in it are read in one more query."""
     found: dict[int, tuple[str, int | None, datetime]] = {}
-    for chunk in in_batches(callers):
+    for caller_batch in in_batches(callers):
         stmt = select(Call.id, Call.caller_code, Call.slot_id, Call.created_at).where(
-            col(Call.caller_code).in_(chunk),
+            col(Call.caller_code).in_(caller_batch),
             col(Call.created_at) >= start,
             col(Call.created_at) < end,
         )
@@ -538,14 +540,15 @@ def _attempts(
                 call_id, created, made_up, as_utc(rang_at) if rang_at else None
             )
     for chunk in in_batches(found):
+        # Five columns: SQLAlchemy's select (sqlmodel's is typed up to four).
         stmt_e = (
-            select(AttendanceRow.call_id, AttendanceRow.centre_code, AttendanceRow.kind,
-                   AttendanceRow.at, AttendanceRow.data)
+            sa.select(col(AttendanceRow.call_id), col(AttendanceRow.centre_code),
+                      col(AttendanceRow.kind), col(AttendanceRow.at), col(AttendanceRow.data))
             .where(col(AttendanceRow.call_id).in_(chunk),
                    col(AttendanceRow.kind).in_(ATTENDANCE_KINDS))
             .order_by(col(AttendanceRow.id))
         )  # fmt: skip
-        for call_id, centre, kind, at, data in session.exec(stmt_e):
+        for call_id, centre, kind, at, data in session.execute(stmt_e):
             attempt = by_key.get((call_id, centre or ""))
             if attempt is not None:
                 _apply(attempt, kind, as_utc(at), data or {})

@@ -31,7 +31,7 @@ from sqlmodel import Session, col, select
 
 from dispatch.calls import OPEN_STATES, Call
 from dispatch.clock import SHANGHAI, utcnow
-from schedules import planner, workdays
+from schedules import planner, plans, workdays
 from schedules.workdays import IsoWeek
 
 from . import archive, periods, seal
@@ -109,9 +109,9 @@ def load_history(
             archive.store(session, "monthly", period.code, district, report.as_dict(), BY)
             monthly += 1
         session.commit()
-        if planner.plans.get_week(session, district, current) is None:
+        if plans.get_week(session, district, current) is None:
             record = planner.build_week(session, district, current, by=BY, now=now, cal=cal)
-            slots += len(planner.plans.week_slots(session, record.id or 0))
+            slots += len(plans.week_slots(session, record.id or 0))
             session.commit()
     return FirstRunSummary(
         weeks=len(span), first_week=str(span[0]), last_week=str(last),

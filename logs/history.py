@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
+import sqlalchemy as sa
 from sqlalchemy import bindparam, func, insert, update
 from sqlmodel import Session, col, select
 
@@ -352,7 +353,7 @@ def _week_to_play(
         # closed or held, or a call made in one of its slots.
         # Slots a rebuild dropped (cancelled) were never played: they count for nothing.
         n_slots, touched = session.exec(
-            select(func.count(), func.count().filter(RotaSlot.status != plans.PLANNED)).where(
+            select(func.count(), func.count().filter(col(RotaSlot.status) != plans.PLANNED)).where(
                 RotaSlot.week_id == record.id, RotaSlot.status != plans.CANCELLED
             )
         ).one()
@@ -364,11 +365,13 @@ def _week_to_play(
         ).one()
         if not n_slots or touched or has_calls:
             return None
-    rows = session.exec(
-        select(RotaSlot.id, RotaSlot.uid, RotaSlot.kind, RotaSlot.caller_code, RotaSlot.callees,
-               RotaSlot.start, RotaSlot.end, RotaSlot.console, RotaSlot.hidden,
-               RotaSlot.makeup_of)
-        .where(RotaSlot.week_id == record.id, RotaSlot.status != plans.CANCELLED)
+    # Ten columns: SQLAlchemy's select (sqlmodel's is typed up to four).
+    rows = session.execute(
+        sa.select(col(RotaSlot.id), col(RotaSlot.uid), col(RotaSlot.kind),
+                  col(RotaSlot.caller_code), col(RotaSlot.callees), col(RotaSlot.start),
+                  col(RotaSlot.end), col(RotaSlot.console), col(RotaSlot.hidden),
+                  col(RotaSlot.makeup_of))
+        .where(col(RotaSlot.week_id) == record.id, col(RotaSlot.status) != plans.CANCELLED)
         .order_by(col(RotaSlot.start), col(RotaSlot.caller_code), col(RotaSlot.console),
                   col(RotaSlot.uid))
     ).all()  # fmt: skip
@@ -541,8 +544,8 @@ def _insert_calls(
                 "call_id": call_id, "centre_code": code, "state": state, "rang_at": t0,
                 "answered_at": None if answered is None else t0 + timedelta(seconds=answered),
             })  # fmt: skip
-        for at, code, kind, data in sim.events:
-            events.append({"call_id": call_id, "centre_code": code, "kind": kind,
+        for at, who, kind, data in sim.events:  # who: None for the call's own events
+            events.append({"call_id": call_id, "centre_code": who, "kind": kind,
                            "at": t0 + timedelta(seconds=at), "data": data})  # fmt: skip
     conn = session.connection()
     conn.execute(insert(Invitation), invites)
@@ -714,9 +717,9 @@ def _play_call(
         state, ended_at = calls.ENDED, end
     # Invitation rows: the last answer before the end (or cut); still ringing otherwise.
     final: dict[str, tuple[str, float | None]] = {c: (calls.RANG, None) for c in slot.callees}
-    for at, code, kind, _data in ev:
-        if code in final and kind in (calls.ANSWERED, calls.DECLINED, calls.NOT_ANSWERED):
-            final[code] = (kind, at if kind == calls.ANSWERED else None)
+    for at, who, kind, _data in ev:
+        if who in final and kind in (calls.ANSWERED, calls.DECLINED, calls.NOT_ANSWERED):
+            final[who] = (kind, at if kind == calls.ANSWERED else None)
     invites = [(c, s, a) for c, (s, a) in sorted(final.items())]
     return _SimCall(slot=slot, state=state, started=started, ended=ended_at, end_reason=reason,
                     invites=invites, events=ev, verified=verified, stays=stays)  # fmt: skip

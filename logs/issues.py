@@ -33,8 +33,8 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from dispatch import calls, centres, clock
 from dispatch.accounts import Scope
-from dispatch.centres import Centre, Level, utcnow
-from dispatch.clock import SHANGHAI
+from dispatch.centres import Centre, Level
+from dispatch.clock import SHANGHAI, utcnow
 from dispatch.errors import Conflict, InvalidInput, NotAuthorised, NotFound
 from dispatch.events import Event
 

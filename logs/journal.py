@@ -26,8 +26,8 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from dispatch import calls, centres
 from dispatch.calls import AttendanceRow, Call, Invitation
-from dispatch.centres import Centre, utcnow
-from dispatch.clock import SHANGHAI, as_utc
+from dispatch.centres import Centre
+from dispatch.clock import SHANGHAI, as_utc, utcnow
 from dispatch.errors import Conflict, InvalidInput
 from schedules.plans import RotaSlot
 from schedules.workdays import IsoWeek
@@ -156,7 +156,7 @@ class Journal:
 
     def as_dict(self) -> dict[str, Any]:
         """Everything, JSON-ready (times as UTC ISO 8601): what `journal show` prints."""
-        return jsonable(asdict(self))
+        return jsonable_dict(asdict(self))
 
 
 class SlotTimes(Protocol):
@@ -173,12 +173,17 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else as_utc(moment).isoformat()
 
 
+def jsonable_dict(value: Mapping[Any, Any]) -> dict[str, Any]:
+    """`jsonable` of a mapping (a dataclass's `asdict`): keys as strings."""
+    return {str(k): jsonable(v) for k, v in value.items()}
+
+
 def jsonable(value: Any) -> Any:
     """Tuples to lists, datetimes to UTC ISO strings, recursively."""
     if isinstance(value, datetime):
         return iso(value)
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return jsonable_dict(value)
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     return value
@@ -413,38 +418,41 @@ def list_journals(
     conds: list[Any] = []
     if under_path is not None:
         low, high = centres.below_range(under_path)
-        caller, invited = aliased(Centre), aliased(Centre)
+        caller, guest = aliased(Centre), aliased(Centre)
         conds.append(or_(
-            exists().where(caller.code == Call.caller_code, caller.path >= low, caller.path < high),
-            exists().where(Invitation.call_id == Call.id, invited.code == Invitation.centre_code,
-                           invited.path >= low, invited.path < high),
+            exists().where(col(caller.code) == col(Call.caller_code), col(caller.path) >= low,
+                           col(caller.path) < high),
+            exists().where(col(Invitation.call_id) == col(Call.id),
+                           col(guest.code) == col(Invitation.centre_code),
+                           col(guest.path) >= low, col(guest.path) < high),
         ))  # fmt: skip
     if week is not None:
         start = datetime.combine(week.monday, time(), SHANGHAI).astimezone(UTC)
         conds += [col(Call.created_at) >= start, col(Call.created_at) < start + timedelta(7)]
     if centre is not None:
         conds.append(or_(
-            Call.caller_code == centre,
-            exists().where(Invitation.call_id == Call.id, Invitation.centre_code == centre),
+            col(Call.caller_code) == centre,
+            exists().where(col(Invitation.call_id) == col(Call.id),
+                           col(Invitation.centre_code) == centre),
         ))  # fmt: skip
     if interrupted is not None:
         is_it = Call.state == calls.INTERRUPTED
         conds.append(is_it if interrupted else ~is_it)
     if unsigned is not None:
-        sealed = exists().where(JournalEntry.call_id == Call.id, col(JournalEntry.sealed))
+        sealed = exists().where(col(JournalEntry.call_id) == col(Call.id), col(JournalEntry.sealed))
         conds.append(~sealed if unsigned else sealed)
     stmt = select(Call).where(and_(True, *conds))
     stmt = stmt.order_by(col(Call.created_at).desc(), col(Call.id).desc()).limit(limit)
     found = list(session.exec(stmt))
     ids = [c.id for c in found]
-    invited = dict(session.exec(  # type: ignore[arg-type]
+    invited: dict[int | None, int] = dict(session.exec(
         select(Invitation.call_id, func.count()).where(col(Invitation.call_id).in_(ids))
-        .group_by(Invitation.call_id)
+        .group_by(col(Invitation.call_id))
     ).all())  # fmt: skip
-    verified = dict(session.exec(  # type: ignore[arg-type]
+    verified: dict[int | None, int] = dict(session.exec(
         select(AttendanceRow.call_id, func.count(func.distinct(AttendanceRow.centre_code)))
         .where(col(AttendanceRow.call_id).in_(ids), AttendanceRow.kind == calls.VERIFIED)
-        .group_by(AttendanceRow.call_id)
+        .group_by(col(AttendanceRow.call_id))
     ).all())  # fmt: skip
     signed = set(session.exec(
         select(JournalEntry.call_id).where(col(JournalEntry.call_id).in_(ids),

@@ -210,19 +210,19 @@ class _Context:
                   for c in (ch.from_holder, ch.to_holder, ch.to_assignee) if c}  # fmt: skip
         names: dict[str, str] = {}
         directors: dict[str, str] = {}
-        for chunk in in_batches(codes):
+        for code_batch in in_batches(codes):
             for code, name, director, phone in session.exec(
                 select(Centre.code, Centre.name, Centre.director_name, Centre.director_phone)
-                .where(col(Centre.code).in_(chunk))
+                .where(col(Centre.code).in_(code_batch))
             ):
                 names[code] = name
                 directors[code] = f"{director} {phone}".strip()
         users = {ch.by for chs in changes.values() for ch in chs}
         people: dict[str, str] = {}
-        for chunk in in_batches(users):
+        for user_batch in in_batches(users):
             for username, display in session.exec(
                 select(Account.username, Account.display_name).where(
-                    col(Account.username).in_(chunk)
+                    col(Account.username).in_(user_batch)
                 )
             ):
                 people[username] = display or username

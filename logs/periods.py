@@ -93,7 +93,7 @@ from .coverage import (
     weekly_report,
 )
 from .issues import ESCALATED, RESOLVED_ACTION, Category, Severity
-from .journal import jsonable
+from .journal import jsonable_dict
 
 MONTH, QUARTER, HALF = "month", "quarter", "half"
 KINDS = (MONTH, QUARTER, HALF)
@@ -406,8 +406,7 @@ class PeriodReport:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: tuples become lists."""
-        result: dict[str, Any] = jsonable(asdict(self))
-        return result
+        return jsonable_dict(asdict(self))
 
 
 def period_report(

@@ -56,7 +56,8 @@ def feed(
             shown = [viewer]
         url = join_url.format(slot_id=slot.id)
         cal.add_component(_event(slot, shown, names, url, stamp))
-    return cal.to_ical()
+    data: bytes = cal.to_ical()
+    return data
 
 
 def _event(

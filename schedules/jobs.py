@@ -199,9 +199,9 @@ class WeekScheduler:
 
     def _open_slots(self, session: Session, now: datetime) -> tuple[list[int], list[Times]]:
         stmt = select(RotaSlot).where(
-            col(RotaSlot.closed_at).is_(None), RotaSlot.start < now + HORIZON
+            col(RotaSlot.closed_at).is_(None), col(RotaSlot.start) < now + HORIZON
         )
-        slots = list(session.exec(stmt.order_by(RotaSlot.start)))
+        slots = list(session.exec(stmt.order_by(col(RotaSlot.start))))
         overdue = [x.id or 0 for x in slots if x.end + self.close_delay <= now]
         ids = set(overdue)
         return overdue, self.times_for(session, [x for x in slots if x.id not in ids])

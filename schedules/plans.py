@@ -144,7 +144,8 @@ def week_slots(session: Session, week_id: int, *, cancelled: bool = False) -> li
     stmt = select(RotaSlot).where(RotaSlot.week_id == week_id)
     if not cancelled:
         stmt = stmt.where(RotaSlot.status != CANCELLED)
-    return list(session.exec(stmt.order_by(RotaSlot.start, RotaSlot.caller_code, RotaSlot.console)))
+    order = (col(RotaSlot.start), col(RotaSlot.caller_code), col(RotaSlot.console))
+    return list(session.exec(stmt.order_by(*order)))
 
 
 def save_result(
@@ -159,17 +160,17 @@ def save_result(
     record = get_week(session, result.district, week)
     old: dict[str, RotaSlot] = {}
     if record is not None:
-        for slot in week_slots(session, record.id or 0, cancelled=True):
-            if slot.status == CANCELLED:
-                old[slot.uid] = slot
+        for stored in week_slots(session, record.id or 0, cancelled=True):
+            if stored.status == CANCELLED:
+                old[stored.uid] = stored
                 continue
-            if slot.status != PLANNED or slot.start <= now:
+            if stored.status != PLANNED or stored.start <= now:
                 raise Conflict(
-                    f"rota {week} of {result.district} has begun (slot {slot.id} is "
-                    f"{slot.status}, starting {slot.start.astimezone(SHANGHAI):%m-%d %H:%M}); "
+                    f"rota {week} of {result.district} has begun (slot {stored.id} is "
+                    f"{stored.status}, starting {stored.start.astimezone(SHANGHAI):%m-%d %H:%M}); "
                     "it cannot be rebuilt — missed calls get make-ups instead"
                 )
-            old[slot.uid] = slot
+            old[stored.uid] = stored
         record.revision += 1
     else:
         record = RotaWeek(

@@ -13,17 +13,22 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import date, datetime, time
 from itertools import pairwise
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard, get_args
 
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from dispatch import centres
-from dispatch.centres import Centre, utcnow
+from dispatch.centres import Centre
+from dispatch.clock import utcnow
 from dispatch.errors import InvalidInput, NotFound
 
 BlackoutKind = Literal["weekday", "market_days", "date_range"]
 TIME_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def is_blackout_kind(value: str) -> TypeGuard[BlackoutKind]:
+    return value in get_args(BlackoutKind)
 
 
 @dataclass(frozen=True, order=True)
@@ -282,9 +287,12 @@ class BlackoutRecord(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
     def blackout(self) -> Blackout:
+        """The stored row as the rule it holds (`add_blackout` stores only known kinds)."""
+        if not is_blackout_kind(self.kind):
+            raise ValueError(f"blackout {self.id} has the unknown kind {self.kind!r}")
         return Blackout(
             centre=self.centre_code,
-            kind=self.kind,  # type: ignore[arg-type]
+            kind=self.kind,
             weekday=self.weekday,
             day_digits=tuple(self.day_digits),
             start=self.start,
@@ -423,7 +431,7 @@ def blackouts_under(session: Session, path: str | None) -> list[BlackoutRecord]:
     if path is not None:
         low, high = centres.below_range(path)
         stmt = stmt.where(Centre.path >= low, Centre.path < high)
-    return list(session.exec(stmt.order_by(Centre.path, BlackoutRecord.id)))
+    return list(session.exec(stmt.order_by(col(Centre.path), col(BlackoutRecord.id))))
 
 
 def remove_blackout(session: Session, blackout_id: int) -> BlackoutRecord:

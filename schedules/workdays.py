@@ -32,7 +32,8 @@ import chinese_calendar
 import holidays
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from dispatch.centres import CONTROL_RE, utcnow
+from dispatch.centres import CONTROL_RE
+from dispatch.clock import utcnow
 from dispatch.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -217,13 +218,13 @@ def _year_from_holidays(year: int) -> tuple[dict[date, DayInfo], bool, bool]:
     """The year from the `holidays` package: (days, package worked, weekend workdays known)."""
     out = {day: _plain(day, SOURCE_HOLIDAYS) for day in _all_days(year)}
     try:
-        english = holidays.China(years=year, language="en_US")
-        chinese = holidays.China(years=year, language="zh_CN")
+        english = holidays.country_holidays("CN", years=year, language="en_US")
+        chinese = holidays.country_holidays("CN", years=year, language="zh_CN")
         # A set across all the years the package knows; keep this year's weekend days.
         extra = getattr(english, "weekend_workdays", None) or ()
         worked = {d for d in extra if d.year == year and d.weekday() >= 5}
     except Exception:  # never crash: the weekend rule alone, with a warning
-        log.exception("holidays.China failed for %s", year)
+        log.exception("the holidays package failed for China in %s", year)
         return out, False, False
 
     named: dict[date, tuple[str, str]] = {}

@@ -216,7 +216,7 @@ def test_a_library_failure_never_crashes(libraries: pytest.MonkeyPatch) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("broken")
 
-    libraries.setattr(holidays, "China", broken)
+    libraries.setattr(holidays, "country_holidays", broken)
     cal = WorkdayCalendar({})
     assert cal.is_workday(date(2027, 1, 1))  # a Friday: only the weekend rule is left
     assert not cal.is_workday(date(2027, 1, 2))

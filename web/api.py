@@ -8,7 +8,7 @@ from aiohttp import web
 from sqlmodel import Session
 
 from dispatch import accounts, centre_files, centres, logins
-from dispatch.errors import InvalidInput
+from dispatch.errors import InvalidInput, NotAuthorised
 
 from .appkeys import ACCOUNT, DB, SETTINGS, THROTTLE
 from .auth import scope_of
@@ -152,7 +152,7 @@ async def create_account(request: web.Request) -> web.Response:
                 raise InvalidInput("centre", "required")
             centre = accounts.get_centre_in_scope(s, scope, centre_code)
             if not scope.may_manage(centre):
-                raise accounts.NotAuthorised("you may add accounts only for centres below yours")
+                raise NotAuthorised("you may add accounts only for centres below yours")
         return accounts.create_account(
             s,
             username=body.username,

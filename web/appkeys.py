@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jinja2
 from aiohttp import web
 
@@ -18,6 +20,9 @@ from schedules.leader import Leadership
 
 from .throttle import LoginThrottle
 
+if TYPE_CHECKING:  # web.metrics imports these keys
+    from .metrics import Metrics
+
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)  # the time every handler and job decides by
 DB = web.AppKey("db", Database)
@@ -30,7 +35,7 @@ LEADERSHIP = web.AppKey("leadership", Leadership)
 SWITCHBOARD = web.AppKey("switchboard", Switchboard)
 CONFERENCE = web.AppKey("conference", Conference)
 MEDIA_POOL = web.AppKey("media_pool", WorkerPool)  # absent: media in this process
-METRICS = web.AppKey("metrics", "Metrics")  # web.metrics.Metrics (it imports these keys)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 
 # Per-request state, set only by the auth middleware.
 SCOPE = web.RequestKey("scope", Scope)

@@ -18,6 +18,8 @@ import secrets
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
+from sqlmodel import Session
 
 from dispatch import accounts, logins
 from dispatch.errors import InvalidInput, NotAuthenticated, NotAuthorised
@@ -80,18 +82,18 @@ def _csrf_token(request: web.Request) -> str:
 
 
 async def _check_csrf(request: web.Request, expected: str) -> None:
-    given = request.headers.get("X-CSRF-Token")
+    given: object = request.headers.get("X-CSRF-Token")  # a form's field may be a file
     if given is None and request.content_type in (
         "application/x-www-form-urlencoded",
         "multipart/form-data",
     ):
-        given = (await request.post()).get("csrf_token")  # type: ignore[assignment]
+        given = (await request.post()).get("csrf_token")
     if not isinstance(given, str) or not hmac.compare_digest(given, expected):
         raise NotAuthorised("missing or wrong CSRF token; reload the page and try again")
 
 
 @web.middleware
-async def auth_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     db = request.app[DB]
     token = bearer_token(request)
     if join_token(request) is not None:
@@ -116,13 +118,13 @@ async def auth_middleware(request: web.Request, handler):  # type: ignore[no-unt
         try:
             if not isinstance(sid, str):  # a cookie from before logins were recorded
                 raise NotAuthenticated("log in again")
-            account = await db.read(logins.account_for, account_id, sid)
+            logged_in: accounts.Account | None = await db.read(logins.account_for, account_id, sid)
         except NotAuthenticated:
             session.renew()
-            account = None
-        if account is not None:
-            request[ACCOUNT] = account
-            request[SCOPE] = await db.read(accounts.scope_for, account)
+            logged_in = None
+        if logged_in is not None:
+            request[ACCOUNT] = logged_in
+            request[SCOPE] = await db.read(accounts.scope_for, logged_in)
             request[VIA] = "session"
     # CSRF rides on cookies: check every state change made with the session cookie,
     # and the login form itself (login CSRF).
@@ -236,7 +238,9 @@ async def token_create(request: web.Request) -> web.Response:
     )
 
 
-def _issue(session, account_id: int, max_age: int, label: str):  # type: ignore[no-untyped-def]
+def _issue(
+    session: Session, account_id: int, max_age: int, label: str
+) -> tuple[str, accounts.ApiToken]:
     account = accounts.active_account(session, account_id)
     return accounts.issue_token(session, account, max_age, label)
 

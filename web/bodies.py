@@ -26,9 +26,27 @@ Day = Annotated[StrictStr, Field(max_length=10, description="a date, e.g. 2026-1
 Minutes = Annotated[StrictInt, Field(ge=0, le=10_000)]
 
 
-def bounded(max_length: int, *, min_length: int = 0) -> Any:
-    """A strict string of at most `max_length` characters."""
-    return Annotated[StrictStr, Field(min_length=min_length, max_length=max_length)]
+# Strict strings of at most N characters (TextN), and of 1 to N (FilledN).
+Text5 = Annotated[StrictStr, Field(max_length=5)]
+Text20 = Annotated[StrictStr, Field(max_length=20)]
+Text50 = Annotated[StrictStr, Field(max_length=50)]
+Text100 = Annotated[StrictStr, Field(max_length=100)]
+Text200 = Annotated[StrictStr, Field(max_length=200)]
+Text2000 = Annotated[StrictStr, Field(max_length=2000)]
+Text5000 = Annotated[StrictStr, Field(max_length=5000)]
+Text20k = Annotated[StrictStr, Field(max_length=20_000)]
+Filled20 = Annotated[StrictStr, Field(min_length=1, max_length=20)]
+Filled64 = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+Filled100 = Annotated[StrictStr, Field(min_length=1, max_length=100)]
+Filled500 = Annotated[StrictStr, Field(min_length=1, max_length=500)]
+Filled1024 = Annotated[StrictStr, Field(min_length=1, max_length=1024)]
+Filled20k = Annotated[StrictStr, Field(min_length=1, max_length=20_000)]
+
+
+# The default of a patch's fields: a field left out is unchanged (`Body.sent` drops it),
+# and a null sent is refused by the field's type (pydantic validates no default). Typed
+# Any because "left out" is no value of the field's type; read a patch through `sent`.
+LEFT_OUT: Any = None
 
 
 class Body(BaseModel):
@@ -45,78 +63,76 @@ class Body(BaseModel):
 class TokenRequest(Body):
     """POST /api/v1/auth/token."""
 
-    username: bounded(64, min_length=1)  # type: ignore[valid-type]
-    password: bounded(1024, min_length=1)  # type: ignore[valid-type]
-    label: bounded(100) = ""  # type: ignore[valid-type]
+    username: Filled64
+    password: Filled1024
+    label: Text100 = ""
 
 
 class PasswordChange(Body):
     """POST /api/v1/me/password: ends every login and token of the account."""
 
-    current_password: bounded(1024, min_length=1)  # type: ignore[valid-type]
-    new_password: bounded(1024, min_length=1)  # type: ignore[valid-type]
+    current_password: Filled1024
+    new_password: Filled1024
 
 
 class NewAccount(Body):
     """POST /api/v1/accounts. The new account's centre must lie below the caller's."""
 
-    username: bounded(64, min_length=1)  # type: ignore[valid-type]
-    password: bounded(1024, min_length=1)  # type: ignore[valid-type]
+    username: Filled64
+    password: Filled1024
     role: Literal["admin", "district_operator", "town_operator", "village"]
     centre: Code | None = None
-    display_name: bounded(100) = ""  # type: ignore[valid-type]
+    display_name: Text100 = ""
 
 
 class Director(Body):
-    name: bounded(50) = ""  # type: ignore[valid-type]
-    phone: bounded(20) = ""  # type: ignore[valid-type]
+    name: Text50 = ""
+    phone: Text20 = ""
 
 
 class CentrePatch(Body):
     """PATCH /api/v1/centers/{code}: contacts (anyone in scope), managed fields (above).
 
     In this model and the other patches a field left out is unchanged; null is refused
-    (defaults are not validated, so `= None` only marks the field optional)."""
+    (see `LEFT_OUT`)."""
 
-    name: bounded(100) = None  # type: ignore[valid-type]
-    class_: bounded(20) = Field(None, alias="class")  # type: ignore[valid-type]
-    target_year: Annotated[StrictInt, Field(ge=2000, le=2100)] = None
-    active: StrictBool = None
-    director: Director = None
-    grid_workers: (
-        Annotated[list[dict[str, StrictStr]], Field(max_length=200)] | bounded(5000)  # type: ignore[valid-type]
-    ) = None
+    name: Text100 = LEFT_OUT
+    class_: Text20 = Field(LEFT_OUT, alias="class")
+    target_year: Annotated[StrictInt, Field(ge=2000, le=2100)] = LEFT_OUT
+    active: StrictBool = LEFT_OUT
+    director: Director = LEFT_OUT
+    grid_workers: Annotated[list[dict[str, StrictStr]], Field(max_length=200)] | Text5000 = LEFT_OUT
 
 
 # --- policy ----------------------------------------------------------------------------
 
-Window = Annotated[list[bounded(5)], Field(min_length=2, max_length=2)]  # type: ignore[valid-type]
+Window = Annotated[list[Text5], Field(min_length=2, max_length=2)]
 
 
 class PolicyPatch(Body):
     """PATCH /api/v1/policy[?district=]: admin only; each value checked by the domain."""
 
-    district_mode: Literal["meeting", "inspection"] = None
-    district_meeting_minutes: Minutes = None
-    district_inspection_minutes: Minutes = None
-    town_patrol_minutes: Minutes = None
-    town_patrols_per_week: Minutes = None
-    screening_minutes: Minutes = None
-    screening_days: Annotated[list[Minutes], Field(max_length=31)] = None
-    supervision_district_every_months: Minutes = None
-    supervision_town_every_months: Minutes = None
-    supervision_minutes: Minutes = None
-    district_consoles: Minutes = None
-    town_consoles: Minutes = None
-    windows: Annotated[list[Window], Field(min_length=1, max_length=12)] = None
-    slot_step_minutes: Minutes = None
-    reserve_fraction: Annotated[float, Field(ge=0, le=1, strict=True)] = None
-    spot_checks_per_week: Minutes = None
-    spot_check_minutes: Minutes = None
-    answer_deadline_seconds: Minutes = None
-    min_verified_seconds: Minutes = None
-    reminder_minutes: Minutes = None
-    record_district_meetings: StrictBool = None
+    district_mode: Literal["meeting", "inspection"] = LEFT_OUT
+    district_meeting_minutes: Minutes = LEFT_OUT
+    district_inspection_minutes: Minutes = LEFT_OUT
+    town_patrol_minutes: Minutes = LEFT_OUT
+    town_patrols_per_week: Minutes = LEFT_OUT
+    screening_minutes: Minutes = LEFT_OUT
+    screening_days: Annotated[list[Minutes], Field(max_length=31)] = LEFT_OUT
+    supervision_district_every_months: Minutes = LEFT_OUT
+    supervision_town_every_months: Minutes = LEFT_OUT
+    supervision_minutes: Minutes = LEFT_OUT
+    district_consoles: Minutes = LEFT_OUT
+    town_consoles: Minutes = LEFT_OUT
+    windows: Annotated[list[Window], Field(min_length=1, max_length=12)] = LEFT_OUT
+    slot_step_minutes: Minutes = LEFT_OUT
+    reserve_fraction: Annotated[float, Field(ge=0, le=1, strict=True)] = LEFT_OUT
+    spot_checks_per_week: Minutes = LEFT_OUT
+    spot_check_minutes: Minutes = LEFT_OUT
+    answer_deadline_seconds: Minutes = LEFT_OUT
+    min_verified_seconds: Minutes = LEFT_OUT
+    reminder_minutes: Minutes = LEFT_OUT
+    record_district_meetings: StrictBool = LEFT_OUT
 
 
 class NewBlackout(Body):
@@ -129,7 +145,7 @@ class NewBlackout(Body):
                           Field(min_length=1, max_length=10)] | None = None  # fmt: skip
     start: Day | None = None
     end: Day | None = None
-    note: bounded(200) = ""  # type: ignore[valid-type]
+    note: Text200 = ""
 
 
 # --- rota and calls --------------------------------------------------------------------
@@ -152,7 +168,7 @@ class CallLaunch(Body):
 
 
 class Leave(Body):
-    leave_token: bounded(200) | None = None  # type: ignore[valid-type]
+    leave_token: Text200 | None = None
 
 
 class Floor(Body):
@@ -174,21 +190,21 @@ class Snapshot(Body):
 class NewCamera(Body):
     """POST /api/v1/cameras: credentials apart, or inside the URL (not both)."""
 
-    name: bounded(100, min_length=1)  # type: ignore[valid-type]
+    name: Filled100
     centre: Code
-    url: bounded(500, min_length=1)  # type: ignore[valid-type]
-    username: bounded(200) | None = None  # type: ignore[valid-type]
-    password: bounded(200) | None = None  # type: ignore[valid-type]
+    url: Filled500
+    username: Text200 | None = None
+    password: Text200 | None = None
 
 
 class CameraPatch(Body):
     """PATCH /api/v1/cameras/{id}: a new URL alone keeps the stored credentials."""
 
-    name: bounded(100, min_length=1) | None = None  # type: ignore[valid-type]
+    name: Filled100 | None = None
     centre: Code | None = None
-    url: bounded(500, min_length=1) | None = None  # type: ignore[valid-type]
-    username: bounded(200) | None = None  # type: ignore[valid-type]
-    password: bounded(200) | None = None  # type: ignore[valid-type]
+    url: Filled500 | None = None
+    username: Text200 | None = None
+    password: Text200 | None = None
 
 
 class CallCamera(Body):
@@ -204,41 +220,41 @@ class NewIssue(Body):
     """POST /api/v1/issues."""
 
     centre: Code
-    category: bounded(20, min_length=1)  # type: ignore[valid-type]
-    severity: bounded(20, min_length=1)  # type: ignore[valid-type]
-    description: bounded(5000)  # type: ignore[valid-type]
-    parties: bounded(2000) = ""  # type: ignore[valid-type]
+    category: Filled20
+    severity: Filled20
+    description: Text5000
+    parties: Text2000 = ""
     deadline: Day | None = None
     call_id: Id | None = None
-    subcategory: bounded(200) = ""  # type: ignore[valid-type]
+    subcategory: Text200 = ""
     assignee: Code | None = None
 
 
 class IssueChanges(Body):
-    category: bounded(20) = None  # type: ignore[valid-type]
-    severity: bounded(20) = None  # type: ignore[valid-type]
-    subcategory: bounded(200) = None  # type: ignore[valid-type]
-    parties: bounded(2000) = None  # type: ignore[valid-type]
-    description: bounded(5000) = None  # type: ignore[valid-type]
-    deadline: Day = None
+    category: Text20 = LEFT_OUT
+    severity: Text20 = LEFT_OUT
+    subcategory: Text200 = LEFT_OUT
+    parties: Text2000 = LEFT_OUT
+    description: Text5000 = LEFT_OUT
+    deadline: Day = LEFT_OUT
 
 
 class IssueAction(Body):
     """POST /api/v1/issues/{id}/{action}: `assignee` for assign, `changes` for edit."""
 
-    note: bounded(2000) = ""  # type: ignore[valid-type]
+    note: Text2000 = ""
     assignee: Code | None = None
     changes: IssueChanges | None = None
 
 
 class JournalNotes(Body):
-    agenda: bounded(20_000) = ""  # type: ignore[valid-type]
-    notes: bounded(20_000) = ""  # type: ignore[valid-type]
+    agenda: Text20k = ""
+    notes: Text20k = ""
 
 
 class Amendment(Body):
-    reason: bounded(2000) = ""  # type: ignore[valid-type]
-    text: bounded(20_000, min_length=1)  # type: ignore[valid-type]
+    reason: Text2000 = ""
+    text: Filled20k
 
 
 class Offer(Body):

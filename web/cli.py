@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
@@ -31,13 +32,13 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _common() -> argparse.ArgumentParser:
+def _common() -> _Parser:
     # SUPPRESS: a flag given after the subcommand must not reset one given before it.
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     p.add_argument(
         "--db",
         default=argparse.SUPPRESS,

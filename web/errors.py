@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from dispatch.errors import (
     Conflict,
@@ -61,7 +62,7 @@ def json_error(status: int, code: str, message: str, **extra: object) -> web.Res
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except DispatchError as exc:
@@ -72,7 +73,7 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
                 extra["field"] = exc.field
             if isinstance(exc, ImportRejected):
                 extra["problems"] = [p.as_dict() for p in exc.problems]
-                extra["problem_count"] = getattr(exc, "total", len(exc.problems))
+                extra["problem_count"] = exc.total if exc.total is not None else len(exc.problems)
             resp = json_error(status, code, exc.message, **extra)
             if status == 401:
                 resp.headers["WWW-Authenticate"] = 'Bearer realm="pingan-dispatch"'

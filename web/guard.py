@@ -184,7 +184,7 @@ def install(app: web.Application, *, header_timeout: float, body_timeout: float,
 
     class GuardedServer(Server):
         def __call__(self) -> RequestHandler:
-            return handler_cls(self, loop=self._loop, **self._kwargs)  # type: ignore[no-any-return]
+            return handler_cls(self, loop=self._loop, **self._kwargs)
 
     make_handler = app._make_handler
 
@@ -193,4 +193,5 @@ def install(app: web.Application, *, header_timeout: float, body_timeout: float,
         server.__class__ = GuardedServer  # same layout; only __call__ differs
         return server
 
+    # aiohttp makes every server of the app here and offers no hook for the protocol.
     app._make_handler = guarded  # type: ignore[method-assign]

@@ -22,6 +22,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
 
 from dispatch.errors import NotAuthorised
 
@@ -75,9 +76,9 @@ def allowed_origins(request: web.Request, public_url: str) -> set[str]:
     return {own, origin_of(public_url)} if public_url else {own}
 
 
-def origin_middleware(public_url: str):  # type: ignore[no-untyped-def]
+def origin_middleware(public_url: str) -> Middleware:
     @web.middleware
-    async def check_origin(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def check_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get(hdrs.ORIGIN)
         upgrade = request.headers.get(hdrs.UPGRADE, "").lower() == "websocket"
         if origin is not None and (request.method not in SAFE_METHODS or upgrade):

@@ -51,6 +51,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from apscheduler.events import (
     EVENT_JOB_ERROR,
     EVENT_JOB_EXECUTED,
@@ -255,14 +256,14 @@ def watch_scheduler(metrics: Metrics, week: WeekScheduler) -> Callable[[], None]
     def on_event(event: JobEvent) -> None:
         job = job_kind(event.job_id)
         if event.code == EVENT_JOB_SUBMITTED:
-            for run_time in event.scheduled_run_times:  # type: ignore[attr-defined]
+            for run_time in event.scheduled_run_times:
                 started[(event.job_id, run_time)] = time.monotonic()
             return
         if event.code in (EVENT_JOB_MISSED, EVENT_JOB_MAX_INSTANCES):
             metrics.job_runs.labels(job, "missed" if event.code == EVENT_JOB_MISSED
                                     else "skipped").inc()  # fmt: skip
             return
-        began = started.pop((event.job_id, event.scheduled_run_time), None)  # type: ignore[attr-defined]
+        began = started.pop((event.job_id, event.scheduled_run_time), None)
         metrics.job_runs.labels(job, "ok" if event.code == EVENT_JOB_EXECUTED else "failed").inc()
         if began is None:
             return
@@ -282,7 +283,7 @@ def watch_scheduler(metrics: Metrics, week: WeekScheduler) -> Callable[[], None]
 
 
 @web.middleware
-async def report_timer(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def report_timer(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Times requests that produce a report (innermost: the handler's own work)."""
     route = request.match_info.route.resource
     which = REPORT_ROUTES.get(route.canonical if route is not None else "")
@@ -337,7 +338,7 @@ def _machine_may_read(request: web.Request, settings: Settings) -> bool:
 
 
 @web.middleware
-async def metrics_gate(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def metrics_gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answers a scraper before sessions and logins are looked at (a scraper has no
     cookie, and its token is not an account's). Other requests for /metrics go on to the
     login check and `metrics_page`."""

@@ -23,4 +23,5 @@ def render_html(template: str, **ctx: object) -> str:
 
 def render_pdf(template: str, **ctx: object) -> bytes:
     """The template printed to PDF. Blocking: run it off the event loop."""
-    return HTML(string=render_html(template, **ctx)).write_pdf()  # type: ignore[no-any-return]
+    pdf: bytes = HTML(string=render_html(template, **ctx)).write_pdf()
+    return pdf

@@ -31,7 +31,7 @@ CHECK_TIMEOUT = 5.0  # seconds each check may take before it counts as failed
 
 def _try_write(session: Session) -> bool:
     """Take the write lock and change a row, then roll back: nothing is kept."""
-    session.exec(text("UPDATE alembic_version SET version_num = version_num"))  # type: ignore[call-overload]
+    session.connection().execute(text("UPDATE alembic_version SET version_num = version_num"))
     session.rollback()
     return True
 

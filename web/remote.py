@@ -12,6 +12,7 @@ import ipaddress
 from functools import lru_cache
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from dispatch.errors import InvalidInput
 
@@ -68,12 +69,12 @@ def forwarded_scheme(request: web.Request, trusted: str) -> str:
     return proto if proto in ("http", "https") else request.scheme
 
 
-def forwarded_middleware(trusted: str):  # type: ignore[no-untyped-def]
+def forwarded_middleware(trusted: str) -> Middleware:
     """Behind a trusted TLS proxy, handlers and the Origin check see ``https``: the
     request is cloned with the client's scheme before anything else reads it."""
 
     @web.middleware
-    async def use_forwarded(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def use_forwarded(request: web.Request, handler: Handler) -> web.StreamResponse:
         scheme = forwarded_scheme(request, trusted)
         if scheme != request.scheme:
             request = request.clone(scheme=scheme)

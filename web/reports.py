@@ -175,7 +175,7 @@ async def stored_list(request: web.Request) -> web.Response:
     return render(request, "reports.html", rows=rows, links=links, shanghai=SHANGHAI, utc=UTC)
 
 
-class Figures(dict):  # type: ignore[type-arg]
+class Figures(dict[str, Any]):
     """A stored report's JSON read back with attribute access (`r.towns[0].name`), so the
     templates and the CSV/XLSX writers take it as they take a live report."""
 

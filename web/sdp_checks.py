@@ -502,4 +502,4 @@ def _h264_ok(fmtp: str) -> bool:
     idc, iop, level = int(profile[0:2], 16), int(profile[2:4], 16), int(profile[4:6], 16)
     if iop & 0x0F or level not in H264_LEVELS:
         return False
-    return idc == 0x42 or (idc == 0x4D and iop & 0x80) or (idc == 0x58 and iop & 0x80)
+    return idc == 0x42 or (idc in (0x4D, 0x58) and (iop & 0x80) != 0)

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from cryptography.fernet import Fernet, InvalidToken
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def get_session(request: web.Request) -> CookieSession:
     return request[SESSION]
 
 
-def session_middleware(key: bytes, *, cookie_name: str, max_age: int, secure: bool):  # type: ignore[no-untyped-def]
+def session_middleware(key: bytes, *, cookie_name: str, max_age: int, secure: bool) -> Middleware:
     fernet = Fernet(key)
 
     def load(raw: str | None) -> CookieSession:
@@ -81,7 +82,7 @@ def session_middleware(key: bytes, *, cookie_name: str, max_age: int, secure: bo
         )
 
     @web.middleware
-    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         session = load(request.cookies.get(cookie_name))
         request[SESSION] = session
         response = await handler(request)

@@ -15,12 +15,13 @@ Invariants:
 from __future__ import annotations
 
 import functools
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from alembic import command
@@ -143,10 +144,9 @@ def _locked(engine: Engine, *, foreign_keys_off: bool = False) -> Iterator[Conne
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
                 yield conn
             return
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        legacy = raw.isolation_level  # type: ignore[attr-defined]
-        raw.isolation_level = None  # type: ignore[attr-defined]
+        raw = cast(sqlite3.Connection, conn.connection.dbapi_connection)  # the sqlite3 driver's
+        legacy = raw.isolation_level
+        raw.isolation_level = None
         try:
             if foreign_keys_off:
                 # A batch migration copies a table and drops the old one; with foreign
@@ -165,7 +165,7 @@ def _locked(engine: Engine, *, foreign_keys_off: bool = False) -> Iterator[Conne
         finally:
             conn.exec_driver_sql("PRAGMA foreign_keys=ON")
             conn.commit()
-            raw.isolation_level = legacy  # type: ignore[attr-defined]
+            raw.isolation_level = legacy
 
 
 def ensure_current(engine: Engine) -> SchemaState:

@@ -14,7 +14,9 @@ connection = config.attributes["connection"]
 ours = config.attributes.get("tables")
 
 
-def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
     # Tables that are not ours (APScheduler's old job table, a DBA's own) are left alone.
     if type_ == "table" and reflected and compare_to is None and ours is not None:
         return name in ours
