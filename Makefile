@@ -75,8 +75,8 @@ serve: $(VENV)/.installed
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check .
 	export DISPATCH_TEST_PG_URL="$${DISPATCH_TEST_PG_URL:-$$(bash .ci/postgres.sh)}"; \
-	$(BIN)/python -m pytest -m parallel -n 2 --dist loadfile && \
-	$(BIN)/python -m pytest -m "not parallel"
+	$(BIN)/python -m pytest -m parallel -n 2 --dist loadfile --durations=15 && \
+	$(BIN)/python -m pytest -m "not parallel" --durations=15
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
