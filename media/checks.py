@@ -79,7 +79,7 @@ def require_bgr(frame: npt.NDArray[np.generic]) -> BgrFrame:
     """The frame itself if it is a non-empty HxWx3 uint8 array, else ValueError."""
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or frame.size == 0:
         raise ValueError(f"expected an HxWx3 uint8 BGR frame, got {frame.shape} {frame.dtype}")
-    return frame  # type: ignore[return-value]
+    return frame  # type: ignore[return-value]  # dtype checked above; numpy cannot narrow it
 
 
 def to_bgr(frame: av.VideoFrame) -> BgrFrame:
@@ -88,13 +88,13 @@ def to_bgr(frame: av.VideoFrame) -> BgrFrame:
 
 
 def grayscale(frame_bgr: BgrFrame) -> npt.NDArray[np.uint8]:
-    return cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)  # type: ignore[return-value]
+    return cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)  # type: ignore[return-value]  # cv2: MatLike
 
 
 def luma_signature(gray: npt.NDArray[np.uint8]) -> Signature:
     """The frame as 160x90 float luma (area-averaged), the same shape for any input size."""
     small = cv2.resize(gray.astype(np.float32), SIGNATURE_SIZE, interpolation=cv2.INTER_AREA)
-    return small  # type: ignore[return-value]
+    return small  # type: ignore[return-value]  # cv2 types it MatLike; float32 as given
 
 
 def mean_abs_diff(a: Signature, b: Signature) -> float:
@@ -117,8 +117,8 @@ def face_gray(gray: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     if width != FACE_WIDTH:
         size = (FACE_WIDTH, max(1, round(height * FACE_WIDTH / width)))
         interpolation = cv2.INTER_AREA if width > FACE_WIDTH else cv2.INTER_LINEAR
-        scaled = cv2.resize(gray, size, interpolation=interpolation)  # type: ignore[assignment]
-    return cv2.GaussianBlur(scaled, (3, 3), 0)  # type: ignore[return-value]
+        scaled = cv2.resize(gray, size, interpolation=interpolation)  # type: ignore[assignment]  # MatLike
+    return cv2.GaussianBlur(scaled, (3, 3), 0)  # type: ignore[return-value]  # cv2: MatLike
 
 
 class _SharedCascade:

@@ -69,7 +69,7 @@ def _decoder_worker(
 def tap(receiver: RTCRtpReceiver, ingest: Ingest) -> None:
     """Route ``receiver``'s encoded frames to ``ingest``; before ``receive()`` only."""
     aiortc.rtcrtpreceiver.decoder_worker = _decoder_worker  # idempotent, process-wide
-    receiver._RTCRtpReceiver__decoder_queue = ingest  # type: ignore[attr-defined]
+    receiver._RTCRtpReceiver__decoder_queue = ingest  # type: ignore[attr-defined]  # private
 
 
 def _codec_name(codec: RTCRtpCodecParameters) -> str:

@@ -76,8 +76,8 @@ class BoundedJitterBuffer(JitterBuffer):
         return True, self._mark(frame) if frame is not None else None
 
     def _mark(self, frame: JitterFrame) -> JitterFrame:
-        frame.gap = self._gap  # type: ignore[attr-defined]
-        frame.layer = self._layers.pop(frame.timestamp, (0, False))  # type: ignore[attr-defined]
+        frame.gap = self._gap  # type: ignore[attr-defined]  # ours, on aiortc's frame
+        frame.layer = self._layers.pop(frame.timestamp, (0, False))  # type: ignore[attr-defined]  # ours
         self._gap = False
         return frame
 
@@ -116,7 +116,7 @@ class BoundedJitterBuffer(JitterBuffer):
 def use_bounded_jitter_buffer(receiver: RTCRtpReceiver) -> BoundedJitterBuffer:
     """Give a video receiver a bounded buffer; before it has received anything."""
     buffer = BoundedJitterBuffer()
-    receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
+    receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]  # private
     return buffer
 
 

@@ -66,4 +66,4 @@ class WindowRate:
 
 
 def install() -> None:
-    aiortc.rate.RateCounter = WindowRate  # type: ignore[misc, assignment]
+    aiortc.rate.RateCounter = WindowRate  # type: ignore[misc, assignment]  # replaces the class

@@ -267,7 +267,7 @@ async def _send_pli(receiver: RTCRtpReceiver) -> None:
 
     Private aiortc 1.16: ``_send_rtcp_pli`` and the receiver's RTX map.
     """
-    rtx: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+    rtx: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]  # private
     sources = [s for s in receiver.getSynchronizationSources() if s.source not in rtx]
     if sources:
         newest = max(sources, key=lambda s: s.timestamp)
@@ -283,7 +283,7 @@ def _packets_received(pc: RTCPeerConnection) -> int:
     """
     for transceiver in pc.getTransceivers():
         transport = transceiver.receiver.transport
-        return int(transport._RTCDtlsTransport__rx_packets)  # type: ignore[attr-defined]
+        return int(transport._RTCDtlsTransport__rx_packets)  # type: ignore[attr-defined]  # private
     return 0
 
 
@@ -302,7 +302,7 @@ def _read_viewer_reports(sender: RTCRtpSender, slot: Slot) -> None:
                     slot.viewer_report(report.highest_sequence, report.packets_lost)
         await handle(packet)
 
-    sender._handle_rtcp_packet = handle_with_reports  # type: ignore[method-assign]
+    sender._handle_rtcp_packet = handle_with_reports  # type: ignore[method-assign]  # no hook
 
 
 RETRANSMIT_GAP = 0.2  # seconds before the same packet is sent again on a NACK
@@ -333,7 +333,7 @@ def _throttle_retransmissions(sender: RTCRtpSender) -> None:
         sent[sequence_number] = (times + 1, now)
         await retransmit(sequence_number)
 
-    sender._retransmit = throttled  # type: ignore[method-assign]
+    sender._retransmit = throttled  # type: ignore[method-assign]  # aiortc has no hook
 
 
 def _read_audio_levels(receiver: RTCRtpReceiver, feed: Feed) -> None:
@@ -350,7 +350,7 @@ def _read_audio_levels(receiver: RTCRtpReceiver, feed: Feed) -> None:
             feed.level, feed.level_at = level[1], time.monotonic()
         await handle(packet, arrival_time_ms)
 
-    receiver._handle_rtp_packet = handle_with_level  # type: ignore[method-assign]
+    receiver._handle_rtp_packet = handle_with_level  # type: ignore[method-assign]  # no hook
 
 
 # --- the room ---------------------------------------------------------------------------
@@ -651,7 +651,7 @@ class Room:
                 transceiver.sender.replaceTrack(slot)
                 slot.bind(transceiver.sender)
                 # A viewer's PLI/FIR asks the slot's source, not an encoder (there is none).
-                transceiver.sender._send_keyframe = slot.keyframe_wanted  # type: ignore[method-assign]
+                transceiver.sender._send_keyframe = slot.keyframe_wanted  # type: ignore[method-assign]  # no hook
                 if kind == "video":
                     _read_viewer_reports(transceiver.sender, slot)
                     _throttle_retransmissions(transceiver.sender)

@@ -128,7 +128,7 @@ class RtpOut:
             on_ready()
 
         sender.send = send  # type: ignore[method-assign]  # captures what was negotiated
-        sender._retransmit = self.retransmit  # type: ignore[method-assign]
+        sender._retransmit = self.retransmit  # type: ignore[method-assign]  # aiortc has no hook
 
     def _configure(self, parameters: RTCRtpSendParameters) -> None:
         codec = parameters.codecs[0]
@@ -184,10 +184,10 @@ class RtpOut:
         self.packets += len(chunks)
         self.octets += octets
         sender = self._sender  # the counters its RTCP task puts in sender reports
-        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
-        sender._RTCRtpSender__rtp_timestamp = ts  # type: ignore[attr-defined]
-        sender._RTCRtpSender__packet_count = self.packets  # type: ignore[attr-defined]
-        sender._RTCRtpSender__octet_count = self.octets  # type: ignore[attr-defined]
+        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]  # private, 1.16
+        sender._RTCRtpSender__rtp_timestamp = ts  # type: ignore[attr-defined]  # private, 1.16
+        sender._RTCRtpSender__packet_count = self.packets  # type: ignore[attr-defined]  # private
+        sender._RTCRtpSender__octet_count = self.octets  # type: ignore[attr-defined]  # private
         return True
 
     async def retransmit(self, sequence_number: int) -> None:
