@@ -204,6 +204,9 @@ async def test_a_village_browser_reaches_the_service_only_through_nginx_over_htt
                         assert local == "host", local
             finally:
                 await operator.close()
+                # The server's own peers hold allocations on coturn: they give them back
+                # before it stops (after, each deletion waits out 63.5 s of STUN retries).
+                await server.close()
 
     access = (prefix / "access.log").read_text()
     through = [line for line in access.splitlines() if line.startswith(f"{pair.peer_addr} ")]
