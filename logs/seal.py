@@ -40,7 +40,7 @@ from sqlmodel import Session, col, select
 
 from dispatch import calls, recordings
 from dispatch.calls import AttendanceRow, Call, Invitation
-from dispatch.centres import utcnow
+from dispatch.clock import utcnow
 from dispatch.errors import Conflict, InvalidInput
 
 from .journal import (

@@ -54,9 +54,9 @@ async def launch(request: web.Request) -> web.Response:
                 raise NotAuthorised(f"rota slot {slot_id} is not your centre's call")
             callees, kind = list(slot.callees), slot.kind
         else:
-            callees, kind = body.callees, body.kind
-            if callees is None:
+            if body.callees is None:
                 raise InvalidInput("callees", "a list of 12-digit centre codes, or a slot_id")
+            callees, kind = body.callees, body.kind
             _one_to_one(callees, kind)
         caller = centres.get(s, scope.centre_code)
         rules = policy.policy_for(s, caller.path.split("/")[0])
