@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,6 +167,15 @@ def make_token(settings: Settings, username: str) -> str:
         token, _ = accounts.issue_token(s, account, 3600, "test")
     database.close()
     return token
+
+
+async def wait_for(check: Callable[[], bool], within: float = 10.0) -> None:
+    """Poll `check` until it holds (fails after `within` seconds): a test waits for the
+    event it expects, never a fixed time."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
 
 
 def bearer(token: str) -> dict[str, str]:

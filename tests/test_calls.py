@@ -3,8 +3,6 @@ they are published, and calls a dead server left open."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ from dispatch.settings import Settings
 from dispatch.switchboard import Switchboard
 from web.schema import open_database
 
-from conftest import Cast
+from conftest import Cast, wait_for
 
 SECRET = b"k" * 44
 
@@ -105,19 +103,11 @@ async def test_answer_decline_and_events_in_order(demo_db: Database, cast: Cast)
     board.close()
 
 
-async def until(check: Callable[[], bool], within: float = 15.0) -> None:
-    """Poll `check` until it holds; a generous deadline, never a fixed wait."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-
-
 async def test_a_ring_nobody_answers_ends_as_not_answered(demo_db: Database, cast: Cast) -> None:
     board = Switchboard(demo_db, EventBus(), SECRET)
     launched, _ = await launch(board, demo_db, cast.town_a, [cast.village_a1], deadline=1)
     call_id = launched.call.id or 0
-    await until(lambda: rows(demo_db, call_id)[-1] == (None, "ended"))  # the deadline passed
+    await wait_for(lambda: rows(demo_db, call_id)[-1] == (None, "ended"), 15)  # deadline passed
     assert rows(demo_db, call_id)[-2:] == [(cast.village_a1, "not_answered"), (None, "ended")]
     with pytest.raises(Conflict):
         await board.answer(call_id, cast.village_a1, accept=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
-from test_scheduler import WEDNESDAY, add_slot, open_the_rest_of_the_week, slot, wait_for
+from test_scheduler import WEDNESDAY, add_slot, open_the_rest_of_the_week, slot
 
 from dispatch.clock import Clock, SetClock
 from dispatch.events import Event
@@ -20,7 +20,7 @@ from web.appkeys import BUS
 from web.schema import open_database
 
 from browser import chromium, log_in
-from conftest import Cast, bearer, make_token
+from conftest import Cast, bearer, make_token, wait_for
 
 
 def slot_soon(settings: Settings, clock: Clock, seconds: float) -> int:

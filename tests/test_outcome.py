@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from aiohttp.test_utils import TestClient
 from sqlmodel import select
-from test_scheduler import WEDNESDAY, open_the_rest_of_the_week, slot, wait_for
+from test_scheduler import WEDNESDAY, open_the_rest_of_the_week, slot
 
 from dispatch import calls, centres
 from dispatch.clock import SetClock
@@ -22,7 +22,7 @@ from web.app import create_app
 from web.appkeys import BUS, SCHEDULER, SWITCHBOARD
 from web.schema import open_database
 
-from conftest import Cast, bearer, make_token
+from conftest import Cast, bearer, make_token, wait_for
 
 
 def test_each_callee_is_covered_or_missed_on_its_own() -> None:

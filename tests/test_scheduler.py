@@ -28,6 +28,8 @@ from schedules.plans import RotaSlot
 from schedules.workdays import IsoWeek
 from web.schema import open_database
 
+from conftest import wait_for
+
 # Wednesday 10:00 of the real week: the switchboard stamps calls by the real clock, and a
 # call counts for the slots of the week it was made in, so the set clock stays in it.
 WEDNESDAY = datetime.combine(
@@ -94,13 +96,6 @@ def recorder(bus: EventBus) -> list[Event]:
     seen: list[Event] = []
     bus.subscribe(seen.append)
     return seen
-
-
-async def wait_for(predicate, within: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 def slot(db: Database, slot_id: int) -> RotaSlot:
