@@ -167,5 +167,16 @@ async def test_a_recorded_call_of_a_town_two_villages_and_a_camera(
                 assert played["ready"] >= 2 and played["now"] > played["start"], played
                 assert played["width"] > 0, (row.participant, played)
             assert PASSWORD not in await operator.content()
+
+        # A village's journal lists its own file, never the camera's (the calling side's).
+        async with aiohttp.ClientSession(base) as http:
+            village = bearer(make_token(settings, cast.village_a2))
+            resp = await http.get(f"/api/v1/calls/{call_id}/recordings", headers=village)
+            listed = [r["participant"] for r in (await resp.json())["recordings"]]
+            assert listed == [cast.village_a2]
+            resp = await http.get(
+                f"/api/v1/recordings/{files[f'camera-{camera_id}'].id}", headers=village
+            )
+            assert resp.status == 404
     finally:
         camera.stop()

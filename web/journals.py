@@ -50,10 +50,13 @@ def recordings_shown(
 ) -> list[dict[str, Any]]:
     """The call's recorded files whose `recorded` event is in the journal as `scope` may
     read it (`found`, if already loaded), with their publisher's name and where to play
-    and download them (web/recordings.py serves them under the same rule)."""
+    and download them (web/recordings.py serves them under the same rule). A camera's
+    file is the calling side's alone: only its operator's page ever showed the camera."""
     found = found or journal_for(s, scope, call_id)
     shown = {e["data"].get("recording") for e in found.events if e["kind"] == calls.RECORDED}
-    rows = [r for r in recordings.of_call(s, call_id) if r.id in shown]
+    caller_side = scope.covers(centres.get(s, calls.get_call(s, call_id).caller_code))
+    rows = [r for r in recordings.of_call(s, call_id) if r.id in shown
+            and (caller_side or cameras.camera_id_of(r.participant) is None)]  # fmt: skip
     names = {c: centres.get(s, c).name for c in {r.centre_code for r in rows} if c}
     for r in rows:  # a camera's file: the camera's registered name (removed: its id)
         camera_id = cameras.camera_id_of(r.participant)
