@@ -52,10 +52,13 @@ lock: | $(BIN)/python
 	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -o $(LOCK)
 
 # Every wheel into $(WHEELHOUSE)/: the locked packages (hash-checked, built here when PyPI
-# has no wheel; wheels already there are reused), this project's wheel, the lock, and
-# SHA256SUMS to check the folder after carrying it (sha256sum -c SHA256SUMS).
+# has no wheel; wheels already there are reused: when all are, PyPI is not asked), this
+# project's wheel, the lock, and SHA256SUMS to check the folder after carrying it
+# (sha256sum -c SHA256SUMS).
 wheelhouse: | $(BIN)/python
 	mkdir -p $(WHEELHOUSE)
+	$(BIN)/pip wheel -q --require-hashes -r $(LOCK) --no-index --find-links $(WHEELHOUSE) \
+	  -w $(WHEELHOUSE) 2>/dev/null || \
 	$(BIN)/pip wheel -q --require-hashes -r $(LOCK) --find-links $(WHEELHOUSE) -w $(WHEELHOUSE)
 	rm -rf $(WHEELHOUSE)/pingan_dispatch-*.whl build
 	$(BIN)/pip wheel -q --no-deps -w $(WHEELHOUSE) .
