@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
+from dispatch.clock import SHANGHAI
+
 from .policy import CallerConfig, Policy, PolicyBundle
-from .slots import TZ
 
 PRIORITY = {
     "district_meeting": 0,
@@ -129,7 +130,7 @@ def minute(t: time) -> int:
 
 
 def local(day: date, minute: int) -> datetime:
-    return datetime(day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=TZ)
+    return datetime(day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=SHANGHAI)
 
 
 def _config(bundle: PolicyBundle, code: str, level: str) -> CallerConfig:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 
+from dispatch.clock import SHANGHAI
+
 from .board import Board, Demand
 from .policy import Policy
-from .slots import KIND_LABELS, TZ, PlannedSlot, TownInput
+from .slots import KIND_LABELS, PlannedSlot, TownInput
 
 
 def coverage(policy: Policy, district: str, towns: Sequence[TownInput]) -> list[Demand]:
@@ -78,7 +80,7 @@ def _held_rule(
             (target + timedelta(days=i)).weekday() < 5 for i in range((week_start - target).days)
         )
     dates = [
-        s.start.astimezone(TZ).date()
+        s.start.astimezone(SHANGHAI).date()
         for s in previous
         if s.kind == kind and s.caller == caller and (member is None or member in s.callees)
     ]

@@ -28,8 +28,10 @@ Invariants:
   event bus and the clock through it, never through module state.
 - Every decision about time reads the scheduler's `clock` (dispatch/clock.py): which
   week is this one, what is overdue, when a reminder or a close is due, where a make-up
-  may go. APScheduler's timers run on the real time, so a job due at the clock's moment
-  `t` is given the real time `t - clock.offset`.
+  may go. APScheduler's timers run on the real time, so a reminder or a close due at
+  the clock's moment `t` is given the real time `t - clock.offset`; the weekly cron jobs
+  (Friday's build, Monday's reports) fire by the real time, and a start catches up on
+  any whose time has passed by the clock.
 """
 
 from __future__ import annotations

@@ -13,13 +13,14 @@ import random
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
+from dispatch.clock import SHANGHAI
 from dispatch.errors import InvalidInput
 
 from .board import Board, Demand, Spot, bad_days, make_board, minute, occupy
 from .demands import coverage, patrols, periodic, split_blacked_out
 from .placement import chain, find, fits_at, place, search, unplaced_pairs
 from .policy import Policy, PolicyBundle
-from .slots import DISTRICT_KINDS, EXEMPT_WARNING, TZ, PlannedSlot, RotaResult, TownInput
+from .slots import DISTRICT_KINDS, EXEMPT_WARNING, PlannedSlot, RotaResult, TownInput
 
 
 def _week_days(week_start: date, workdays: Sequence[date]) -> tuple[date, ...]:
@@ -40,7 +41,7 @@ def _previous_spots(
     for s in sorted(previous, key=lambda s: (s.start, s.caller, s.console)):
         if s.hidden or s.kind == "makeup":
             continue
-        local = s.start.astimezone(TZ)
+        local = s.start.astimezone(SHANGHAI)
         key = (s.kind, s.caller, s.callees)
         out.setdefault(key, []).append((local.weekday(), local.hour * 60 + local.minute))
     return out
@@ -81,7 +82,7 @@ def _follow_on(board: Board, slots: list[PlannedSlot]) -> Spot | None:
     if not slots:
         return None
     last = max(slots, key=lambda s: s.end)
-    end = last.end.astimezone(TZ)
+    end = last.end.astimezone(SHANGHAI)
     return board.days.index(end.date()), minute(end.time()), last.console
 
 
@@ -255,7 +256,7 @@ def _board_from(
     board = make_board(days, bundle, [(code, _caller_level(code, slots)) for code in codes])
     index = {day: d for d, day in enumerate(days)}
     for s in slots:
-        start, end = s.start.astimezone(TZ), s.end.astimezone(TZ)
+        start, end = s.start.astimezone(SHANGHAI), s.end.astimezone(SHANGHAI)
         d = index.get(start.date())
         if d is not None:
             occupy(
@@ -276,7 +277,7 @@ def place_makeup(
     same week, at/after `not_before`, in the reserve if it fits there, else anywhere free;
     every hard constraint holds against `result_slots`. None when nothing fits."""
     days = tuple(sorted(set(workdays)))
-    nb = not_before.astimezone(TZ)
+    nb = not_before.astimezone(SHANGHAI)
     later = [d for d, day in enumerate(days) if day >= nb.date()]
     if not later:
         return None

@@ -1,19 +1,14 @@
 """What a weekly rota is made of: the kinds of call, a planned slot, a pair that found no
 slot, and one week's result (`schedules.rota` builds them).
 
-Time model: every time of the rota is Shanghai wall time (`TZ`); a slot is the half-open
-interval [start, end) on one working day, its ends timezone-aware.
+Time model: every time of the rota is Shanghai wall time (dispatch.clock's `SHANGHAI`); a
+slot is the half-open interval [start, end) on one working day, its ends timezone-aware.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-
-from dispatch.clock import SHANGHAI
-
-TZ = SHANGHAI  # every time of the rota is Shanghai wall time
-
 
 KINDS = (
     "district_meeting",
