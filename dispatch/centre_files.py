@@ -611,9 +611,9 @@ def _moved_roots(moved: dict[str, str]) -> list[str]:
 
 def _load_below(session: Session, old_paths: list[str]) -> list[Centre]:
     out: list[Centre] = []
-    for i in range(0, len(old_paths), RANGES_PER_QUERY):
+    for batch in in_batches(old_paths, RANGES_PER_QUERY):
         conds: list[ColumnElement[bool]] = []
-        for path in old_paths[i : i + RANGES_PER_QUERY]:
+        for path in batch:
             low, high = below_range(path)
             conds.append(and_(col(Centre.path) > low, col(Centre.path) < high))
         out += session.exec(select(Centre).where(or_(*conds)))
