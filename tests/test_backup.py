@@ -19,12 +19,12 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from sqlmodel import Session, select
 
 from dispatch import accounts, backup, demo
+from dispatch.clock import SHANGHAI
 from dispatch.db import Database
 from dispatch.events import EventBus
 from dispatch.settings import Settings
 from logs import first_run
 from schedules import backup_job, jobs
-from schedules.plans import SHANGHAI
 from web.app import create_app
 from web.appkeys import DB, SCHEDULER
 from web.cli import main

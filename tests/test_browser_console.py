@@ -16,9 +16,9 @@ from aiohttp import ClientSession
 from village_clients import join
 
 from dispatch import calls, centres
+from dispatch.clock import SHANGHAI
 from dispatch.db import Database
 from dispatch.settings import Settings
-from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 from web.app import create_app
 from web.appkeys import SWITCHBOARD

@@ -10,8 +10,8 @@ from pathlib import Path
 import openpyxl
 import pytest
 
+from dispatch.clock import SHANGHAI
 from dispatch.settings import Settings
-from schedules.plans import SHANGHAI
 from web.app import create_app
 
 from browser import chromium, log_in

@@ -18,8 +18,8 @@ from aiohttp import ClientSession
 from playwright.async_api import Page
 
 from dispatch import demo
+from dispatch.clock import SHANGHAI
 from dispatch.settings import Settings
-from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 from web.app import create_app
 

@@ -15,6 +15,7 @@ import pytest
 from sqlmodel import col, delete, select
 
 from dispatch import accounts, calls, centres
+from dispatch.clock import SHANGHAI
 from dispatch.db import Database
 from dispatch.errors import InvalidInput, NotAuthorised
 from dispatch.events import EventBus
@@ -22,7 +23,7 @@ from dispatch.settings import Settings
 from dispatch.switchboard import Switchboard
 from logs import coverage, issues, seal
 from schedules import planner, plans, workdays
-from schedules.plans import SHANGHAI, RotaSlot, RotaSlotCallee
+from schedules.plans import RotaSlot, RotaSlotCallee
 from schedules.workdays import IsoWeek
 from web.schema import open_database
 

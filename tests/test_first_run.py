@@ -15,6 +15,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from dispatch.calls import Call
+from dispatch.clock import SHANGHAI
 from dispatch.demo import DEMO_DISTRICT_CODE
 from dispatch.settings import Settings
 from logs import archive, first_run, periods, seal
@@ -22,7 +23,6 @@ from logs.bulletin import bulletin
 from logs.journal import JournalEntry
 from logs.report_jobs import due_periods
 from schedules import plans
-from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 from web.cli import main
 from web.reports import figures

@@ -18,6 +18,7 @@ from sqlmodel import col, select
 from dispatch import calls
 from dispatch.calls import AttendanceRow, Call, Invitation
 from dispatch.centres import Centre
+from dispatch.clock import SHANGHAI
 from dispatch.db import Database
 from dispatch.demo import DEMO_DISTRICT_CODE
 from dispatch.errors import InvalidInput
@@ -26,7 +27,7 @@ from logs import issues
 from logs.history import HistorySummary, generate_history
 from logs.journal import load_journal
 from schedules import plans
-from schedules.plans import SHANGHAI, RotaSlot, RotaSlotCallee, RotaWeek
+from schedules.plans import RotaSlot, RotaSlotCallee, RotaWeek
 from schedules.workdays import IsoWeek
 from web.schema import open_database
 

@@ -121,7 +121,7 @@ async def test_cli_verify_catches_an_edited_sealed_journal(
     db = open_database(demo_settings.db_url)
     with db.session() as s:
         created = calls.get_call(s, ids[0]).created_at
-    from schedules.plans import SHANGHAI
+    from dispatch.clock import SHANGHAI
     from schedules.workdays import IsoWeek
 
     week = str(IsoWeek.containing(created.astimezone(SHANGHAI).date()))

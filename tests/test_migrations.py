@@ -19,9 +19,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from dispatch import demo, migrations
+from dispatch.clock import SHANGHAI
 from dispatch.db import Database
 from logs import first_run, seal
-from schedules.plans import SHANGHAI
 from web.cli import main
 from web.schema import open_database
 

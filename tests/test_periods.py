@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 
 from dispatch import accounts, centres
 from dispatch.centres import Centre, CentreClass, Level
+from dispatch.clock import SHANGHAI
 from dispatch.db import Database
 from dispatch.errors import InvalidInput, NotAuthorised
 from logs import coverage, periods
@@ -27,7 +28,6 @@ from logs.history import generate_history
 from logs.issues import ESCALATED, OPEN, REOPENED, RESOLVED_ACTION, Issue, IssueChange
 from logs.periods import Period, parse_half, parse_month, parse_quarter
 from schedules import workdays
-from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 from web.schema import open_database
 

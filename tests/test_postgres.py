@@ -89,8 +89,8 @@ async def test_scope_on_postgres(aiohttp_client, pg: Database, tmp_path: Path) -
 def test_a_rota_week_on_postgres(pg: Database) -> None:
     from datetime import datetime
 
+    from dispatch.clock import SHANGHAI
     from schedules import planner, plans
-    from schedules.plans import SHANGHAI
     from schedules.workdays import IsoWeek
 
     week = IsoWeek(2026, 41)

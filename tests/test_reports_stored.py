@@ -16,11 +16,11 @@ import pypdf
 import pytest
 from aiohttp.test_utils import TestClient
 
+from dispatch.clock import SHANGHAI
 from dispatch.db import Database
 from dispatch.settings import Settings
 from logs import archive, periods
 from schedules import planner
-from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 
 from conftest import Cast, bearer, make_token

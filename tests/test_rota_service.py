@@ -13,9 +13,9 @@ from aiohttp.test_utils import TestClient
 from sqlmodel import Session
 
 from dispatch import centres
+from dispatch.clock import SHANGHAI
 from dispatch.settings import Settings
 from schedules import planner, plans, policy, workdays
-from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 from web.cli import main
 from web.rota import feed_token

@@ -12,11 +12,11 @@ from datetime import UTC, date, datetime
 from aiohttp.test_utils import TestClient
 
 from dispatch import centres
+from dispatch.clock import SHANGHAI
 from dispatch.db import Database
 from dispatch.settings import Settings
 from logs import coverage, periods
 from schedules import planner, plans, workdays
-from schedules.plans import SHANGHAI
 from schedules.workdays import IsoWeek
 from web.cli import main
 
