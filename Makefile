@@ -75,14 +75,17 @@ serve: $(VENV)/.installed
 # Two passes: the self-contained CPU-bound files (marker `parallel`, listed in
 # tests/conftest.py) on two workers, then every other test alone, so media and browser
 # tests never share the two cores with another test.
+# mypy reads its settings (which packages, how strict) from pyproject.toml.
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	export DISPATCH_TEST_PG_URL="$${DISPATCH_TEST_PG_URL:-$$(bash .ci/postgres.sh)}"; \
 	$(BIN)/python -m pytest -m parallel -n 2 --dist loadfile --durations=15 && \
 	$(BIN)/python -m pytest -m "not parallel" --durations=15
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: $(VENV)/.installed-test
 	for b in tests/bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -107,7 +107,7 @@ def video_encoder(codec_name: str, width: int, height: int) -> av.VideoCodecCont
     assert isinstance(encoder, av.VideoCodecContext)
     encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
     encoder.time_base = Fraction(1, VIDEO_CLOCK)
-    encoder.framerate = 15
+    encoder.framerate = Fraction(15)
     encoder.bit_rate = 600_000
     encoder.options = options
     return encoder

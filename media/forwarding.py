@@ -43,6 +43,8 @@ from collections.abc import Callable
 
 from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
+from av import Packet
+from av.frame import Frame
 
 from media.codecs import VIDEO_CLOCK, black_keyframe, is_keyframe
 from media.linkrate import PAUSED, TOP, LinkGovernor, LossWindow
@@ -331,7 +333,7 @@ class Slot(MediaStreamTrack):
         elif self.kind == "video":
             self._go_black()
 
-    async def recv(self) -> Packetised:
+    async def recv(self) -> Frame | Packet:
         """Parks the sender's own RTP task until the slot stops: frames go by ``push``."""
         await self._stopped.wait()
         raise MediaStreamError

@@ -26,7 +26,10 @@ class WindowRate:
     def __init__(self, window_size: int, scale: int = 8000) -> None:
         self._window_size = window_size
         self._scale = scale
-        self.reset()
+        self._entries: deque[tuple[int, int]] = deque()
+        self._origin_ms: int | None = None
+        self._count = 0
+        self._value = 0
 
     def add(self, value: int, now_ms: int) -> None:
         if self._origin_ms is None:
@@ -46,8 +49,8 @@ class WindowRate:
         return None
 
     def reset(self) -> None:
-        self._entries: deque[tuple[int, int]] = deque()
-        self._origin_ms: int | None = None
+        self._entries = deque()
+        self._origin_ms = None
         self._count = 0
         self._value = 0
 

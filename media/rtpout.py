@@ -132,6 +132,7 @@ class RtpOut:
 
     def _configure(self, parameters: RTCRtpSendParameters) -> None:
         codec = parameters.codecs[0]
+        assert codec.payloadType is not None  # aiortc numbers every negotiated codec
         self._pt = codec.payloadType
         for other in parameters.codecs:
             if other.mimeType.lower().endswith("/rtx") and (

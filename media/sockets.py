@@ -37,7 +37,8 @@ from media.patching import replace_method
 DRAIN = 64  # datagrams read per readiness event at most: bounds one callback's work
 RECEIVE_BUFFER = 1 << 20  # bytes of receive buffer asked for each ICE socket
 
-_Transport: Any = asyncio.selector_events._SelectorDatagramTransport
+# A private stdlib class (no stub names it): the one whose _read_ready is replaced.
+_Transport: Any = asyncio.selector_events._SelectorDatagramTransport  # type: ignore[attr-defined]
 # sha256 prefixes of the stdlib bodies this replacement was checked against (3.11).
 _KNOWN = frozenset({"a94e5a17"})
 
