@@ -195,6 +195,14 @@ class Conference:
         if person is not None and person.joined and not self._pages.get((call_id, centre)):
             self._spawn(self.leave(call_id, centre, reason="page closed (event socket closed)"))
 
+    def prime(self, call_id: int, centre: str) -> None:
+        """`centre` is answering the ring: its media room asks the publishers it will see
+        for a key frame now, so its first picture is waiting when its connection is up
+        (media.room.Room.prime). Nothing before the operator's room exists."""
+        live = self._live.get(call_id)
+        if live is not None:
+            live.room.prime(centre)
+
     async def give_floor(self, call_id: int, centre: str | None) -> calls.Attendance:
         live = self._require(call_id)
         if centre is not None and centre not in live.people:

@@ -339,6 +339,14 @@ class RemoteRoom:
             if worker.alive:
                 self._spawn(worker.request("floor", self.room_id, participant))
 
+    def prime(self, participant: str) -> None:
+        """See ``Room.prime``: every part asks the publishers it carries or pipes in."""
+        if self._closed:
+            return
+        for worker in self._parts:
+            if worker.alive:
+                self._spawn(worker.request("prime", self.room_id, participant))
+
     async def leave(self, participant: str) -> None:
         worker = self._where.pop(participant, None)
         if worker is not None and worker.alive:

@@ -453,6 +453,20 @@ class Room:
         logger.info("room %s peer %s: given the floor", self.room_id, participant)
         self._reroute()
 
+    def prime(self, participant: str) -> None:
+        """``participant`` is about to join (its centre accepted the call): ask the
+        publishers it will see — the operator, and whoever holds the floor — for a key
+        frame now. One arrives while its connection comes up and the feed keeps it
+        (``Feed.gop``), so its first picture does not wait for a request made at join
+        (a publisher takes ~0.1 s to answer one). Rate-limited like every request."""
+        if self._closed:
+            return
+        for name in (self._operator, self._floor):
+            source = self._source(name) if name != participant else None
+            feed = source.feed("video") if source is not None else None
+            if feed is not None:
+                feed.request_keyframe()
+
     async def record(self, directory: str | None, *, min_free_bytes: int = 0) -> None:
         """Record each local publisher's connection, and each camera this part pulls
         (a file per time it is live, video only), into a file in ``directory``

@@ -11,6 +11,7 @@ Main → worker (``op``, then its fields; ``n`` numbers a request):
     ("span", n, room_id, video_codec, {worker_index: pipe_socket_path})  # a room's parts
     ("join", n, room_id, video_codec, participant, offer_sdp, operator, passive_dtls)
     ("floor", n, room_id, participant | None)
+    ("prime", n, room_id, participant)   # it accepted: ask its sources for key frames
     ("camera", n, room_id, video_codec, participant, rtsp_url, {timeout, retry_max})
     ("uncamera", n, room_id, participant)
     ("leave", n, room_id, participant)

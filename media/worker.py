@@ -79,6 +79,9 @@ class Worker:
         elif op == "floor":
             _, n, room_id, participant = message
             self._run(n, room_id, lambda room: room.give_floor(participant))
+        elif op == "prime":  # a centre accepted: key frames on their way before it joins
+            _, n, room_id, participant = message
+            self._run(n, room_id, lambda room: room.prime(participant))
         elif op == "camera":  # media.camera: an RTSP source entering the room
             _, n, room_id, video_codec, participant, url, options = message
             self._room(room_id, video_codec)

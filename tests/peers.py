@@ -411,6 +411,20 @@ class PrecodedSilence(MediaStreamTrack):
         return packet
 
 
+def count_key_frame_requests(client: Client, index: int = 0) -> list[float]:
+    """Times at which the publisher's sender ``index`` was asked for a key frame."""
+    asked: list[float] = []
+    sender = client.pc.getTransceivers()[index].sender
+    send_keyframe = sender._send_keyframe
+
+    def counting() -> None:
+        asked.append(time.monotonic())
+        send_keyframe()
+
+    sender._send_keyframe = counting  # type: ignore[method-assign]
+    return asked
+
+
 # --- waiting on media ----------------------------------------------------------------------
 
 

@@ -3,12 +3,14 @@ worker that dies fails its participants over to a fresh placement."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
+from media.forwarding import KEYFRAME_RETRY
 from media.pool import WORKER_STOPPED, RemoteRoom, WorkerPool
 from media.room import (
     FrameSampled,
@@ -20,7 +22,15 @@ from media.room import (
     TrackStarted,
 )
 
-from peers import LOOPBACK, Client, colour_of, eventually, on_loopback, sees
+from peers import (
+    LOOPBACK,
+    Client,
+    colour_of,
+    count_key_frame_requests,
+    eventually,
+    on_loopback,
+    sees,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -95,6 +105,20 @@ async def test_a_room_in_a_worker_routes_reports_and_samples_as_in_process(
     await eventually(lambda: room.participants == ("op", "p1"))
     await room.close()
     assert room.participants == ()
+
+
+async def test_a_centre_that_accepts_primes_key_frames_through_the_worker(
+    pool: WorkerPool, clients: Callable[[str, str], Client]
+) -> None:
+    room = pool.room("call-prime", on_event=lambda e: None)
+    op, p1, _ = await meeting(room, clients)
+    await eventually(sees(p1, 0, "blue"))
+    asked = count_key_frame_requests(op)
+    await asyncio.sleep(KEYFRAME_RETRY)  # nothing outstanding: a new request goes out
+    before = len(asked)
+    room.prime("p3")  # p3 answers the ring: the worker asks the operator's camera
+    await eventually(lambda: len(asked) > before)
+    await room.close()
 
 
 async def test_rooms_go_to_the_least_loaded_worker(

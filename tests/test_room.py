@@ -59,6 +59,7 @@ from peers import (
     PatternTrack,
     PrecodedVideo,
     colour_of,
+    count_key_frame_requests,
     eventually,
     on_loopback,
     sees,
@@ -553,15 +554,7 @@ async def test_a_viewers_picture_loss_reaches_the_publisher_collapsed(
     op, p1 = clients("op", "blue"), clients("p1", "red")
     op.offer_as_operator(slots=1)
     p1.offer_as_participant()
-    asked: list[float] = []
-    camera = p1.pc.getTransceivers()[0].sender
-    send_keyframe = camera._send_keyframe
-
-    def counting() -> None:
-        asked.append(time.monotonic())
-        send_keyframe()
-
-    camera._send_keyframe = counting  # type: ignore[method-assign]
+    asked = count_key_frame_requests(p1)
     await op.join(room, operator=True)
     await p1.join(room)
     await eventually(sees(op, 0, "red"))
@@ -574,6 +567,37 @@ async def test_a_viewers_picture_loss_reaches_the_publisher_collapsed(
     await eventually(lambda: len(asked) > before)
     await asyncio.sleep(0.5)
     assert 1 <= len(asked) - before <= 3, asked[before:]  # not 20
+
+
+async def test_a_centre_that_accepts_primes_key_frames_from_what_it_will_see(
+    room: Room, clients: ClientFactory
+) -> None:
+    # The operator publishes and p1 holds the floor; p2 answers the ring: before p2
+    # joins, the operator's and the floor holder's cameras are asked for a key frame.
+    op, p1 = clients("op", "blue"), clients("p1", "red")
+    op.offer_as_operator(slots=2)
+    p1.offer_as_participant()
+    asked_op, asked_p1 = count_key_frame_requests(op), count_key_frame_requests(p1)
+    await op.join(room, operator=True)
+    await p1.join(room)
+    room.give_floor("p1")
+    await eventually(sees(op, 0, "red"))
+    await asyncio.sleep(KEYFRAME_RETRY)  # nothing outstanding: a new request goes out
+    before_op, before_p1 = len(asked_op), len(asked_p1)
+    room.prime("p2")
+    await eventually(lambda: len(asked_op) > before_op and len(asked_p1) > before_p1)
+    # The floor holder itself answering again asks only the operator.
+    await asyncio.sleep(KEYFRAME_RETRY)
+    before_op, before_p1 = len(asked_op), len(asked_p1)
+    room.prime("p1")
+    await eventually(lambda: len(asked_op) > before_op)
+    await asyncio.sleep(0.5)
+    assert len(asked_p1) == before_p1
+    p2 = clients("p2", "green")
+    p2.offer_as_participant()
+    await p2.join(room)
+    await eventually(sees(p2, 0, "blue"))
+    await eventually(sees(p2, 1, "red"))
 
 
 async def test_a_publisher_in_another_codec_is_transcoded_once_at_ingest(

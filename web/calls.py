@@ -118,6 +118,8 @@ async def answer(request: web.Request) -> web.Response:
     call_id = _call_id(request)
     centre = _participant(request, call_id)
     accept = request.match_info["verb"] == "accept"
+    if accept:  # first: the key frame is on its way while the answer is written
+        request.app[CONFERENCE].prime(call_id, centre)
     recorded = await request.app[SWITCHBOARD].answer(call_id, centre, accept=accept)
     return web.json_response({"events": [e.as_dict() for e in recorded]})
 
