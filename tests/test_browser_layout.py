@@ -121,8 +121,8 @@ async def pages_of(base: str, settings: Settings, cast: Cast) -> dict[str, list[
     operator = [*common, "/console", f"/journals/{call}", f"/calls/{call}",
                 f"/centers/{cast.town_a}", f"/reports/half-year?half={half}"]  # fmt: skip
     return {
-        "admin": [*common, "/admin/policy", f"/reports/half-year?half={half}"],
-        cast.district: operator,
+        "admin": [*common, "/admin/policy", f"/reports/half-year?half={half}", "/cameras"],
+        cast.district: [*operator, "/cameras"],
         cast.town_a: [*operator, f"/reports/quarterly?quarter={quarter}&town={cast.town_a}",
                       f"/rota?week={week}&caller={cast.town_a}"],
         cast.village_a1: [*common],
