@@ -237,13 +237,16 @@ def open_tun(name: str) -> int:
     return fd
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run a system tool (ip, sh) with /usr/sbin and /sbin on the PATH; never raises on
+    its exit status."""
     return subprocess.run(args, capture_output=True, text=True, timeout=30, check=False,
                           env={**os.environ, "PATH": SEARCH})  # fmt: skip
 
 
-def _must(*args: str) -> str:
-    done = _run(*args)
+def must(*args: str) -> str:
+    """`run_tool`, raising Unavailable with the tool's message if it fails."""
+    done = run_tool(*args)
     if done.returncode != 0:
         raise Unavailable(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")
     return done.stdout
@@ -324,13 +327,14 @@ class TunLink:
         return out
 
 
-def _free_third() -> int:
-    used = _run(IP or "ip", "-4", "-o", "addr", "show").stdout
+def free_third(second: int) -> int:
+    """A random x with no address of this machine in 10.`second`.x.0/24."""
+    used = run_tool(IP or "ip", "-4", "-o", "addr", "show").stdout
     for _ in range(100):
         third = secrets.randbelow(256)
-        if f" 10.232.{third}." not in used:
+        if f" 10.{second}.{third}." not in used:
             return third
-    raise Unavailable("no free 10.232.x.0/30 on this machine")
+    raise Unavailable(f"no free 10.{second}.x.0/30 on this machine")
 
 
 @contextmanager
@@ -346,11 +350,11 @@ def tun_namespace(name: str, *, realtime: bool = True) -> Iterator[TunLink]:
     if IP is None:
         raise Unavailable("needs ip (Debian's iproute2: `make system-deps`)")
     tag = secrets.token_hex(3)
-    third = _free_third()
+    third = free_third(232)
     netns = f"pa-{name}-{os.getpid()}-{tag}"
     host, peer = f"pta{tag}", f"ptb{tag}"
     host_addr, peer_addr = f"10.232.{third}.1", f"10.232.{third}.2"
-    created = _run(IP, "netns", "add", netns)
+    created = run_tool(IP, "netns", "add", netns)
     if created.returncode != 0:
         raise Unavailable(f"cannot create a network namespace (needs root or CAP_NET_ADMIN):"
                           f" {created.stderr.strip()}")  # fmt: skip
@@ -362,17 +366,17 @@ def tun_namespace(name: str, *, realtime: bool = True) -> Iterator[TunLink]:
         # No IPv6 on either end: nothing but the test's traffic crosses the link, and a
         # link-local address appearing after the link is up makes Chromium abort what it
         # is loading (net::ERR_NETWORK_CHANGED).
-        _must(IP, "netns", "exec", netns, "sh", "-c",
-              "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && "
-              "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6")  # fmt: skip
-        _must("sh", "-c", f"echo 1 > /proc/sys/net/ipv6/conf/{host}/disable_ipv6")
-        _must(IP, "link", "set", peer, "netns", netns)
-        _must(IP, "addr", "add", host_addr, "peer", peer_addr, "dev", host)
-        _must(IP, "link", "set", host, "up")
-        _must(IP, "-n", netns, "addr", "add", peer_addr, "peer", host_addr, "dev", peer)
-        _must(IP, "-n", netns, "link", "set", peer, "up")
-        _must(IP, "-n", netns, "link", "set", "lo", "up")
-        _must(IP, "-n", netns, "route", "add", "default", "dev", peer)
+        must(IP, "netns", "exec", netns, "sh", "-c",
+             "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && "
+             "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6")  # fmt: skip
+        must("sh", "-c", f"echo 1 > /proc/sys/net/ipv6/conf/{host}/disable_ipv6")
+        must(IP, "link", "set", peer, "netns", netns)
+        must(IP, "addr", "add", host_addr, "peer", peer_addr, "dev", host)
+        must(IP, "link", "set", host, "up")
+        must(IP, "-n", netns, "addr", "add", peer_addr, "peer", host_addr, "dev", peer)
+        must(IP, "-n", netns, "link", "set", peer, "up")
+        must(IP, "-n", netns, "link", "set", "lo", "up")
+        must(IP, "-n", netns, "route", "add", "default", "dev", peer)
         forwarder = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), str(fds[0]), str(fds[1]),
              "fifo" if realtime else "normal"],
@@ -398,7 +402,7 @@ def tun_namespace(name: str, *, realtime: bool = True) -> Iterator[TunLink]:
                 forwarder.kill()
                 forwarder.wait()
             forwarder.stdout.close()
-        _run(IP, "netns", "del", netns)
+        run_tool(IP, "netns", "del", netns)
 
 
 def main(argv: list[str]) -> None:

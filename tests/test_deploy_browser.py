@@ -42,7 +42,8 @@ from deploy_daemons import (
     running,
     until_listening,
 )
-from netns_pair import IP, SEARCH, Pair, veth_namespace
+from linkemu import SEARCH
+from netns_pair import IP, Pair, veth_namespace
 from playwright.async_api import Error as PlaywrightError
 
 from dispatch.settings import Settings
