@@ -54,6 +54,7 @@ from .call_cameras import CallCameras, open_call
 from .call_recording import CallRecording
 from .cameras import camera_id_of
 from .errors import Conflict, InvalidInput, NotAuthorised
+from .events import Event
 from .switchboard import Switchboard
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,14 @@ RoomFactory = Callable[..., Room | RemoteRoom]
 # costs as much as ~30-100 VP8 decodes), and who sits in the room changes slowly;
 # live / black / frozen are judged on every sample.
 FACES_EVERY = 5
+
+# While a centre of a call is being rung, the call's room asks the publishers it will
+# see for a key frame this often, and their feeds keep the frames since
+# (media.forwarding.GOP_SECONDS, a little longer): whenever the centre answers, its
+# first picture is already there when its connection comes up, instead of a request
+# made at the answer (~0.2 s for a publisher to answer it). Costs a key frame a second
+# from the operator and the floor holder while anyone rings, nothing after.
+RINGING_KEYFRAME_EVERY = 1.0
 
 
 def _checker() -> FrameChecker:
@@ -120,6 +129,9 @@ class Conference:
         self._pages: dict[tuple[int, str], int] = {}  # open call event sockets per centre
         self._paged: set[tuple[int, str]] = set()  # centres that opened one in this call
         self._tasks: set[asyncio.Task[object]] = set()
+        self._ringing: dict[int, set[str]] = {}  # centres being rung, per call
+        self._refresh: asyncio.Handle | None = None
+        self._unsubscribe = board.bus.subscribe(self._on_call_event)
         self.recording = CallRecording(board, data_dir)
         self.cameras = CallCameras(board, self._save_snapshot, self._camera_room)
         configure_host_addresses(ice)
@@ -203,6 +215,36 @@ class Conference:
         if live is not None:
             live.room.prime(centre)
 
+    def _on_call_event(self, event: Event) -> None:
+        """Keeps `_ringing` from the rings and their answers (a call's end answers every
+        ring still ringing as not answered)."""
+        if not isinstance(event, calls.Attendance) or event.centre is None:
+            return
+        if event.kind == calls.RANG:
+            self._ringing.setdefault(event.call_id, set()).add(event.centre)
+            if self._refresh is None:
+                self._refresh = asyncio.get_running_loop().call_soon(self._refresh_ringing)
+        elif event.kind in (calls.ANSWERED, calls.DECLINED, calls.NOT_ANSWERED):
+            rung = self._ringing.get(event.call_id)
+            if rung is not None:
+                rung.discard(event.centre)
+                if not rung:
+                    del self._ringing[event.call_id]
+
+    def _refresh_ringing(self) -> None:
+        """Every RINGING_KEYFRAME_EVERY while any centre rings: prime each such call's
+        room for one of its rung centres (the sources are the same for all of them)."""
+        self._refresh = None
+        if not self._ringing:
+            return
+        for call_id, rung in self._ringing.items():
+            live = self._live.get(call_id)
+            if live is not None:
+                live.room.prime(next(iter(rung)))
+        self._refresh = asyncio.get_running_loop().call_later(
+            RINGING_KEYFRAME_EVERY, self._refresh_ringing
+        )
+
     async def give_floor(self, call_id: int, centre: str | None) -> calls.Attendance:
         live = self._require(call_id)
         if centre is not None and centre not in live.people:
@@ -222,6 +264,7 @@ class Conference:
 
     async def end(self, call_id: int, reason: str) -> None:
         live = self._live.pop(call_id, None)
+        self._ringing.pop(call_id, None)
         if live is not None:
             for person in live.people.values():
                 if person.gone is not None:
@@ -235,6 +278,10 @@ class Conference:
         await self.board.end(call_id, reason)
 
     async def close(self) -> None:
+        self._unsubscribe()
+        if self._refresh is not None:
+            self._refresh.cancel()
+            self._refresh = None
         for live in list(self._live.values()):
             await live.room.close()
         self._live.clear()

@@ -59,7 +59,12 @@ IDLE_FRAME_INTERVAL = 1.0  # seconds between black frames of a video slot withou
 AUDIO_STEP = 960  # one 20 ms Opus packet at 48 kHz
 LAYERED_WITHIN = 30  # frames: a feed with no upper layer in this many has no layers
 SILENT_REPORT = 1.0  # seconds without a report after which a paused viewer's link counts clean
-GOP_FRAMES = 8  # frames since a key frame a feed keeps for viewers that start late
+# A feed keeps its last key frame and the frames since for viewers that start late,
+# while they span at most GOP_SECONDS and GOP_FRAMES: a little more than the interval at
+# which a room refreshes its key frames while a centre is being rung
+# (dispatch.conference.RINGING_KEYFRAME_EVERY), so an answering centre starts at once.
+GOP_FRAMES = 48
+GOP_SECONDS = 1.5
 
 
 class Feed:
@@ -94,10 +99,11 @@ class Feed:
         self._broken = False  # packets were lost: forward nothing until a key frame
         self._upper_at = -LAYERED_WITHIN  # frame count when a layer above 0 last came
         self.frames = 0
-        # The last key frame and every frame forwarded since, while at most GOP_FRAMES
-        # (None: more, or the chain broke): a viewer whose connection came up after
-        # that key frame starts from here instead of waiting for the next one.
+        # The last key frame and every frame forwarded since, within GOP_FRAMES and
+        # GOP_SECONDS of it (None: more, or the chain broke): a viewer whose connection
+        # came up after that key frame starts from here instead of waiting for the next.
         self.gop: list[tuple[Packetised, int]] | None = None
+        self._gop_at = -math.inf  # time.monotonic() of the kept key frame
 
     @property
     def layered(self) -> bool:
@@ -135,16 +141,23 @@ class Feed:
             return
         frame = Packetised(data, self._restamp(timestamp, clock), codec)
         if self.kind == "video":
-            if key:
-                self.gop = [(frame, tid)]
-            elif self.gop is not None and len(self.gop) < GOP_FRAMES:
-                self.gop.append((frame, tid))
-            else:
-                self.gop = None
+            self._keep(frame, key, tid)
         now = time.time()
         ntp = ntp_now(now)
         for slot in tuple(self._slots):
             slot.push(self, frame, key, tid, ntp, now)
+
+    def _keep(self, frame: Packetised, key: bool, tid: int) -> None:
+        if key:
+            self.gop, self._gop_at = [(frame, tid)], time.monotonic()
+        elif (
+            self.gop is not None
+            and len(self.gop) < GOP_FRAMES
+            and time.monotonic() - self._gop_at <= GOP_SECONDS
+        ):
+            self.gop.append((frame, tid))
+        else:
+            self.gop = None
 
     def request_keyframe(self) -> None:
         if self.kind != "video" or self.ended:
@@ -314,16 +327,26 @@ class Slot(MediaStreamTrack):
             self._feed.request_keyframe()
 
     def _catch_up(self, ntp: int, now: float) -> bool:
-        """Send the feed's kept key frame and the frames since (the last being the
-        newest), within this viewer's layers. False: nothing kept, or not connected."""
-        gop = self._feed.gop if self._feed is not None else None
-        if not gop:
+        """Send the feed's kept key frame and the frames since at once. From a layered
+        feed only its layer-0 frames go (they reference nothing else: a quarter of the
+        burst), and upper layers start again at the next live layer-0 frame. The burst
+        is stamped one tick apart, ending at the last one's own time: a decoder shows
+        its last picture now instead of playing them out behind live (which would add
+        their age to every later frame's delay). False: nothing kept, or not connected."""
+        feed = self._feed
+        if feed is None or not feed.gop:
             return False
-        cap = self._cap
-        for frame, tid in gop:
-            if tid <= cap and not self._send(frame, self._stamp(frame.pts), ntp, now):
+        top = min(self._cap, 0) if feed.layered else self._cap
+        burst = [frame for frame, tid in feed.gop if tid <= top]
+        if not burst:  # a paused viewer
+            return False
+        end = burst[-1].pts
+        for index, frame in enumerate(burst):
+            stamp = self._stamp(end - (len(burst) - 1 - index))
+            if not self._send(frame, stamp, ntp, now):
                 return False
         self._need_key = False
+        self._cap = min(self._cap, top)
         return True
 
     def keyframe_wanted(self) -> None:

@@ -20,7 +20,7 @@ from web.appkeys import CONFERENCE
 from web.schema import open_database
 
 from conftest import Cast, bearer, make_token
-from peers import Client, FaceTrack
+from peers import Client, FaceTrack, count_key_frame_requests
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -118,6 +118,46 @@ async def test_a_meeting_with_two_villages(
     finally:
         for peer in peers:
             await peer.close()
+
+
+async def test_while_a_centre_rings_key_frames_keep_coming_and_stop_once_answered(
+    aiohttp_client: Any, media_settings: Settings, cast: Cast
+) -> None:
+    # dispatch.conference.RINGING_KEYFRAME_EVERY: the operator's camera is asked for a
+    # key frame every second while a village rings, so the answer finds a fresh one
+    # kept; once every ring is answered the requests stop.
+    client: TestClient = await aiohttp_client(create_app(media_settings))
+    town = bearer(make_token(media_settings, cast.town_a))
+    resp = await client.post("/api/v1/calls", headers=town, json={
+        "callees": [cast.village_a1, cast.village_a2], "kind": "meeting"})  # fmt: skip
+    launched = await resp.json()
+    call_id = launched["call"]["id"]
+    token = {i["centre"]: bearer(i["join_token"]) for i in launched["invites"]}
+    operator = Client("op", "blue")
+    village = Client(cast.village_a1, None)
+    try:
+        operator.offer_as_operator(slots=2)
+        asked = count_key_frame_requests(operator)
+        await join(client, operator, call_id, town)
+        await eventually(lambda: len(asked) >= 1)
+        start = len(asked)
+        await asyncio.sleep(3.2)
+        assert len(asked) - start >= 2, asked  # both villages still ring
+
+        assert (await client.post(f"/api/v1/calls/{call_id}/decline",
+                                  headers=token[cast.village_a2])).status == 200  # fmt: skip
+        assert (await client.post(f"/api/v1/calls/{call_id}/accept",
+                                  headers=token[cast.village_a1])).status == 200  # fmt: skip
+        village.offer_as_participant(FaceTrack())
+        await join(client, village, call_id, token[cast.village_a1])
+        await eventually(lambda: village.video and len(village.video[0]) > 10)
+        await asyncio.sleep(1.5)  # the join's own request, if any, has been answered
+        settled = len(asked)
+        await asyncio.sleep(3.2)
+        assert len(asked) == settled, asked  # nobody rings: no more key frames asked
+    finally:
+        await village.close()
+        await operator.close()
 
 
 async def test_bad_offers_and_foreign_tokens(

@@ -510,6 +510,7 @@ async def test_a_viewer_that_connects_after_the_key_frame_starts_from_the_frames
     # p1's camera sends one key frame, then inter frames only, and ignores every key
     # frame request: the operator, joining later, can only start from what the feed kept.
     monkeypatch.setattr(media.forwarding, "GOP_FRAMES", 1000)
+    monkeypatch.setattr(media.forwarding, "GOP_SECONDS", 1000.0)
     p1 = clients("p1", None)
     p1.offer_as_participant(camera=OneKeyVideo("red", fps=15))
     await p1.join(room)
@@ -517,10 +518,18 @@ async def test_a_viewer_that_connects_after_the_key_frame_starts_from_the_frames
     await eventually(lambda: (f := feed()) is not None and f.gop is not None and len(f.gop) > 5)
     op = clients("op", "blue")
     op.offer_as_operator(slots=1)
+    stamps = record_rtp_timestamps(op, 2)  # camera, mic, then slot 0's video
     await op.join(room, operator=True)
     await eventually(sees(op, 0, "red"))
     gop = feed().gop
     assert gop is not None and is_keyframe("VP8", gop[0][0].data)  # still the one key frame
+    # The kept frames went at once, stamped one tick apart (shown now, not played out
+    # behind live); the live frames after them keep the camera's spacing (9000 ticks).
+    frames = sorted(set(stamps), key=stamps.index)
+    steps = [(b - a) % 2**32 for a, b in itertools.pairwise(frames)]
+    burst = steps.index(next(step for step in steps if step > 1))
+    assert burst >= 5, steps[:20]
+    assert all(step < 2**31 for step in steps), "an RTP timestamp stepped back"
 
 
 async def test_a_floor_change_brings_a_key_frame_within_a_second_and_timestamps_only_grow(
