@@ -130,7 +130,8 @@ class CallRecording:
                             path=f"{call_id}/{r.name}", kind=r.kind,
                             started_at=recordings.as_utc_from_epoch(r.started_at),
                             ended_at=recordings.as_utc_from_epoch(r.ended_at), size=r.bytes,
-                            seconds=r.seconds, sha256=r.sha256, reason=r.reason)  # fmt: skip
+                            seconds=r.seconds, sha256=r.sha256, reason=r.reason,
+                            at=self.board.clock.now())  # fmt: skip
             self._spawn(call_id, self.board.write(write))
             if r.reason == DISK_FULL and call_id in self._on:
                 self._spawn(call_id, self.stop(call_id, "server", DISK_FULL))
@@ -191,7 +192,7 @@ class CallRecording:
             write = partial(recordings.finished, call_id=call_id, participant=row.participant,
                             path=row.path, kind=row.kind, started_at=row.started_at,
                             ended_at=utcnow(), size=size, seconds=0.0, sha256=sha256,
-                            reason=reason)  # fmt: skip
+                            reason=reason, at=self.board.clock.now())  # fmt: skip
             await self.board.write(write)
             log.warning("call %s: recording %s completed as found (%s)", call_id, row.path,
                         reason)  # fmt: skip

@@ -29,7 +29,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from . import centres
 from .accounts import Scope
-from .clock import utcnow
+from .clock import as_utc, utcnow
 from .errors import Conflict, InvalidInput, NotAuthenticated, NotAuthorised, NotFound
 from .events import Event
 
@@ -162,11 +162,16 @@ class CallRinging(Event):
         return (self.callee,)
 
 
-def record(session: Session, call: Call, kind: str, centre: str | None, **data: Any) -> Attendance:
-    """Append one event row (flushed now, committed with the caller's transaction)."""
+def record(
+    session: Session, call: Call, kind: str, centre: str | None, *, at: datetime | None = None,
+    **data: Any,
+) -> Attendance:  # fmt: skip
+    """Append one event row (flushed now, committed with the caller's transaction), stamped
+    `at` (the switchboard's clock; default: the real time)."""
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown attendance event {kind!r}")
-    row = AttendanceRow(call_id=call.id or 0, centre_code=centre, kind=kind, data=data)
+    row = AttendanceRow(call_id=call.id or 0, centre_code=centre, kind=kind, at=at or utcnow(),
+                        data=data)  # fmt: skip
     session.add(row)
     session.flush()
     return Attendance(call_id=call.id or 0, kind=kind, centre=centre, at=row.at.isoformat(),
@@ -211,8 +216,10 @@ def launch(
     slot_id: int | None,
     answer_deadline_seconds: int,
     min_verified_seconds: int,
+    now: datetime | None = None,
 ) -> Launched:
-    """Create a call from the scope's own centre to centres strictly below it."""
+    """Create a call from the scope's own centre to centres strictly below it, at `now`
+    (the switchboard's clock; default: the real time)."""
     if scope.centre_code is None or scope.role.value not in ("district_operator", "town_operator"):
         raise NotAuthorised("only a district or town operator launches calls")
     if not callees:
@@ -237,18 +244,19 @@ def launch(
     ).first()
     if busy:
         raise Conflict(f"centre {busy} is already in another call")
+    now = now or utcnow()
     call = Call(caller_code=caller.code, operator=scope.username, kind=kind, slot_id=slot_id,
                 answer_deadline_seconds=answer_deadline_seconds,
-                min_verified_seconds=min_verified_seconds)  # fmt: skip
+                min_verified_seconds=min_verified_seconds, created_at=now)  # fmt: skip
     session.add(call)
     session.flush()
     invites, recorded, ringing = [], [], []
     for code in sorted(callees):
-        invite = Invitation(call_id=call.id or 0, centre_code=code)
+        invite = Invitation(call_id=call.id or 0, centre_code=code, rang_at=now)
         session.add(invite)
         invites.append(invite)
-        recorded.append(record(session, call, INVITED, code))
-        recorded.append(record(session, call, RANG, code))
+        recorded.append(record(session, call, INVITED, code, at=now))
+        recorded.append(record(session, call, RANG, code, at=now))
         ringing.append(CallRinging(call.id or 0, caller.code, caller.name, kind, code,
                                    answer_deadline_seconds))  # fmt: skip
     return Launched(call, invites, recorded, ringing)
@@ -261,85 +269,94 @@ def _invitation(session: Session, call: Call, centre: str) -> Invitation:
     return invite
 
 
-def answer(session: Session, call_id: int, centre: str, *, accept: bool) -> list[Attendance]:
-    """The invited centre accepts or declines. Late answers are refused."""
+def answer(
+    session: Session, call_id: int, centre: str, *, accept: bool, now: datetime | None = None
+) -> list[Attendance]:
+    """The invited centre accepts or declines at `now`. Late answers are refused."""
     call = get_call(session, call_id)
     if call.state not in OPEN_STATES:
         raise Conflict(f"call {call_id} has {call.state}")
     invite = _invitation(session, call, centre)
     if invite.state != RANG:
         raise Conflict(f"centre {centre} has already {invite.state.replace('_', ' ')}")
-    now = utcnow()
-    waited = (now - invite.rang_at).total_seconds()
+    now = now or utcnow()
+    waited = (now - as_utc(invite.rang_at)).total_seconds()
     if waited > call.answer_deadline_seconds:
-        return _not_answered(session, call, invite)
-    out = []
+        return _not_answered(session, call, invite, now)
+    out, waited_s = [], round(waited, 1)
     if accept:
         invite.state, invite.answered_at = ANSWERED, now
-        out.append(record(session, call, ANSWERED, centre, seconds_to_answer=round(waited, 1)))
+        out.append(record(session, call, ANSWERED, centre, at=now, seconds_to_answer=waited_s))
         if call.state == RINGING:
             call.state, call.started_at = LIVE, now
             session.add(call)
     else:
         invite.state = DECLINED
-        out.append(record(session, call, DECLINED, centre, seconds_to_answer=round(waited, 1)))
+        out.append(record(session, call, DECLINED, centre, at=now, seconds_to_answer=waited_s))
     session.add(invite)
-    out += _end_if_nobody(session, call)
+    out += _end_if_nobody(session, call, now)
     return out
 
 
-def _not_answered(session: Session, call: Call, invite: Invitation) -> list[Attendance]:
+def _not_answered(
+    session: Session, call: Call, invite: Invitation, now: datetime
+) -> list[Attendance]:
     invite.state = NOT_ANSWERED
     session.add(invite)
-    out = [record(session, call, NOT_ANSWERED, invite.centre_code,
+    out = [record(session, call, NOT_ANSWERED, invite.centre_code, at=now,
                   deadline_seconds=call.answer_deadline_seconds)]  # fmt: skip
-    return out + _end_if_nobody(session, call)
+    return out + _end_if_nobody(session, call, now)
 
 
-def expire_rings(session: Session, call_id: int) -> list[Attendance]:
-    """Every invitation still ringing past the deadline ends as not answered."""
+def expire_rings(session: Session, call_id: int, now: datetime | None = None) -> list[Attendance]:
+    """Every invitation still ringing past the deadline at `now` ends as not answered."""
     call = get_call(session, call_id)
     out: list[Attendance] = []
-    now = utcnow()
+    now = now or utcnow()
     for invite in invitations(session, call_id):
-        if invite.state == RANG and (now - invite.rang_at).total_seconds() >= (
+        if invite.state == RANG and (now - as_utc(invite.rang_at)).total_seconds() >= (
             call.answer_deadline_seconds
         ):
-            out += _not_answered(session, call, invite)
+            out += _not_answered(session, call, invite, now)
     return out
 
 
-def _end_if_nobody(session: Session, call: Call) -> list[Attendance]:
+def _end_if_nobody(session: Session, call: Call, now: datetime) -> list[Attendance]:
     """A call nobody can still join (all declined or not answered) ends by itself."""
     states = {i.state for i in invitations(session, call.id or 0)}
     if call.state in OPEN_STATES and states <= {DECLINED, NOT_ANSWERED}:
-        return end(session, call.id or 0, "nobody answered")
+        return end(session, call.id or 0, "nobody answered", now)
     return []
 
 
-def end(session: Session, call_id: int, reason: str) -> list[Attendance]:
+def end(
+    session: Session, call_id: int, reason: str, now: datetime | None = None
+) -> list[Attendance]:
+    """End the call at `now` (default: the real time); rings still ringing go unanswered."""
     call = get_call(session, call_id)
     if call.state not in OPEN_STATES:
         return []
+    now = now or utcnow()
     out = []
     for invite in invitations(session, call_id):
         if invite.state == RANG:
-            out += [record(session, call, NOT_ANSWERED, invite.centre_code, ended=True)]
+            out += [record(session, call, NOT_ANSWERED, invite.centre_code, at=now, ended=True)]
             invite.state = NOT_ANSWERED
             session.add(invite)
-    call.state, call.ended_at, call.end_reason = ENDED, utcnow(), reason[:200]
+    call.state, call.ended_at, call.end_reason = ENDED, now, reason[:200]
     session.add(call)
-    out.append(record(session, call, CALL_ENDED, None, reason=reason[:200]))
+    out.append(record(session, call, CALL_ENDED, None, at=now, reason=reason[:200]))
     return out
 
 
-def interrupt_open_calls(session: Session) -> list[Attendance]:
+def interrupt_open_calls(session: Session, now: datetime | None = None) -> list[Attendance]:
     """On start: every call still open was cut off when the server died."""
+    now = now or utcnow()
     out = []
     for call in session.exec(select(Call).where(col(Call.state).in_(OPEN_STATES))):
-        call.state, call.ended_at, call.end_reason = INTERRUPTED, utcnow(), "server stopped"
+        call.state, call.ended_at, call.end_reason = INTERRUPTED, now, "server stopped"
         session.add(call)
-        out.append(record(session, call, CALL_INTERRUPTED, None))
+        out.append(record(session, call, CALL_INTERRUPTED, None, at=now))
     return out
 
 

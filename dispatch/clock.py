@@ -4,11 +4,16 @@ The database stores UTC; people live in Asia/Shanghai (no daylight saving, UTC+8
 day, a week or a month is always Shanghai's. Every module takes the zone, "now" and
 the local date from here, so a fact about time is stated once.
 
-What reads the time where it decides something — the scheduler's jobs and reminders,
-the reports due, the rota's "this week" — is handed a `Clock` (the web application
-holds one, `create_app(settings, clock=…)`), so a test sets the time (`SetClock`)
-instead of waiting for it or skipping at the wrong hour. `SYSTEM` is the real one; the
-module's `utcnow()` and `today()` read it.
+What reads the time where it decides or records something — the scheduler's jobs and
+reminders, the reports due and their bulletins' dates, the rota's "this week", the calls'
+times and attendance events (the switchboard's clock), issues raised, acted on and
+overdue, journals signed — is handed a `Clock` (the web application holds one,
+`create_app(settings, clock=…)`), so a test sets the time (`SetClock`) instead of
+waiting for it or skipping at the wrong hour. `SYSTEM` is the real one; the module's
+`utcnow()` and `today()` read it: the command line's clock, and the default of a domain
+function called without `now`. The real time stays where no business day is decided:
+the expiry of sessions and join tokens, backups' file names, a record's `updated_at`
+stamp of an edit, media timing.
 
 Invariant: a clock's `now()` is timezone-aware UTC, and its `offset` is how far it runs
 ahead of the real time — constant while nobody sets it, so something due at a clock's

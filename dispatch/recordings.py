@@ -137,10 +137,11 @@ def finished(
     seconds: float,
     sha256: str | None,
     reason: str,
+    at: datetime | None = None,
 ) -> list[Attendance]:
-    """The file closed: its row completed and a `recorded` event carrying the same
-    figures, in one transaction (see the module's invariants). A second report of one
-    file changes nothing."""
+    """The file closed: its row completed and a `recorded` event (stamped `at`: the
+    switchboard's clock) carrying the same figures, in one transaction (see the module's
+    invariants). A second report of one file changes nothing."""
     row = started(session, call_id, participant, path, kind, started_at)
     if row.ended_at is not None:
         return []
@@ -148,7 +149,7 @@ def finished(
     row.end_reason = reason[:200]
     session.add(row)
     call = calls.get_call(session, call_id)
-    event = calls.record(session, call, calls.RECORDED, row.centre_code, recording=row.id,
+    event = calls.record(session, call, calls.RECORDED, row.centre_code, at=at, recording=row.id,
                          participant=participant, file=path, holds=kind, bytes=size,
                          seconds=seconds, sha256=sha256, reason=row.end_reason,
                          started_at=row.started_at.isoformat())  # fmt: skip

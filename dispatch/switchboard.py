@@ -2,8 +2,13 @@
 rings invited centres; ends rings nobody answers in time; and, on start, marks calls
 the previous process left open as interrupted.
 
-Invariant: `publish` is only ever called with events whose rows have committed (the
-`Database.write` that made them has returned).
+Invariants:
+- `publish` is only ever called with events whose rows have committed (the
+  `Database.write` that made them has returned).
+- Every time a call stores (created, rang, answered, started, ended, each attendance
+  event's `at`) is the switchboard's `clock` (the application's, dispatch/clock.py), so a
+  test that sets the clock sees its calls stamped by it. The answer deadline's timer runs
+  on the real time: a set clock runs at the real pace, so the two agree.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session
@@ -18,6 +24,7 @@ from sqlmodel import Session
 from . import calls
 from .accounts import Scope
 from .calls import Attendance, Launched
+from .clock import SYSTEM, Clock
 from .db import Database
 from .events import Event, EventBus
 
@@ -25,8 +32,12 @@ log = logging.getLogger(__name__)
 
 
 class Switchboard:
-    def __init__(self, db: Database, bus: EventBus, secret: bytes, token_ttl: int = 4 * 3600):
+    def __init__(
+        self, db: Database, bus: EventBus, secret: bytes, token_ttl: int = 4 * 3600,
+        *, clock: Clock = SYSTEM,
+    ) -> None:  # fmt: skip
         self.db, self.bus, self.secret, self.token_ttl = db, bus, secret, token_ttl
+        self.clock = clock
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # strong references while they run
 
@@ -42,7 +53,7 @@ class Switchboard:
 
     async def recover(self) -> int:
         """Calls left open by a process that died are interrupted, with an event each."""
-        recorded = await self.write(calls.interrupt_open_calls)
+        recorded = await self.write(calls.interrupt_open_calls, self.clock.now())
         if recorded:
             log.warning("%d call(s) were open when the server stopped: interrupted", len(recorded))
         return len(recorded)
@@ -62,7 +73,8 @@ class Switchboard:
         def run(session: Session) -> Launched:
             return calls.launch(session, scope, callees, kind=kind, slot_id=slot_id,
                                 answer_deadline_seconds=answer_deadline_seconds,
-                                min_verified_seconds=min_verified_seconds)  # fmt: skip
+                                min_verified_seconds=min_verified_seconds,
+                                now=self.clock.now())  # fmt: skip
 
         launched = await self.db.write(run)
         call_id = launched.call.id or 0
@@ -91,22 +103,25 @@ class Switchboard:
     async def _expire(self, call_id: int) -> None:
         self._timers.pop(call_id, None)
         try:
-            await self.write(calls.expire_rings, call_id)
+            await self.write(calls.expire_rings, call_id, self.clock.now())
         except Exception:
             log.exception("call %s: expiring unanswered rings failed", call_id)
 
     async def answer(self, call_id: int, centre: str, *, accept: bool) -> list[Attendance]:
-        return await self.write(_answer, call_id, centre, accept)
+        return await self.write(_answer, call_id, centre, accept, self.clock.now())
 
     async def end(self, call_id: int, reason: str) -> list[Attendance]:
         timer = self._timers.pop(call_id, None)
         if timer is not None:
             timer.cancel()
-        return await self.write(calls.end, call_id, reason)
+        return await self.write(calls.end, call_id, reason, self.clock.now())
 
     async def record(self, call_id: int, kind: str, centre: str | None, **data: Any) -> Attendance:
+        at = self.clock.now()
+
         def run(session: Session) -> list[Attendance]:
-            return [calls.record(session, calls.get_call(session, call_id), kind, centre, **data)]
+            call = calls.get_call(session, call_id)
+            return [calls.record(session, call, kind, centre, at=at, **data)]
 
         (event,) = await self.write(run)
         return event
@@ -117,5 +132,7 @@ class Switchboard:
         self._timers.clear()
 
 
-def _answer(session: Session, call_id: int, centre: str, accept: bool) -> list[Attendance]:
-    return calls.answer(session, call_id, centre, accept=accept)
+def _answer(
+    session: Session, call_id: int, centre: str, accept: bool, now: datetime
+) -> list[Attendance]:
+    return calls.answer(session, call_id, centre, accept=accept, now=now)

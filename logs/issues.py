@@ -348,13 +348,9 @@ def parse_text(value: Any, field: str, max_len: int, *, required: bool) -> str:
     return text
 
 
-def today_in_shanghai() -> date:
-    return clock.today()
-
-
-def _parse_deadline(value: date | str | None) -> date | None:
+def _parse_deadline(value: date | str | None, now: datetime) -> date | None:
     deadline = parse_day(value, "deadline")
-    if deadline is not None and deadline < today_in_shanghai():
+    if deadline is not None and deadline < clock.local_date(now):
         raise InvalidInput("deadline", f"{deadline.isoformat()} is already past")
     return deadline
 
@@ -395,8 +391,11 @@ def raise_issue(
     call_id: int | None = None,
     assignee: str | None = None,
     subcategory: str = "",
+    now: datetime | None = None,
 ) -> Outcome:
-    """Record an issue about `centre` (which the scope must cover), held by that centre.
+    """Record an issue about `centre` (which the scope must cover), held by that centre,
+    raised at `now` (the application's clock; default: the real time) — as every action
+    below takes its `now`: the change's time, and the day a new deadline must not precede.
 
     With `call_id`, the call must exist, be visible to the scope, and `centre` must be
     its caller or one of its invited centres."""
@@ -406,11 +405,11 @@ def raise_issue(
     parties_ = parse_text(parties, "parties", PARTIES_MAX, required=False)
     description_ = parse_text(description, "description", DESCRIPTION_MAX, required=True)
     subcategory_ = parse_text(subcategory, "subcategory", SUBCATEGORY_MAX, required=False)
-    deadline_ = _parse_deadline(deadline)
+    now = now or utcnow()
+    deadline_ = _parse_deadline(deadline, now)
     assignee_ = _assignee_under(session, assignee, concerned) if assignee else None
     if call_id is not None:
         _check_call(session, scope, call_id, concerned)
-    now = utcnow()
     issue = Issue(
         category=category_.value,
         subcategory=subcategory_,
@@ -523,7 +522,9 @@ def _require_unresolved(issue: Issue, doing: str) -> None:
         raise Conflict(f"issue {issue.id} is resolved; reopen it before you {doing} it")
 
 
-def start(session: Session, scope: Scope, issue_id: int, note: str = "") -> Outcome:
+def start(
+    session: Session, scope: Scope, issue_id: int, note: str = "", *, now: datetime | None = None
+) -> Outcome:
     """open → in_progress."""
     issue, _ = _for_action(session, scope, issue_id)
     note_ = parse_text(note, "note", NOTE_MAX, required=False)
@@ -531,12 +532,13 @@ def start(session: Session, scope: Scope, issue_id: int, note: str = "") -> Outc
         raise Conflict(f"issue {issue_id} is {issue.state.replace('_', ' ')}, not open")
     before = _before(issue)
     issue.state = IN_PROGRESS
-    return Outcome(issue, _append(session, scope, issue, STARTED, before, note_))
+    return Outcome(issue, _append(session, scope, issue, STARTED, before, note_, now))
 
 
 def assign(
-    session: Session, scope: Scope, issue_id: int, assignee: str | None, note: str = ""
-) -> Outcome:
+    session: Session, scope: Scope, issue_id: int, assignee: str | None, note: str = "", *,
+    now: datetime | None = None,
+) -> Outcome:  # fmt: skip
     """Name the centre that is to act (within the holder's subtree); None clears it."""
     issue, holder = _for_action(session, scope, issue_id)
     target = _assignee_under(session, assignee, holder) if assignee else None
@@ -547,10 +549,12 @@ def assign(
         raise Conflict(f"issue {issue_id} is already assigned to {code or 'nobody'}")
     before = _before(issue)
     issue.assignee_code = code
-    return Outcome(issue, _append(session, scope, issue, ASSIGNED, before, note_))
+    return Outcome(issue, _append(session, scope, issue, ASSIGNED, before, note_, now))
 
 
-def resolve(session: Session, scope: Scope, issue_id: int, note: str) -> Outcome:
+def resolve(
+    session: Session, scope: Scope, issue_id: int, note: str, *, now: datetime | None = None
+) -> Outcome:
     """Close the issue where it is held; `note` says how it was resolved (化解措施)."""
     issue, holder = _for_action(session, scope, issue_id)
     note_ = parse_text(note, "note", NOTE_MAX, required=True)
@@ -562,14 +566,16 @@ def resolve(session: Session, scope: Scope, issue_id: int, note: str) -> Outcome
             "cannot resolve it; escalate it to its town (重大矛盾风险及时报告)"
         )
     before = _before(issue)
-    now = utcnow()
+    now = now or utcnow()
     issue.state, issue.resolved_at = RESOLVED, now
     change = _append(session, scope, issue, RESOLVED_ACTION, before, note_, at=now)
     event = IssueResolved(issue.id or 0, issue.centre_code, issue.holder_code, scope.username)
     return Outcome(issue, change, (event,))
 
 
-def escalate(session: Session, scope: Scope, issue_id: int, note: str = "") -> Outcome:
+def escalate(
+    session: Session, scope: Scope, issue_id: int, note: str = "", *, now: datetime | None = None
+) -> Outcome:
     """Report the issue one level up: the parent of its holder holds it, open again, with
     nobody assigned until the new holder assigns it."""
     issue, holder = _for_action(session, scope, issue_id)
@@ -583,13 +589,15 @@ def escalate(session: Session, scope: Scope, issue_id: int, note: str = "") -> O
     parent = centres.get(session, holder.parent_code)
     before = _before(issue)
     issue.state, issue.holder_code, issue.assignee_code = OPEN, parent.code, None
-    change = _append(session, scope, issue, ESCALATED, before, note_)
+    change = _append(session, scope, issue, ESCALATED, before, note_, now)
     event = IssueEscalated(issue.id or 0, holder.code, parent.code, issue.centre_code,
                            issue.category, issue.severity, scope.username, note_)  # fmt: skip
     return Outcome(issue, change, (event,))
 
 
-def reopen(session: Session, scope: Scope, issue_id: int, note: str) -> Outcome:
+def reopen(
+    session: Session, scope: Scope, issue_id: int, note: str, *, now: datetime | None = None
+) -> Outcome:
     """resolved → open, at the level that holds it; `note` says why."""
     issue, _ = _for_action(session, scope, issue_id)
     note_ = parse_text(note, "note", NOTE_MAX, required=True)
@@ -597,18 +605,23 @@ def reopen(session: Session, scope: Scope, issue_id: int, note: str) -> Outcome:
         raise Conflict(f"issue {issue_id} is not resolved")
     before = _before(issue)
     issue.state, issue.resolved_at = OPEN, None
-    return Outcome(issue, _append(session, scope, issue, REOPENED, before, note_))
+    return Outcome(issue, _append(session, scope, issue, REOPENED, before, note_, now))
 
 
-def comment(session: Session, scope: Scope, issue_id: int, note: str) -> Outcome:
+def comment(
+    session: Session, scope: Scope, issue_id: int, note: str, *, now: datetime | None = None
+) -> Outcome:
     """A tracking note (跟踪记录). Anyone who sees the issue may add one, also the village
     it concerns after it was escalated; a resolved issue takes notes too."""
     issue = get_issue(session, scope, issue_id)
     note_ = parse_text(note, "note", NOTE_MAX, required=True)
-    return Outcome(issue, _append(session, scope, issue, COMMENTED, _before(issue), note_))
+    return Outcome(issue, _append(session, scope, issue, COMMENTED, _before(issue), note_, now))
 
 
-def edit(session: Session, scope: Scope, issue_id: int, changes: dict[str, Any]) -> Outcome:
+def edit(
+    session: Session, scope: Scope, issue_id: int, changes: dict[str, Any], *,
+    now: datetime | None = None,
+) -> Outcome:  # fmt: skip
     """Correct the recorded facts (category, subcategory, severity, parties, description,
     deadline) of an unresolved issue; the note keeps the old and new values.
 
@@ -634,7 +647,8 @@ def edit(session: Session, scope: Scope, issue_id: int, changes: dict[str, Any])
             changes["description"], "description", DESCRIPTION_MAX, required=True
         )
     if "deadline" in changes:
-        new["deadline"] = _parse_deadline(changes["deadline"])
+        now = now or utcnow()
+        new["deadline"] = _parse_deadline(changes["deadline"], now)
     _require_unresolved(issue, "edit")
     if (
         issue.severity == Severity.major
@@ -649,7 +663,7 @@ def edit(session: Session, scope: Scope, issue_id: int, changes: dict[str, Any])
     for key, (_old, value) in diff.items():
         setattr(issue, key, value)
     note = "\n".join(f"{k}: {_shown(old)} → {_shown(v)}" for k, (old, v) in sorted(diff.items()))
-    return Outcome(issue, _append(session, scope, issue, EDITED, before, note))
+    return Outcome(issue, _append(session, scope, issue, EDITED, before, note, now))
 
 
 def _shown(value: Any) -> str:

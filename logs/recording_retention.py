@@ -54,7 +54,7 @@ def install(scheduler: WeekScheduler, settings: Settings) -> None:
 
 async def nightly(settings: Settings, context: JobContext) -> None:
     keep_days, _ = recording_limits(settings)
-    removed = await purge(context.db, settings.data_path, keep_days)
+    removed = await purge(context.db, settings.data_path, keep_days, context.clock.now())
     log.info("recording retention: %d file(s) older than %d days removed", len(removed),
              keep_days)  # fmt: skip
 
@@ -72,21 +72,24 @@ def removable(session: Session, before: datetime) -> list[Recording]:
     return [r for r in rows if r.call_id not in held]
 
 
-def mark_removed(session: Session, recording_id: int, reason: str) -> Recording:
-    """Record one removal (see the invariants); a removed row is left as it is."""
+def mark_removed(
+    session: Session, recording_id: int, reason: str, now: datetime | None = None
+) -> Recording:
+    """Record one removal at `now` (see the invariants); a removed row is left as it is."""
     row = recordings.get(session, recording_id)
     if row.removed_at is not None:
         return row
-    row.removed_at, row.removed_reason = utcnow(), reason[:200]
+    now = now or utcnow()
+    row.removed_at, row.removed_reason = now, reason[:200]
     session.add(row)
     entry = session.get(JournalEntry, row.call_id)
     if entry is not None and entry.sealed:
         text = (f"录像 {row.path} 已按保存期限删除 / recording {row.path} removed "
                 f"(sha256 {row.sha256}, {row.bytes} bytes)")  # fmt: skip
-        seal.amend(session, row.call_id, BY, f"recording removed: {reason}", text)
+        seal.amend(session, row.call_id, BY, f"recording removed: {reason}", text, now=now)
     else:
         call = calls.get_call(session, row.call_id)
-        calls.record(session, call, calls.RECORDING_REMOVED, row.centre_code,
+        calls.record(session, call, calls.RECORDING_REMOVED, row.centre_code, at=now,
                      recording=row.id, file=row.path, sha256=row.sha256,
                      reason=row.removed_reason)  # fmt: skip
     session.flush()
@@ -99,14 +102,15 @@ async def purge(
     """Remove the files expired at `now` (see the invariants); their recording ids."""
     if keep_days <= 0:
         return []
-    before = (now or utcnow()) - timedelta(days=keep_days)
+    now = now or utcnow()
+    before = now - timedelta(days=keep_days)
     reason = REASON.format(days=keep_days)
     removed = []
     for row in await db.read(removable, before):
-        done = await db.write(mark_removed, row.id or 0, reason)
+        done = await db.write(mark_removed, row.id or 0, reason, now)
         removed.append(done.id or 0)
         await asyncio.to_thread(_delete, recordings.file_of(data_dir, done))
-    since = (now or utcnow()) - timedelta(days=SWEEP_DAYS)
+    since = now - timedelta(days=SWEEP_DAYS)
     for row in await db.read(_removed_since, since):  # a crash between mark and delete
         await asyncio.to_thread(_delete, recordings.file_of(data_dir, row))
     return removed

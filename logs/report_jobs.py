@@ -19,12 +19,12 @@ waiting for Monday.
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, datetime
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlmodel import Session
 
-from dispatch.clock import SHANGHAI
+from dispatch.clock import SHANGHAI, local_date
 from schedules import jobs, planner
 from schedules.workdays import IsoWeek
 
@@ -56,9 +56,9 @@ def due_periods(today: date) -> list[periods.Period]:
 KIND_OF = {"month": "monthly", "quarter": "quarterly", "half": "half-year"}
 
 
-def _produce_periods(session: Session, today: date) -> int:
+def _produce_periods(session: Session, now: datetime) -> int:
     made = 0
-    for period in due_periods(today):
+    for period in due_periods(local_date(now)):
         kind = KIND_OF[period.kind]
         for district in planner.districts(session):
             towns = [t.code for t in planner.district_towns(session, district)]
@@ -66,14 +66,14 @@ def _produce_periods(session: Session, today: date) -> int:
                 label = period.code if town is None else f"{period.code}@{town}"
                 if archive.find(session, kind, label, district) is not None:
                     continue
-                report = periods.period_report(session, district, period, town=town)
+                report = periods.period_report(session, district, period, town=town, now=now)
                 archive.store(session, kind, label, district, report.as_dict(), BY)
                 made += 1
     return made
 
 
 async def period_reports(ctx: jobs.JobContext) -> None:
-    made = await ctx.db.write(_produce_periods, ctx.clock.today())
+    made = await ctx.db.write(_produce_periods, ctx.clock.now())
     log.info("period reports: %d produced", made)
 
 
@@ -103,7 +103,7 @@ async def catch_up(scheduler: jobs.WeekScheduler) -> int:
         return 0  # not due yet
     made: int = await scheduler.db.write(_produce, last_week(now.date()))
     if now.weekday() > 0 or now.hour >= 9:  # Monday's period run is due at 08:30
-        made += await scheduler.db.write(_produce_periods, now.date())
+        made += await scheduler.db.write(_produce_periods, scheduler.clock.now())
     if made:
         log.info("caught up %d report(s)", made)
     return made

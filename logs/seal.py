@@ -90,9 +90,12 @@ def canonical_amendment(a: JournalAmendment) -> str:
 # --- sign-off and amendments -------------------------------------------------------------
 
 
-def sign_off(session: Session, call_id: int, by: str) -> JournalEntry:
-    """Seal the journal of an ended or interrupted call as the next link of its district's
-    chain. Conflict while the call is open or once it is sealed."""
+def sign_off(
+    session: Session, call_id: int, by: str, now: datetime | None = None
+) -> JournalEntry:
+    """Seal the journal of an ended or interrupted call, signed at `now` (the application's
+    clock; default: the real time), as the next link of its district's chain. Conflict
+    while the call is open or once it is sealed."""
     by = (by or "").strip()
     if not by:
         raise InvalidInput("by", "name who signs the journal off")
@@ -105,7 +108,7 @@ def sign_off(session: Session, call_id: int, by: str) -> JournalEntry:
     entry = entry_for(session, call)
     if entry.sealed:
         raise Conflict(f"journal {call_id} was already signed off by {entry.signed_by}")
-    entry.signed_by, entry.signed_at = by, utcnow()
+    entry.signed_by, entry.signed_at = by, now or utcnow()
     canonical = canonical_json(load_journal(session, call_id))
     head = session.exec(
         select(JournalEntry)
@@ -124,8 +127,11 @@ def sign_off(session: Session, call_id: int, by: str) -> JournalEntry:
     return entry
 
 
-def amend(session: Session, call_id: int, author: str, reason: str, text: str) -> JournalAmendment:
-    """Append a correction to a sealed journal; the reason is required."""
+def amend(
+    session: Session, call_id: int, author: str, reason: str, text: str, *,
+    now: datetime | None = None,
+) -> JournalAmendment:  # fmt: skip
+    """Append a correction to a sealed journal at `now`; the reason is required."""
     author, reason, body = (author or "").strip(), (reason or "").strip(), (text or "").strip()
     if not author:
         raise InvalidInput("author", "name who writes the amendment")
@@ -149,7 +155,7 @@ def amend(session: Session, call_id: int, author: str, reason: str, text: str) -
     ).first()
     amendment = JournalAmendment(
         call_id=call_id, n=(last.n + 1) if last else 1, author=author, reason=reason,
-        text=body, at=utcnow(), prev_sha256=last.sha256 if last else (entry.sha256 or ""),
+        text=body, at=now or utcnow(), prev_sha256=last.sha256 if last else (entry.sha256 or ""),
         sha256="",
     )  # fmt: skip
     amendment.sha256 = chain_hash(amendment.prev_sha256, canonical_amendment(amendment))

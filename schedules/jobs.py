@@ -31,7 +31,10 @@ Invariants:
   may go. APScheduler's timers run on the real time, so a reminder or a close due at
   the clock's moment `t` is given the real time `t - clock.offset`; the weekly cron jobs
   (Friday's build, Monday's reports) fire by the real time, and a start catches up on
-  any whose time has passed by the clock.
+  any whose time has passed by the clock. The same clock (the application's, handed to
+  the switchboard and read by the handlers) stamps the calls and their attendance events,
+  decides when an issue is overdue and dates a report's bulletin, so a call made under a
+  set clock counts for the slots of the clock's week.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ async def _switchboard(app: web.Application) -> AsyncIterator[None]:
     coverage rule, `schedules.outcome`)."""
     db, bus = app[DB], app[BUS]
     settings = app[SETTINGS]
-    board = Switchboard(db, bus, app[SECRET])
+    board = Switchboard(db, bus, app[SECRET], clock=app[CLOCK])
     await board.recover()
     ice, workers = ice_settings(settings), media_workers(settings)
     publish_limits(settings)  # a bad cap stops the start, not a call page later

@@ -115,9 +115,11 @@ def cmd_report_period(args: argparse.Namespace, settings: Settings) -> int:
 
     _check_output(args)
     town = getattr(args, "town", None)
+    now = clock.utcnow()  # the command's clock is the real one
     report = _with_db(settings, lambda s: build_period(s, None, args.kind, args.label,
-                                                       args.district, town))  # fmt: skip
-    return _write(args, period_bytes(report, args.format), f"{report.title} {report.label}")
+                                                       args.district, town, now))  # fmt: skip
+    data = period_bytes(report, args.format, clock.local_date(now))
+    return _write(args, data, f"{report.title} {report.label}")
 
 
 def _check_output(args: argparse.Namespace) -> None:

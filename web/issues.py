@@ -14,7 +14,7 @@ from dispatch import centres
 from dispatch.errors import InvalidInput
 from logs import issues, ledgers
 
-from .appkeys import BUS, DB
+from .appkeys import BUS, CLOCK, DB
 from .auth import scope_of
 from .bodies import IssueAction, NewIssue
 from .reading import parse_int, path_int, read_body
@@ -31,11 +31,12 @@ def _issue_id(request: web.Request) -> int:
 
 
 async def _act(request: web.Request, fn: Callable[[Session], issues.Outcome]) -> web.Response:
-    """Run an action, publish its events once committed, answer the issue."""
+    """Run an action, publish its events once committed, answer the issue (overdue by the
+    application's clock, as every page and answer below)."""
     outcome = await request.app[DB].write(fn)
     for event in outcome.events:
         request.app[BUS].publish(event)
-    today = issues.today_in_shanghai()
+    today = request.app[CLOCK].today()
     return web.json_response(
         outcome.issue.as_dict(today), status=201 if outcome.change.action == "raised" else 200
     )
@@ -44,14 +45,14 @@ async def _act(request: web.Request, fn: Callable[[Session], issues.Outcome]) ->
 async def raise_issue(request: web.Request) -> web.Response:
     """POST /api/v1/issues {centre, category, severity, parties, description, deadline?,
     call_id?, subcategory?, assignee?}"""
-    scope = scope_of(request)
+    scope, now = scope_of(request), request.app[CLOCK].now()
     body = await read_body(request, NewIssue)
 
     def run(s: Session) -> issues.Outcome:
         return issues.raise_issue(
             s, scope, centre=body.centre, category=body.category, severity=body.severity,
             parties=body.parties, description=body.description, deadline=body.deadline,
-            call_id=body.call_id, subcategory=body.subcategory, assignee=body.assignee,
+            call_id=body.call_id, subcategory=body.subcategory, assignee=body.assignee, now=now,
         )  # fmt: skip
 
     return await _act(request, run)
@@ -65,30 +66,30 @@ async def act(request: web.Request) -> web.Response:
     scope = scope_of(request)
     issue_id, action = _issue_id(request), request.match_info["action"]
     body = await read_body(request, IssueAction)
-    note = body.note
+    note, now = body.note, request.app[CLOCK].now()
 
     def run(s: Session) -> issues.Outcome:
         if action == "assign":
-            return issues.assign(s, scope, issue_id, body.assignee, note)
+            return issues.assign(s, scope, issue_id, body.assignee, note, now=now)
         if action == "edit":
             if body.changes is None:
                 raise InvalidInput("changes", "an object of the fields to correct")
-            return issues.edit(s, scope, issue_id, body.changes.sent())
+            return issues.edit(s, scope, issue_id, body.changes.sent(), now=now)
         fn = {"start": issues.start, "resolve": issues.resolve, "escalate": issues.escalate,
               "reopen": issues.reopen, "comment": issues.comment}[action]  # fmt: skip
-        return fn(s, scope, issue_id, note)
+        return fn(s, scope, issue_id, note, now=now)
 
     return await _act(request, run)
 
 
 async def get_issue(request: web.Request) -> web.Response:
     scope = scope_of(request)
-    issue_id = _issue_id(request)
+    issue_id, today = _issue_id(request), request.app[CLOCK].today()
 
     def run(s: Session) -> dict[str, Any]:
         issue = issues.get_issue(s, scope, issue_id)
         changes = issues.history(s, scope, issue_id)
-        return {**issue.as_dict(issues.today_in_shanghai()),
+        return {**issue.as_dict(today),
                 "history": [c.as_dict() for c in changes]}  # fmt: skip
 
     return web.json_response(await request.app[DB].read(run))
@@ -100,7 +101,7 @@ async def list_issues(request: web.Request) -> web.Response:
     centre = request.query.get("centre") or scope.centre_code
     if centre is None:
         raise InvalidInput("centre", "an admin names the centre whose issues to list")
-    today = issues.today_in_shanghai()
+    today = request.app[CLOCK].today()
 
     def run(s: Session) -> list[dict[str, Any]]:
         if request.query.get("inbox") == "1":
@@ -129,7 +130,7 @@ async def ledger_file(request: web.Request) -> web.Response:
     town = request.query.get("town") or scope.centre_code
     if not town:
         raise InvalidInput("town", "name the town")
-    today = issues.today_in_shanghai()
+    today = request.app[CLOCK].today()
 
     start, end = ledgers.half_month(today)
     start_s, end_s = request.query.get("from") or str(start), request.query.get("to") or str(end)
@@ -152,7 +153,7 @@ async def ledger_file(request: web.Request) -> web.Response:
 async def board_page(request: web.Request) -> web.Response:
     scope = scope_of(request)
     centre = request.query.get("centre") or scope.centre_code
-    today = issues.today_in_shanghai()
+    today = request.app[CLOCK].today()
 
     def run(s: Session) -> dict[str, Any]:
         code = centre or centres.roots(s)[0].code
@@ -186,7 +187,7 @@ async def issue_page(request: web.Request) -> web.Response:
                 "names": {c: centres.get(s, c).name for c in codes if c}}  # fmt: skip
 
     ctx = await request.app[DB].read(run)
-    return render(request, "issue.html", today=issues.today_in_shanghai(), **ctx)
+    return render(request, "issue.html", today=request.app[CLOCK].today(), **ctx)
 
 
 def routes() -> list[web.RouteDef]:

@@ -18,7 +18,7 @@ from dispatch.errors import InvalidInput, NotAuthorised, NotFound
 from logs import issues, journal, seal
 from logs.journal import Journal
 
-from .appkeys import ACCOUNT, DB
+from .appkeys import ACCOUNT, CLOCK, DB
 from .auth import scope_of
 from .bodies import Amendment, JournalNotes
 from .printing import render_pdf
@@ -76,7 +76,7 @@ def _flag(request: web.Request, name: str) -> bool | None:
 def _filters(request: web.Request) -> dict[str, Any]:
     week = request.query.get("week")
     return {
-        "week": parse_week(week) if week else None,
+        "week": parse_week(week, request.app[CLOCK].today()) if week else None,
         "centre": request.query.get("centre") or None,
         "interrupted": _flag(request, "interrupted"),
         "unsigned": _flag(request, "unsigned"),
@@ -124,11 +124,11 @@ async def api_notes(request: web.Request) -> web.Response:
 
 async def api_sign(request: web.Request) -> web.Response:
     scope, call_id = scope_of(request), _call_id(request)
-    who = request[ACCOUNT].username
+    who, now = request[ACCOUNT].username, request.app[CLOCK].now()
 
     def run(s: Session) -> dict[str, Any]:
         _require_signer(s, scope, call_id)
-        entry = seal.sign_off(s, call_id, who)
+        entry = seal.sign_off(s, call_id, who, now)
         return {"call_id": call_id, "seq": entry.seq, "sha256": entry.sha256,
                 "prev_sha256": entry.prev_sha256}  # fmt: skip
 
@@ -141,11 +141,11 @@ async def api_amend(request: web.Request) -> web.Response:
     reason, text = body.reason, body.text
     if not text.strip():
         raise InvalidInput("text", "required text")
-    who = request[ACCOUNT].username
+    who, now = request[ACCOUNT].username, request.app[CLOCK].now()
 
     def run(s: Session) -> dict[str, Any]:
         _require_signer(s, scope, call_id)
-        a = seal.amend(s, call_id, who, reason, text)
+        a = seal.amend(s, call_id, who, reason, text, now=now)
         return {"n": a.n, "sha256": a.sha256, "prev_sha256": a.prev_sha256}
 
     return web.json_response(await request.app[DB].write(run), status=201)

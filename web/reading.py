@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import date
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from dispatch.clock import SYSTEM
 from dispatch.errors import InvalidInput
 from schedules.workdays import IsoWeek
 
@@ -123,10 +122,11 @@ def path_int(request: web.Request, name: str) -> int:
     return parse_int(request.match_info[name], name)
 
 
-def parse_week(raw: str, *, now: datetime | None = None) -> IsoWeek:
-    """An ISO week the service can place: from MIN_YEAR to MAX_YEARS_AHEAD years on."""
+def parse_week(raw: str, today: date) -> IsoWeek:
+    """An ISO week the service can place: from MIN_YEAR to MAX_YEARS_AHEAD years after
+    `today`'s (the application's clock)."""
     week = IsoWeek.parse(raw)
-    this_year = (now or SYSTEM.local()).year
+    this_year = today.year
     if not MIN_YEAR <= week.year <= this_year + MAX_YEARS_AHEAD:
         raise InvalidInput(
             "week", f"{week} is too far off: weeks from {MIN_YEAR} to {this_year + MAX_YEARS_AHEAD}"

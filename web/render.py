@@ -8,11 +8,10 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from dispatch.clock import today
 from dispatch.wording import callees_text
-from logs.bulletin import Bulletin, bulletin
+from logs.bulletin import bulletin
 
-from .appkeys import ACCOUNT, CSRF, SCOPE, SETTINGS, TEMPLATES
+from .appkeys import ACCOUNT, CLOCK, CSRF, SCOPE, SETTINGS, TEMPLATES
 from .i18n import pick_language, translator
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -28,7 +27,7 @@ def make_templates() -> jinja2.Environment:
     )
     env.filters["bilingual"] = bilingual
     env.globals["callees_text"] = callees_text
-    env.globals["bulletin"] = bulletin_of
+    env.globals["bulletin"] = bulletin  # (report, as_of, lang): the office's bulletin
     return env
 
 
@@ -36,11 +35,6 @@ def bilingual(text: str, lang: str) -> str:
     """The part of a "中文 / English" message (rota warnings and reasons) in `lang`."""
     zh, sep, en = text.partition(" / ")
     return (zh if lang == "zh" else en) if sep else text
-
-
-def bulletin_of(report: Any, lang: str) -> Bulletin:
-    """A period report as an office issues it (logs/bulletin.py), as of today."""
-    return bulletin(report, today(), lang)
 
 
 def language(request: web.Request) -> str:
@@ -58,6 +52,7 @@ def render(request: web.Request, name: str, status: int = 200, **ctx: Any) -> we
         scope=request.get(SCOPE),
         account=request.get(ACCOUNT),
         csrf=request.get(CSRF, ""),
+        as_of=request.app[CLOCK].today(),  # the day a page is issued (a report's bulletin)
         **ctx,
     )
     resp = web.Response(text=body, content_type="text/html", status=status)

@@ -91,14 +91,14 @@ PERIOD_PARAM = {"monthly": ("month", "month", "2026-11"),
 
 def build_period(
     session: Session, scope: Scope | None, kind: str, label: str, district: str | None,
-    town: str | None,
+    town: str | None, now: datetime,
 ) -> periods.PeriodReport:  # fmt: skip
     period = periods.parse_period(PERIOD_PARAM[kind][0], label)
     if scope is None:
         code = resolve_district(session, district)
     else:
         code = views.district_of_scope(session, scope, district)
-    return periods.period_report(session, code, period, town=town, scope=scope)
+    return periods.period_report(session, code, period, town=town, scope=scope, now=now)
 
 
 def english(report: Any) -> dict[str, str]:
@@ -108,14 +108,15 @@ def english(report: Any) -> dict[str, str]:
             "narrative": periods.narrative_en(report)}  # fmt: skip
 
 
-def period_bytes(report: periods.PeriodReport, fmt: str) -> bytes:
+def period_bytes(report: periods.PeriodReport, fmt: str, as_of: date) -> bytes:
+    """The report as a file; its bulletin is issued `as_of` (the clock's day)."""
     if fmt == "json":
         return json.dumps(report.as_dict(), ensure_ascii=False, indent=2).encode()
     if fmt == "html":
-        return render_html("period_print.html", r=report).encode()
+        return render_html("period_print.html", r=report, as_of=as_of).encode()
     if fmt in ("csv", "xlsx"):
         return report_files.period_file(report, fmt)
-    return render_pdf("period_print.html", r=report)
+    return render_pdf("period_print.html", r=report, as_of=as_of)
 
 
 async def period(request: web.Request) -> web.StreamResponse:
@@ -131,13 +132,14 @@ async def period(request: web.Request) -> web.StreamResponse:
     if fmt not in FORMATS and fmt != "page":
         raise InvalidInput("format", f"one of {', '.join(FORMATS)}")
     district, town = request.query.get("district"), request.query.get("town")
-    report = await request.app[DB].read(build_period, scope, kind, label, district, town)
+    report = await request.app[DB].read(build_period, scope, kind, label, district, town,
+                                        request.app[CLOCK].now())  # fmt: skip
     if fmt == "page":
         return render(request, "period.html", r=report, request_path=request.path_qs,
                       en=english(report))  # fmt: skip
     if fmt == "json":
         return web.json_response(report.as_dict())
-    data = await asyncio.to_thread(period_bytes, report, fmt)
+    data = await asyncio.to_thread(period_bytes, report, fmt, request.app[CLOCK].today())
     disposition = {"Content-Disposition": f'attachment; filename="{kind}-{report.period}.{fmt}"'}
     return web.Response(body=data, content_type=FORMATS[fmt], headers=disposition)
 
@@ -207,8 +209,9 @@ def older_stored(kind: str, data: Figures) -> Figures:
     return data
 
 
-def stored_bytes(kind: str, data: Any, fmt: str) -> bytes:
-    """A stored report in one of FORMATS but JSON (blocking for PDF: run it off the loop)."""
+def stored_bytes(kind: str, data: Any, fmt: str, as_of: date) -> bytes:
+    """A stored report in one of FORMATS but JSON (blocking for PDF: run it off the loop);
+    a period report's bulletin issued `as_of`."""
     if kind == "weekly":
         if fmt in ("csv", "xlsx"):
             return report_files.weekly_file(data, fmt)
@@ -218,8 +221,8 @@ def stored_bytes(kind: str, data: Any, fmt: str) -> bytes:
     if fmt in ("csv", "xlsx"):
         return report_files.period_file(data, fmt)
     if fmt == "html":
-        return render_html("period_print.html", r=data).encode()
-    return render_pdf("period_print.html", r=data)
+        return render_html("period_print.html", r=data, as_of=as_of).encode()
+    return render_pdf("period_print.html", r=data, as_of=as_of)
 
 
 def live_path(row: archive.StoredReport, fmt: str | None) -> str:
@@ -257,7 +260,8 @@ async def stored_one(request: web.Request) -> web.Response:
                             headers={"X-Content-SHA256": row.sha256})  # fmt: skip
     data = older_stored(row.kind, figures(json.loads(row.body)))
     if fmt is not None:
-        body = await asyncio.to_thread(stored_bytes, row.kind, data, fmt)
+        body = await asyncio.to_thread(stored_bytes, row.kind, data, fmt,
+                                       request.app[CLOCK].today())  # fmt: skip
         name = f"{row.kind}-{row.label.replace('@', '-')}.{fmt}"
         disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
         return web.Response(body=body, content_type=FORMATS[fmt], headers=disposition)

@@ -31,7 +31,7 @@ WEEKDAYS = {"zh": "一二三四五六日", "en": ["Mon", "Tue", "Wed", "Thu", "F
 def _week_param(request: web.Request) -> IsoWeek:
     raw = request.query.get("week")
     if raw:
-        return parse_week(raw)
+        return parse_week(raw, request.app[CLOCK].today())
     return IsoWeek.containing(request.app[CLOCK].today())
 
 
@@ -76,7 +76,7 @@ async def api_week(request: web.Request) -> web.Response:
 
 async def api_build(request: web.Request) -> web.Response:
     body = await read_body(request, RotaBuild)
-    week, district = parse_week(body.week), body.district
+    week, district = parse_week(body.week, request.app[CLOCK].today()), body.district
     await _build(request, week, district, body.seed)
     view = await request.app[DB].read(views.week_view, scope_of(request), week, district)
     return web.json_response(view.as_dict(), status=201)
@@ -148,7 +148,7 @@ async def week_page(request: web.Request) -> web.Response:
 
 async def build_page(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    week = parse_week(str(form.get("week", "")))
+    week = parse_week(str(form.get("week", "")), request.app[CLOCK].today())
     await _build(request, week, str(form.get("district") or "") or None, None)
     return redirect(f"/rota?week={week}")
 
