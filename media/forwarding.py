@@ -327,12 +327,10 @@ class Slot(MediaStreamTrack):
             self._feed.request_keyframe()
 
     def _catch_up(self, ntp: int, now: float) -> bool:
-        """Send the feed's kept key frame and the frames since at once. From a layered
-        feed only its layer-0 frames go (they reference nothing else: a quarter of the
-        burst), and upper layers start again at the next live layer-0 frame. The burst
-        is stamped one tick apart, ending at the last one's own time: a decoder shows
-        its last picture now instead of playing them out behind live (which would add
-        their age to every later frame's delay). False: nothing kept, or not connected."""
+        """Send the feed's kept key frame and the frames since at once (the last being
+        the newest). From a layered feed only its layer-0 frames go (they reference
+        nothing else: a quarter of the burst), and upper layers start again at the next
+        live layer-0 frame. False: nothing kept, or not connected."""
         feed = self._feed
         if feed is None or not feed.gop:
             return False
@@ -340,10 +338,8 @@ class Slot(MediaStreamTrack):
         burst = [frame for frame, tid in feed.gop if tid <= top]
         if not burst:  # a paused viewer
             return False
-        end = burst[-1].pts
-        for index, frame in enumerate(burst):
-            stamp = self._stamp(end - (len(burst) - 1 - index))
-            if not self._send(frame, stamp, ntp, now):
+        for frame in burst:
+            if not self._send(frame, self._stamp(frame.pts), ntp, now):
                 return False
         self._need_key = False
         self._cap = min(self._cap, top)

@@ -518,18 +518,10 @@ async def test_a_viewer_that_connects_after_the_key_frame_starts_from_the_frames
     await eventually(lambda: (f := feed()) is not None and f.gop is not None and len(f.gop) > 5)
     op = clients("op", "blue")
     op.offer_as_operator(slots=1)
-    stamps = record_rtp_timestamps(op, 2)  # camera, mic, then slot 0's video
     await op.join(room, operator=True)
     await eventually(sees(op, 0, "red"))
     gop = feed().gop
     assert gop is not None and is_keyframe("VP8", gop[0][0].data)  # still the one key frame
-    # The kept frames went at once, stamped one tick apart (shown now, not played out
-    # behind live); the live frames after them keep the camera's spacing (9000 ticks).
-    frames = sorted(set(stamps), key=stamps.index)
-    steps = [(b - a) % 2**32 for a, b in itertools.pairwise(frames)]
-    burst = steps.index(next(step for step in steps if step > 1))
-    assert burst >= 5, steps[:20]
-    assert all(step < 2**31 for step in steps), "an RTP timestamp stepped back"
 
 
 async def test_a_floor_change_brings_a_key_frame_within_a_second_and_timestamps_only_grow(
