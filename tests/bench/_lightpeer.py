@@ -49,7 +49,7 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
-from _l1t3 import encode_l1t3
+from _l1t3 import decodes_by_layer, encode_l1t3
 from aiohttp import web
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription, sdp
 from aiortc.codecs.opus import OpusEncoder
@@ -214,8 +214,10 @@ class PrecodedCamera(MediaStreamTrack):
 
 def _encode_second(source: BarcodeTrack) -> list[tuple[bytes, int]]:
     pictures = (source.picture(index) for index in range(2 * FPS))
-    frames = encode_l1t3(pictures, WIDTH, HEIGHT, FPS, kbps=500, key_every=FPS)
-    return frames[FPS:]  # the second second: rate control has settled
+    frames = encode_l1t3(pictures, WIDTH, HEIGHT, FPS, kbps=500, key_every=FPS)[FPS:]
+    if not decodes_by_layer(frames):  # the second second: rate control has settled
+        raise RuntimeError("the precoded camera's temporal layers do not decode apart")
+    return frames
 
 
 def _pack_with_layer(self: Vp8Encoder, packet: av.Packet) -> tuple[list[bytes], int]:
