@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from sqlmodel import Session
 
-from dispatch import accounts, calls, centres, recordings
+from dispatch import accounts, call_cameras, calls, centres, recordings
 from dispatch.accounts import Role
 from dispatch.call_cameras import CameraChanged
 from dispatch.calls import Attendance
@@ -326,13 +326,24 @@ async def call_page(request: web.Request) -> web.Response:
 
     ctx = await request.app[DB].read(run)
     ctx["video_fps"], ctx["video_bps"] = publish_limits(request.app[SETTINGS])
+    ctx["camera_slots"] = 0
     if ctx["operator"]:  # cameras it shows, and those of its scope it may add
         shown = request.app[CONFERENCE].cameras
         ctx["cameras"] = shown.listed(call_id)
-        ctx["cameras_ever"] = shown.ever(call_id)  # each holds one more receiving slot
-        ctx["slot_count"] += len(ctx["cameras_ever"])
+        ctx["cameras_ever"] = shown.ever(call_id)  # each holds one receiving slot
         ctx["camera_choices"] = await request.app[DB].read(camera_choices, scope_of(request))
+        ctx["camera_slots"] = camera_slots(ctx["camera_choices"], ctx["cameras_ever"])
     return render(request, "call.html", **ctx)
+
+
+def camera_slots(choices: list[dict[str, Any]], ever: list[int]) -> int:
+    """The receiving slots the operator's page offers for cameras, beyond one per invited
+    centre: one for each camera it shows or may add, at most `call_cameras.MAX_PER_CALL`
+    (the call's limit, which the offer check allows for). Offered up front, a camera
+    added mid-call finds its slot on the page's connection as it is: no new peer, so no
+    left/joined of the operator and no split of its recording. A camera beyond them (one
+    added from elsewhere that the page did not list) makes the page offer again."""
+    return min(call_cameras.MAX_PER_CALL, len({int(c["id"]) for c in choices} | set(ever)))
 
 
 def routes() -> list[web.RouteDef]:

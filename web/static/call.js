@@ -12,6 +12,11 @@
 //   (GET …/media) after every reconnect of either the peer or the socket.
 // - On `pagehide` the page tells the server it is gone (a beacon with the connection's
 //   leave token) and hangs up, so a closed tab is recorded left at once.
+// - The operator's page receives on one slot per invited centre and, up front, one per
+//   camera it may show (data-camera-slots, at most call_cameras.MAX_PER_CALL): a camera
+//   added mid-call is routed to a spare slot of the same connection, so adding one makes
+//   no new peer (no left/joined of the operator, no split of its recording). Only a
+//   camera beyond them (added from elsewhere) makes the page offer again.
 // - A tile whose video has had no frame for STALLED_MS while its audio still arrives
 //   says 仅音频 (the server pauses a weak viewer's video, media/linkrate.py); it shows
 //   no picture and no video label until frames come again. Such a tile keeps the peer
@@ -63,7 +68,8 @@ const QUALITY_MS = 2000; // link quality is measured over about this long
 const GUARD_MS = 250;
 
 const state = {
-  slots: Number(root.dataset.slots || 0),
+  slots: Number(root.dataset.slots || 0), // the invited centres: one receiving slot each
+  cameraSlots: Number(root.dataset.cameraSlots || 0), // receiving slots kept for cameras
   ended: false,
   phase: root.dataset.state, // ringing → live → ended | interrupted
   hidden: false, // after pagehide: nothing reconnects
@@ -80,8 +86,8 @@ const labels = new Map(); // centre -> {status, video, faces, verified}, from th
 let floorHolder = null;
 let pinned = null;
 let buffered = null; // events that arrive while labels are being refreshed
-// Cameras the call has shown (ids): each holds one of the operator's receiving slots,
-// counted in data-slots for those shown before the page loaded.
+// Cameras the call has shown (ids): each holds one of the operator's camera slots (from
+// data-cameras-ever for those shown before the page loaded).
 const camerasSeen = new Set((root.dataset.camerasEver || "").split(",").filter(Boolean));
 
 // Times on the page are Asia/Shanghai's, whatever the browser's own zone is.
@@ -277,7 +283,8 @@ async function connect(before = null) {
   if (operator) {
     if (video) addCamera(pc, video, "sendonly", stream);
     if (audio) pc.addTransceiver(audio, { direction: "sendonly", streams: [stream] });
-    for (let i = 0; i < state.slots; i++) {
+    const receiving = state.slots + Math.max(state.cameraSlots, camerasSeen.size);
+    for (let i = 0; i < receiving; i++) {
       pc.addTransceiver("video", { direction: "recvonly" });
       pc.addTransceiver("audio", { direction: "recvonly" });
     }
@@ -545,7 +552,7 @@ async function refresh(map) {
   for (const [centre, said] of Object.entries(map.tiles || {})) labels.set(centre, { ...said });
   floorHolder = map.floor ?? null;
   // Not showCamera: attach() refreshes with its map, and must not attach again.
-  for (const camera of map.cameras || []) if (sayCamera(camera)) reconnect("camera");
+  for (const camera of map.cameras || []) if (sayCamera(camera)) moreSlots();
   for (const event of buffered) if (event.event_id > (map.upto || 0)) apply(event);
   buffered = null;
   paintAll();
@@ -670,7 +677,7 @@ function cameraTile(camera) {
 }
 
 // A camera's state (an event, the add answer or the media map) on its tile; true when
-// the camera is new to the call, so it needs one more receiving slot.
+// the camera is new to the call and the connection has no spare slot left for it.
 function sayCamera(camera) {
   const existing = tileOf(camera.participant);
   if (camera.state === "removed") {
@@ -688,16 +695,21 @@ function sayCamera(camera) {
   const id = String(camera.camera);
   if (camerasSeen.has(id)) return false;
   camerasSeen.add(id);
-  state.slots += 1;
-  return true;
+  return camerasSeen.size > state.cameraSlots;
 }
 
-// The page offers again for a camera new to the call; a live camera's slot is known
-// (it is mapped once the camera sends), so the tiles are bound again.
+// A camera beyond the slots offered: offer again with one more (a new peer).
+function moreSlots() {
+  state.cameraSlots = camerasSeen.size;
+  if (state.pc || state.generation) reconnect("camera");
+}
+
+// A camera new to the call takes a spare slot of the connection, which the server maps
+// once the camera sends: its tile is bound then (on "live") from the media map.
 function showCamera(camera) {
   const existed = Boolean(tileOf(camera.participant));
   if (sayCamera(camera)) {
-    if (state.pc || state.generation) reconnect("camera");
+    moreSlots();
   } else if (camera.state === "live" || (!existed && camera.state !== "removed")) {
     attach().catch((e) => fail(e.message));
   }
