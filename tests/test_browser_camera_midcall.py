@@ -120,6 +120,6 @@ async def test_a_camera_added_mid_call_rides_the_operators_connection(
 
         await until(operator, lambda: all(r.ended_at for r in files(town_a)), "files closed")
         (only,) = files(town_a)  # one file for the operator: its recording never split
-        assert only.ended_at is not None and only.seconds > 1
+        assert only.ended_at is not None and only.bytes > 0
     finally:
         camera.stop()
