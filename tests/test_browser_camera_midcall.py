@@ -123,3 +123,40 @@ async def test_a_camera_added_mid_call_rides_the_operators_connection(
         assert only.ended_at is not None and only.bytes > 0
     finally:
         camera.stop()
+
+
+async def test_a_camera_beyond_the_offered_slots_makes_the_page_offer_again(
+    aiohttp_server: Any, demo_settings: Settings, cast: Cast, tmp_path: Path
+) -> None:
+    """The page offered no camera slot (no camera in scope when it loaded); a camera
+    registered and added afterwards by another client still shows, over a new offer."""
+    camera = RtspServer(colour="green", username="viewer", password=PASSWORD)
+    camera.start()
+    settings = demo_settings.with_(ice_hosts="127.0.0.1", scheduler=False)
+    server = await aiohttp_server(create_app(settings))
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        town = bearer(make_token(settings, cast.town_a))
+        async with aiohttp.ClientSession(base) as http:
+            resp = await http.post("/api/v1/calls", headers=town, json={
+                "callees": [cast.village_a1], "kind": "inspection"})  # fmt: skip
+            assert resp.status == 201, await resp.text()
+            call_id = (await resp.json())["call"]["id"]
+
+        async with chromium(tmp_path / "town") as context:
+            page = await context.new_page()
+            await log_in(page, base, cast.town_a, "town-demo-2026")
+            await page.goto(f"{base}/calls/{call_id}")
+            await page.wait_for_function("() => window.dispatchPeer", timeout=20_000)
+            assert await page.get_attribute("#call", "data-camera-slots") == "0"
+            async with aiohttp.ClientSession(base) as http:
+                camera_id = await register_camera(http, settings, cast, camera, "村口监控")
+                resp = await http.post(f"/api/v1/calls/{call_id}/cameras", headers=town,
+                                       json={"camera": camera_id})  # fmt: skip
+                assert resp.status == 201, await resp.text()
+            tile = f'.tile[data-centre="camera-{camera_id}"]'
+            await page.wait_for_selector(f'{tile}[data-camera-state="live"]', timeout=20_000)
+            await page.wait_for_function(GREEN_PICTURE, arg=f"{tile} video", timeout=20_000)
+            assert "连接中断（接入摄像头）" in await page.locator("#log").inner_text()
+    finally:
+        camera.stop()
