@@ -245,6 +245,22 @@ class Conference:
             RINGING_KEYFRAME_EVERY, self._refresh_ringing
         )
 
+    async def view(self, call_id: int, small: list[str]) -> list[str]:
+        """The operator's page shows `small` (centres invited to the call, or its
+        cameras) in small tiles: their video comes at the base temporal layer only
+        (media.room.Room.view)."""
+        live = self._require(call_id)
+        invited = {i.centre_code for i in await self.board.db.read(calls.invitations, call_id)}
+        unknown = sorted(p for p in set(small) if p not in invited and camera_id_of(p) is None)
+        if unknown:
+            raise InvalidInput("small", f"not in call {call_id}: {', '.join(unknown[:5])}")
+        chosen = sorted(set(small))
+        try:
+            live.room.view(chosen)
+        except RoomError as exc:
+            raise Conflict(str(exc)) from None
+        return chosen
+
     async def give_floor(self, call_id: int, centre: str | None) -> calls.Attendance:
         live = self._require(call_id)
         if centre is not None and centre not in live.people:

@@ -29,8 +29,9 @@ Invariants:
   frame until its next key frame: viewers hold their last good picture instead of
   decoding garbage.
 - A video slot forwards only the temporal layers its viewer's link carries
-  (``media.linkrate``): fewer layers at once, more only from a layer-0 frame (whose
-  references the viewer has), and video again after a pause only from a key frame.
+  (``media.linkrate``) and its viewer shows (``Slot.limit``: a small tile gets
+  layer 0): fewer layers at once, more only from a layer-0 frame (whose references
+  the viewer has), and video again after a pause only from a key frame.
 """
 
 from __future__ import annotations
@@ -220,7 +221,8 @@ class Slot(MediaStreamTrack):
         self._loss = LossWindow()
         self._reported_at = -math.inf  # when the viewer last sent a receiver report
         self._cap = TOP  # the highest temporal layer forwarded now; PAUSED: none
-        self.dropped = 0  # frames left out for this viewer's link
+        self._ceiling = TOP  # the most the viewer's page wants (a small tile: 0)
+        self.dropped = 0  # frames left out for this viewer's link or tile
 
     def bind(self, sender: RTCRtpSender) -> None:
         """Send through ``sender``'s negotiated stream (before negotiation ends)."""
@@ -236,6 +238,25 @@ class Slot(MediaStreamTrack):
     def cap(self) -> int:
         """The highest temporal layer this viewer gets (2: all; -1: video paused)."""
         return self._cap
+
+    @property
+    def ceiling(self) -> int:
+        return self._ceiling
+
+    def limit(self, top: int) -> None:
+        """Forward at most temporal layer ``top`` (0: a quarter of a browser's frames,
+        for a tile too small to need more; TOP: all), within what the link carries.
+        Fewer layers from the next frame, more from the next layer-0 frame."""
+        if self.kind != "video" or top == self._ceiling:
+            return
+        self._ceiling = top
+        if self._cap > top:
+            self._cap = top
+
+    def _wanted(self) -> int:
+        """The layers to forward from the next layer-0 frame on."""
+        cap = self._link.cap
+        return cap if cap == PAUSED else min(cap, self._ceiling)
 
     def viewer_report(self, highest: int, lost: int) -> None:
         """The viewer's receiver report for this slot: its extended highest sequence
@@ -258,10 +279,10 @@ class Slot(MediaStreamTrack):
         self._loss.restart(now)
         logger.info("%s: %.0f%% lost, layers %s -> %s", self.name, fraction * 100,
                     _layers(before), _layers(after))  # fmt: skip
-        if after < self._cap:  # leaving frames out is safe at once
-            self._cap = after
+        if min(after, self._ceiling) < self._cap:  # leaving frames out is safe at once
+            self._cap = self._wanted()
         elif self._cap == PAUSED:  # its decoder lost its references: from a key frame
-            self._cap = after
+            self._cap = self._wanted()
             self._need_key = True
             if self._feed is not None:
                 self._feed.request_keyframe()
@@ -302,8 +323,8 @@ class Slot(MediaStreamTrack):
         if self.kind == "video":
             if self._cap == PAUSED:
                 self._silence_is_clean()
-            if tid == 0 and self._link.cap > self._cap:
-                self._cap = self._link.cap  # a layer-0 frame: upper layers can start here
+            if tid == 0 and self._wanted() > self._cap:
+                self._cap = self._wanted()  # a layer-0 frame: upper layers can start here
             if self._cap == PAUSED or tid > self._cap:
                 self.dropped += 1
                 return

@@ -41,7 +41,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from av import VideoFrame
@@ -267,6 +267,7 @@ class RemoteRoom:
         self._operator: str | None = None
         self._participants: tuple[str, ...] = ()
         self._floor: str | None = None
+        self._small: list[str] = []  # see Room.view
         self._slots: dict[str, int] = {}
         self._levels: dict[str, int] = {}
         self._closed = False
@@ -328,6 +329,8 @@ class RemoteRoom:
             self._where[participant] = worker
             if operator:
                 self._operator = participant
+                if self._small:
+                    self._spawn(worker.request("view", self.room_id, self._small))
         return str(answer)
 
     def give_floor(self, participant: str | None) -> None:
@@ -338,6 +341,15 @@ class RemoteRoom:
         for worker in self._parts:
             if worker.alive:
                 self._spawn(worker.request("floor", self.room_id, participant))
+
+    def view(self, small: Collection[str]) -> None:
+        """See ``Room.view``: told to the operator's part now, and to the part of each
+        later connection of the operator's."""
+        self._check_open()
+        self._small = sorted(small)
+        worker = self._where.get(self._operator) if self._operator is not None else None
+        if worker is not None and worker.alive:
+            self._spawn(worker.request("view", self.room_id, self._small))
 
     def prime(self, participant: str) -> None:
         """See ``Room.prime``: every part asks the publishers it carries or pipes in."""

@@ -23,7 +23,9 @@ a ``Slot`` whose source the room attaches:
   offers camera and microphone ``sendrecv``, then one ``recvonly`` video and audio);
 - the operator's slot *i* shows the *i*-th distinct participant to join (a rejoin
   keeps its slot). The operator's page offers as many receiving m-lines per kind as
-  there are invited centres; participants beyond that are not shown (logged).
+  there are invited centres, plus a pair per camera it may show; participants beyond
+  that are not shown (logged). Its slots of the participants its page shows in small
+  tiles forward only their base temporal layer (``Room.view``).
 - a WHIP publisher offers ``sendonly``: no slots, it is only received.
 
 Key frames. Attaching a source to a video slot (a join, a floor change) asks the
@@ -74,7 +76,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,7 @@ from media.forwarding import Feed, Slot
 from media.ice import IceSettings, peer_connection
 from media.ingest import Ingest, tap
 from media.jitter import use_bounded_jitter_buffer
+from media.linkrate import TOP
 from media.ratecount import install as install_rate_counter
 from media.recorder import FileReport, RoomRecorder
 from media.sockets import install as install_socket_draining
@@ -244,6 +247,12 @@ class _Peer:
             if index < len(slots):
                 slots[index].attach(source.feed(kind) if source else None)
 
+    def limit(self, index: int, top: int) -> None:
+        """Slot ``index``'s video forwards temporal layers up to ``top``."""
+        videos = self.slots["video"]
+        if index < len(videos):
+            videos[index].limit(top)
+
 
 def _offer_directions(offer_sdp: str, passive_dtls: bool) -> dict[str, str]:
     """mid -> offered direction of each audio/video m-line; OfferError if unusable."""
@@ -382,6 +391,7 @@ class Room:
         self._operator: str | None = None
         self._slot_of: dict[str, int] = {}  # participant -> operator slot, by first join
         self._floor: str | None = None
+        self._small: frozenset[str] = frozenset()  # shown small on the operator's page
         self._locks: dict[str, asyncio.Lock] = {}  # one join/leave at a time per participant
         self._tasks: set[asyncio.Task[None]] = set()
         self._joins = itertools.count(1)
@@ -451,6 +461,15 @@ class Room:
             raise RoleError(f"room {self.room_id}: the operator cannot hold the floor")
         self._floor = participant
         logger.info("room %s peer %s: given the floor", self.room_id, participant)
+        self._reroute()
+
+    def view(self, small: Collection[str]) -> None:
+        """The operator's page shows the participants ``small`` in tiles too small to
+        need every frame: the operator's slots of them forward only the base temporal
+        layer (a quarter of a browser's L1T3 frames; a publisher without layers is not
+        thinned), the others every layer. Kept for the operator's later connections."""
+        self._check_open()
+        self._small = frozenset(small)
         self._reroute()
 
     def prime(self, participant: str) -> None:
@@ -837,6 +856,7 @@ class Room:
             if viewer.operator:
                 for participant, index in self._slot_of.items():
                     viewer.show(index, self._source(participant))
+                    viewer.limit(index, 0 if participant in self._small else TOP)
             else:
                 viewer.show(OPERATOR_SLOT, operator)
                 holder = None

@@ -12,6 +12,7 @@ Main → worker (``op``, then its fields; ``n`` numbers a request):
     ("join", n, room_id, video_codec, participant, offer_sdp, operator, passive_dtls)
     ("floor", n, room_id, participant | None)
     ("prime", n, room_id, participant)   # it accepted: ask its sources for key frames
+    ("view", n, room_id, [participant])  # shown small on the operator's page: layer 0
     ("camera", n, room_id, video_codec, participant, rtsp_url, {timeout, retry_max})
     ("uncamera", n, room_id, participant)
     ("leave", n, room_id, participant)

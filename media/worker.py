@@ -79,6 +79,9 @@ class Worker:
         elif op == "floor":
             _, n, room_id, participant = message
             self._run(n, room_id, lambda room: room.give_floor(participant))
+        elif op == "view":  # the operator's page: which tiles are small
+            _, n, room_id, small = message
+            self._run(n, room_id, lambda room: room.view(small))
         elif op == "prime":  # a centre accepted: key frames on their way before it joins
             _, n, room_id, participant = message
             self._run(n, room_id, lambda room: room.prime(participant))

@@ -12,10 +12,11 @@ layers):
 - layer 2 (frames 1 and 3) references LAST (and GOLDEN) and updates nothing;
 - no frame above layer 0 updates the entropy context.
 
-So layer 0 alone decodes, and layers 0-1 alone decode (``tests/bench/meeting.py``
-checks it before it starts). Used by the meeting bench's precoded publishers, so the
+So layer 0 alone decodes, and layers 0-1 alone decode (``decodes_by_layer``; the
+benches check it before they start). Used by the benches' precoded publishers, so the
 server sees what it sees from browsers: the checks decode only layer-0 frames and a
-forwarder can drop upper layers.
+forwarder can drop upper layers. ``peers.LayeredPacker`` writes each packet's layer
+(``Packet.opaque``) into its VP8 payload descriptors, as a browser does.
 
 Only the fields read here are laid out: the encoder configuration is libvpx's own
 default, changed at offsets verified against those defaults before use.
@@ -152,3 +153,4 @@ def decodes_by_layer(frames: list[tuple[bytes, int]]) -> bool:
     return len(every) == len(frames) and all(
         np.array_equal(every[i], picture) for top in (0, 1) for i, picture in decode(top).items()
     )
+

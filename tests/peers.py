@@ -359,7 +359,9 @@ class OneKeyVideo(PrecodedVideo):
 
 class LayeredPacker(Vp8Encoder):
     """Packetises frames with VP8 descriptors carrying temporal layers (RFC 7741):
-    picture id, T set, TID cycling 0, 2, 1, 2 as L1T3 does."""
+    picture id, T set, and the TID a packet carries in ``opaque`` (frames encoded in
+    layers: tests/l1t3.py), else TIDs cycling 0, 2, 1, 2 as L1T3 does (over key
+    frames, which any subset decodes)."""
 
     PATTERN = (0, 2, 1, 2)
 
@@ -369,6 +371,8 @@ class LayeredPacker(Vp8Encoder):
 
     def pack(self, packet: Packet) -> tuple[list[bytes], int]:
         tid = self.PATTERN[next(self._frames) % len(self.PATTERN)]
+        if isinstance(packet.opaque, int):
+            tid = packet.opaque
         data, picture = bytes(packet), self.picture_id
         self.picture_id = (self.picture_id + 1) % (1 << 15)
         payloads = []

@@ -160,6 +160,50 @@ async def test_while_a_centre_rings_key_frames_keep_coming_and_stop_once_answere
         await operator.close()
 
 
+async def test_the_operator_page_says_which_tiles_are_small(
+    aiohttp_client: Any, media_settings: Settings, cast: Cast
+) -> None:
+    app = create_app(media_settings)
+    client: TestClient = await aiohttp_client(app)
+    town = bearer(make_token(media_settings, cast.town_a))
+    resp = await client.post("/api/v1/calls", headers=town, json={
+        "callees": [cast.village_a1, cast.village_a2], "kind": "meeting"})  # fmt: skip
+    launched = await resp.json()
+    call_id = launched["call"]["id"]
+    token = {i["centre"]: bearer(i["join_token"]) for i in launched["invites"]}
+    url = f"/api/v1/calls/{call_id}/view"
+    small = {"small": [cast.village_a2, cast.village_a1]}
+    resp = await client.post(url, headers=town, json=small)
+    assert resp.status == 409, await resp.text()  # no media yet
+    operator = Client("op", "blue")
+    try:
+        operator.offer_as_operator(slots=2)
+        await join(client, operator, call_id, town)
+        resp = await client.post(url, headers=town, json=small)
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["small"] == sorted(small["small"])
+        room = app[CONFERENCE].rooms()[0]
+        assert room._small == frozenset(small["small"])  # type: ignore[union-attr]
+        # Refused, and nothing changes: a village's token, an unknown participant, bad bodies.
+        for headers, body, status in (
+            (token[cast.village_a1], {"small": []}, 401),  # a join token counts for nothing
+            (bearer(make_token(media_settings, cast.town_b)), {"small": []}, 403),
+            (bearer(make_token(media_settings, cast.village_a1)), {"small": []}, 403),
+            (town, {"small": ["999999999999"]}, 400),
+            (town, {"small": "all"}, 400),
+            (town, {"small": [cast.village_a1] * 65}, 400),
+            (town, {}, 400),
+        ):
+            resp = await client.post(url, headers=headers, json=body)
+            assert resp.status == status, (body, await resp.text())
+            assert "message" in await resp.json()
+        assert room._small == frozenset(small["small"])  # type: ignore[union-attr]
+        resp = await client.post(url, headers=town, json={"small": []})
+        assert resp.status == 200 and room._small == frozenset()  # type: ignore[union-attr]
+    finally:
+        await operator.close()
+
+
 async def test_bad_offers_and_foreign_tokens(
     aiohttp_client: Any, media_settings: Settings, cast: Cast
 ) -> None:

@@ -25,6 +25,8 @@ from media.room import (
 from peers import (
     LOOPBACK,
     Client,
+    LayeredPacker,
+    PrecodedVideo,
     colour_of,
     count_key_frame_requests,
     eventually,
@@ -118,6 +120,43 @@ async def test_a_centre_that_accepts_primes_key_frames_through_the_worker(
     before = len(asked)
     room.prime("p3")  # p3 answers the ring: the worker asks the operator's camera
     await eventually(lambda: len(asked) > before)
+    await room.close()
+
+
+async def test_a_small_tile_is_thinned_through_the_worker_and_kept_for_a_rejoin(
+    pool: WorkerPool, clients: Callable[[str, str], Client]
+) -> None:
+    # p1 publishes L1T3 labels (over key frames); the operator's page says p1's tile is
+    # small: the operator gets about a quarter of p1's frames, also after it rejoins.
+    room = pool.room("call-view", on_event=lambda e: None)
+    p1 = clients("p1", "red")
+    camera = PrecodedVideo("red", fps=20)
+    p1.pc.addTransceiver(camera, direction="sendonly").sender._RTCRtpSender__encoder = (  # type: ignore[attr-defined]
+        LayeredPacker()
+    )
+    await p1.accept(await room.join("p1", await p1.offer(), operator=False))
+
+    async def share(op: Client) -> float:
+        """The operator's decoded frames of p1 per frame p1 sent, over 40 frames."""
+        await eventually(sees(op, 0, "red"))
+        got, sent = len(op.video[0]), camera.sent
+        await eventually(lambda: camera.sent >= sent + 40)
+        return (len(op.video[0]) - got) / (camera.sent - sent)
+
+    op = clients("op", "blue")
+    op.offer_as_operator(slots=1)
+    await op.accept(await room.join("op", await op.offer(), operator=True))
+    assert await share(op) > 0.6
+    room.view(["p1"])
+    assert await share(op) < 0.45
+    await op.close()
+    again = clients("op", "blue")  # the operator's page reconnects: the view stays
+    again.offer_as_operator(slots=1)
+    await again.accept(await room.join("op", await again.offer(), operator=True))
+    assert await share(again) < 0.45
+    room.view([])
+    await share(again)  # the change takes effect at a layer-0 frame
+    assert await share(again) > 0.6
     await room.close()
 
 

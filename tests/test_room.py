@@ -524,6 +524,48 @@ async def test_a_viewer_that_connects_after_the_key_frame_starts_from_the_frames
     assert gop is not None and is_keyframe("VP8", gop[0][0].data)  # still the one key frame
 
 
+async def test_a_tile_shown_small_gets_the_base_layer_and_all_of_it_again_once_large(
+    room: Room, clients: ClientFactory
+) -> None:
+    # p1 publishes L1T3 (labels: its frames are key frames, which any subset of decodes);
+    # the operator's page says p1's tile is small: its slot forwards the layer-0 frames
+    # only (a quarter), and every frame again once the tile is large.
+    p1 = clients("p1", None)
+    camera = p1.pc.addTransceiver(PrecodedVideo("red", fps=15), direction="sendonly")
+    camera.sender._RTCRtpSender__encoder = LayeredPacker()  # type: ignore[attr-defined]
+    op = clients("op", "blue")
+    op.offer_as_operator(slots=1)
+    await op.join(room, operator=True)
+    await p1.join(room)
+    await eventually(sees(op, 0, "red"))
+    slot = room._peers["op"].slots["video"][0]
+    await eventually(lambda: slot.feed is not None and slot.feed.layered)
+
+    def counts() -> tuple[int, int]:
+        return slot.forwarded, slot.dropped
+
+    async def over(frames: int) -> tuple[int, int]:
+        """(forwarded, dropped) while the feed brings ``frames`` more frames."""
+        feed = slot.feed
+        assert feed is not None
+        start, (sent, left) = feed.frames, counts()
+        await eventually(lambda: feed.frames >= start + frames)
+        now = counts()
+        return now[0] - sent, now[1] - left
+
+    assert (await over(12))[1] == 0  # a large tile: every frame
+    room.view(["p1"])
+    await over(4)  # from the next layer-0 frame on
+    forwarded, dropped = await over(16)
+    assert forwarded in (4, 5) and dropped == 16 - forwarded, (forwarded, dropped)
+    decoded = len(op.video[0])
+    await eventually(lambda: len(op.video[0]) >= decoded + 3)
+    assert op.video[0][-1] == "red"
+    room.view([])
+    await over(4)
+    assert (await over(12))[1] == 0
+
+
 async def test_a_floor_change_brings_a_key_frame_within_a_second_and_timestamps_only_grow(
     room: Room, clients: ClientFactory
 ) -> None:

@@ -177,6 +177,14 @@ class Floor(Body):
     centre: Code | None = None
 
 
+class View(Body):
+    """POST /api/v1/calls/{id}/view: the participants the operator's page shows in
+    small tiles (its centres' codes, camera-<id> for cameras): their video comes at the
+    base temporal layer only."""
+
+    small: list[Annotated[StrictStr, Field(max_length=24)]] = Field(max_length=64)
+
+
 class RecordingSwitch(Body):
     """POST /api/v1/calls/{id}/recording: record the call from now (true) or stop (false)."""
 

@@ -22,7 +22,7 @@ from schedules import plans, policy
 from . import live, offers
 from .appkeys import CONFERENCE, DB, SETTINGS, SWITCHBOARD
 from .auth import join_token, scope_of
-from .bodies import CallLaunch, Floor, Leave, Snapshot
+from .bodies import CallLaunch, Floor, Leave, Snapshot, View
 from .cameras import camera_choices
 from .reading import path_int, read_body
 from .render import render
@@ -211,6 +211,14 @@ async def floor(request: web.Request) -> web.Response:
     return web.json_response(event.as_dict())
 
 
+async def view(request: web.Request) -> web.Response:
+    """POST {"small": [participant, …]}: the tiles the operator's page shows small."""
+    call_id = _call_id(request)
+    await _require_caller_side(request, call_id)
+    small = (await read_body(request, View)).small
+    return web.json_response({"small": await request.app[CONFERENCE].view(call_id, small)})
+
+
 async def snapshot(request: web.Request) -> web.Response:
     call_id = _call_id(request)
     await _require_caller_side(request, call_id)
@@ -358,6 +366,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/v1/calls/{call_id}/sdp", sdp_offer),
         web.post("/api/v1/calls/{call_id}/leave", leave),
         web.post("/api/v1/calls/{call_id}/floor", floor),
+        web.post("/api/v1/calls/{call_id}/view", view),
         web.post("/api/v1/calls/{call_id}/snapshot", snapshot),
         web.get("/ws/calls/{call_id}", call_events),
     ]

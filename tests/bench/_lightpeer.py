@@ -36,6 +36,7 @@ import logging
 import multiprocessing
 import os
 import random
+import sys
 import time
 import traceback
 from array import array
@@ -49,18 +50,21 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
-from _l1t3 import decodes_by_layer, encode_l1t3
 from aiohttp import web
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription, sdp
 from aiortc.codecs.opus import OpusEncoder
-from aiortc.codecs.vpx import PACKET_MAX, Vp8Encoder, VpxPayloadDescriptor
 from aiortc.contrib.media import MediaRelay
-from aiortc.mediastreams import VIDEO_TIME_BASE, MediaStreamError, convert_timebase
+from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
 from av import AudioFrame, VideoFrame
 
 from media.ice import IceSettings, configure_host_addresses, peer_connection
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: helpers shared with them
+from l1t3 import decodes_by_layer, encode_l1t3
+
+from peers import LayeredPacker
 
 LOOPBACK = IceSettings(host_addresses=("127.0.0.1",))
 WIDTH, HEIGHT, FPS = 640, 360, 15
@@ -207,7 +211,7 @@ class PrecodedCamera(MediaStreamTrack):
         data, tid = self._frames[index % len(self._frames)]
         packet = av.Packet(data)
         packet.pts, packet.time_base = index * 90_000 // FPS, Fraction(1, 90_000)
-        packet.opaque = tid  # read by the packer (_pack_with_layer)
+        packet.opaque = tid  # read by the sender's packer (peers.LayeredPacker)
         self.sent.append(time.monotonic())
         return packet
 
@@ -220,29 +224,6 @@ def _encode_second(source: BarcodeTrack) -> list[tuple[bytes, int]]:
     return frames
 
 
-def _pack_with_layer(self: Vp8Encoder, packet: av.Packet) -> tuple[list[bytes], int]:
-    """aiortc's ``Vp8Encoder.pack``, plus the temporal layer a ``PrecodedCamera``
-    packet carries (``opaque``) in every payload descriptor (RFC 7741: TID, and
-    TL0PICIDX counting layer-0 frames). Other packets are packed as aiortc does."""
-    tid = packet.opaque
-    if not isinstance(tid, int):
-        return _aiortc_pack(self, packet)
-    tl0 = getattr(self, "_bench_tl0", -1) + (tid == 0)
-    self._bench_tl0 = tl0  # type: ignore[attr-defined]
-    descriptor = VpxPayloadDescriptor(partition_start=1, partition_id=0,
-                                      picture_id=self.picture_id, tl0picidx=tl0 % 256,
-                                      tid=(tid, tid > 0))  # fmt: skip
-    data = bytes(packet)
-    payloads = []
-    for start in range(0, len(data), PACKET_MAX - 8):  # 8: the descriptor's most
-        payloads.append(bytes(descriptor) + data[start : start + PACKET_MAX - 8])
-        descriptor.partition_start = 0
-    self.picture_id = (self.picture_id + 1) % (1 << 15)
-    return payloads, convert_timebase(packet.pts, packet.time_base, VIDEO_TIME_BASE)
-
-
-_aiortc_pack = Vp8Encoder.pack
-Vp8Encoder.pack = _pack_with_layer  # type: ignore[method-assign]
 
 
 def _tone_packets() -> list[bytes]:
@@ -449,7 +430,9 @@ class BenchPeer:
         spec = self.spec
         if self.camera is not None and self.mic is not None:
             direction = "sendrecv" if spec.duplex else "sendonly"
-            self.pc.addTransceiver(self.camera, direction=direction)
+            camera = self.pc.addTransceiver(self.camera, direction=direction)
+            if isinstance(self.camera, PrecodedCamera):  # its layers in every packet
+                camera.sender._RTCRtpSender__encoder = LayeredPacker()  # type: ignore[attr-defined]
             self.pc.addTransceiver(self.mic, direction=direction)
         for _ in range(spec.recv_pairs):
             self.pc.addTransceiver("video", direction="recvonly")

@@ -237,6 +237,35 @@ function fit() {
   if (focus && cols < 4) cols = Math.min(Math.max(cols, 2), Math.floor((width + GAP) / (MIN_TILE + GAP)) || 1);
   grid.style.setProperty("--cols", String(cols));
   grid.dataset.cols = String(cols);
+  sendView();
+}
+
+// A tile narrower than SMALL_TILE px (other than the focus) needs no more than the base
+// temporal layer: the operator's page tells the server which tiles are small, and their
+// video then comes at a quarter of the frames (media/room.py Room.view) — a grid of 20
+// villages decodes as 5. Sent when the set changes and after every new connection.
+const SMALL_TILE = 320;
+let viewSent = null; // the set the server has, sorted and joined; null: unknown
+let viewTimer = 0;
+function sendView() {
+  if (!operator || !state.pc) return;
+  clearTimeout(viewTimer);
+  viewTimer = setTimeout(async () => {
+    const small = mediaTiles()
+      .filter((t) => !t.classList.contains("focus") && t.querySelector("video").clientWidth < SMALL_TILE)
+      .map((t) => t.dataset.centre)
+      .sort();
+    const key = small.join(",");
+    if (key === viewSent) return;
+    viewSent = key;
+    try {
+      await api("POST", `/api/v1/calls/${callId}/view`, { small });
+      grid.dataset.small = String(small.length);
+    } catch (e) {
+      viewSent = null; // sent again with the next layout or connection
+      console.warn("view:", e.message);
+    }
+  }, 300);
 }
 
 // --- the peer connection ----------------------------------------------------------------
@@ -316,6 +345,8 @@ async function connect(before = null) {
   await pc.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
   state.reconnecting = false;
   await attach();
+  viewSent = null;
+  sendView();
 }
 
 function onPeerState(pc, generation) {
