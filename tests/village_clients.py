@@ -29,7 +29,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from peers import Client, PrecodedSilence, PrecodedVideo
+from peers import Client, LayeredPacker, PrecodedSilence, PrecodedVideo
 
 REPORT_INTERVAL = 0.1
 JOINING_AT_ONCE = 5
@@ -50,7 +50,10 @@ async def join(
         assert resp.status == 200, await resp.text()
     client = Client(code, colour, light=True)
     CAMERAS[code] = PrecodedVideo(colour, fps=fps)
-    client.pc.addTrack(CAMERAS[code])
+    camera = client.pc.addTrack(CAMERAS[code])  # sendrecv: it also receives slot 0
+    # Labelled L1T3 as a browser publishes (its key frames decode in any subset): the
+    # server checks a quarter of them, and a small tile gets a quarter.
+    camera._RTCRtpSender__encoder = LayeredPacker()  # type: ignore[attr-defined]
     client.pc.addTrack(PrecodedSilence())
     client.pc.addTransceiver("video", direction="recvonly")
     client.pc.addTransceiver("audio", direction="recvonly")

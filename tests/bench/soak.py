@@ -16,6 +16,9 @@ that says so on a track that is not the page's current connection's (watched eve
 sent in the interval (its outbound-rtp counter); the operator's share of a village's
 frames is against the frames that village sent (tests/village_clients.py reports them),
 so a village process that fell behind its schedule is not counted as the server's loss.
+The villages label their frames L1T3 as browsers publish, so a tile the page shows
+small gets the base layer (media/room.py ``Room.view``): its share is against a quarter
+of the frames its village sent.
 
 The rig stands for other machines: Chromium and the village clients run at
 ``--rig-nice`` (10) so that, on a machine they saturate, the server under test is
@@ -162,6 +165,7 @@ TILES = """async () => {
     tiles[tile.dataset.centre] = {
       frames: track && current.has(track.id) ? decoded[track.id] ?? 0 : 0,
       video: tile.querySelector(".video").textContent,
+      small: tile.querySelector("video").clientWidth < 320 && !tile.classList.contains("focus"),
     };
   }
   return { tiles, sent, violations: (window.labelViolations || []).length };
@@ -197,6 +201,7 @@ class BrowserOperator:
         state = await self.page.evaluate(TILES)
         self.violations = int(state["violations"])
         self._labels = {c: t["video"] for c, t in state["tiles"].items()}
+        self.small = {c for c, t in state["tiles"].items() if t.get("small")}
         return {c: int(t["frames"]) for c, t in state["tiles"].items()}, float(state["sent"])
 
     def says_live(self, centre: str) -> bool:
@@ -259,11 +264,13 @@ async def soak(minutes: float, browser: bool, nice: int) -> bool:
                 ours, sent = await operator.read(runner.app, call_id)
                 video, gone = latest.get("video", {}), latest.get("sent", {})
                 theirs = [int(video[c][0][0]) if c in video else 0 for c in codes]
+                # A small tile gets the base layer: a quarter of the (labelled) frames.
+                small = getattr(operator, "small", set())
                 return (
                     [ours.get(c, 0) for c in codes],
                     theirs,
                     sent,
-                    [int(gone.get(c, 0)) for c in codes],
+                    [int(gone.get(c, 0)) // (4 if c in small else 1) for c in codes],
                 )
 
             started = time.monotonic()
