@@ -62,16 +62,25 @@ async def join(client: TestClient, peer: Client, call_id: int, headers: dict[str
     await peer.accept((await resp.json())["sdp"])
 
 
+async def launch_meeting(
+    client: TestClient, settings: Settings, cast: Cast
+) -> tuple[dict[str, str], int, dict[str, dict[str, str]]]:
+    """Town A calls villages A1 and A2 to a meeting: the town's headers, the call's id
+    and each village's join-token headers."""
+    town = bearer(make_token(settings, cast.town_a))
+    resp = await client.post("/api/v1/calls", headers=town, json={
+        "callees": [cast.village_a1, cast.village_a2], "kind": "meeting"})  # fmt: skip
+    assert resp.status == 201, await resp.text()
+    launched = await resp.json()
+    tokens = {i["centre"]: bearer(i["join_token"]) for i in launched["invites"]}
+    return town, launched["call"]["id"], tokens
+
+
 async def test_a_meeting_with_two_villages(
     aiohttp_client: Any, media_settings: Settings, cast: Cast
 ) -> None:
     client: TestClient = await aiohttp_client(create_app(media_settings))
-    town = bearer(make_token(media_settings, cast.town_a))
-    resp = await client.post("/api/v1/calls", headers=town, json={
-        "callees": [cast.village_a1, cast.village_a2], "kind": "meeting"})  # fmt: skip
-    launched = await resp.json()
-    call_id = launched["call"]["id"]
-    token = {i["centre"]: bearer(i["join_token"]) for i in launched["invites"]}
+    town, call_id, token = await launch_meeting(client, media_settings, cast)
     peers: list[Client] = []
     try:
         operator = Client("op", "blue")
@@ -127,12 +136,7 @@ async def test_while_a_centre_rings_key_frames_keep_coming_and_stop_once_answere
     # key frame every second while a village rings, so the answer finds a fresh one
     # kept; once every ring is answered the requests stop.
     client: TestClient = await aiohttp_client(create_app(media_settings))
-    town = bearer(make_token(media_settings, cast.town_a))
-    resp = await client.post("/api/v1/calls", headers=town, json={
-        "callees": [cast.village_a1, cast.village_a2], "kind": "meeting"})  # fmt: skip
-    launched = await resp.json()
-    call_id = launched["call"]["id"]
-    token = {i["centre"]: bearer(i["join_token"]) for i in launched["invites"]}
+    town, call_id, token = await launch_meeting(client, media_settings, cast)
     operator = Client("op", "blue")
     village = Client(cast.village_a1, None)
     try:
@@ -165,12 +169,7 @@ async def test_the_operator_page_says_which_tiles_are_small(
 ) -> None:
     app = create_app(media_settings)
     client: TestClient = await aiohttp_client(app)
-    town = bearer(make_token(media_settings, cast.town_a))
-    resp = await client.post("/api/v1/calls", headers=town, json={
-        "callees": [cast.village_a1, cast.village_a2], "kind": "meeting"})  # fmt: skip
-    launched = await resp.json()
-    call_id = launched["call"]["id"]
-    token = {i["centre"]: bearer(i["join_token"]) for i in launched["invites"]}
+    town, call_id, token = await launch_meeting(client, media_settings, cast)
     url = f"/api/v1/calls/{call_id}/view"
     small = {"small": [cast.village_a2, cast.village_a1]}
     resp = await client.post(url, headers=town, json=small)
