@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from playwright.async_api import BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -96,6 +96,24 @@ async def chromium(
             yield context
         finally:
             await context.close()
+
+
+@asynccontextmanager
+async def chromium_windows() -> AsyncIterator[Browser]:
+    """Debian's Chromium with no profile, for a test that opens several pages at once:
+    each ``browser.new_context(...)`` is a window of its own with its own cookies (pass
+    ``storage_state`` to share a login). Unlike a second tab of one context, a page in
+    its own window is in the foreground, so Chromium does not throttle its animation
+    frames (a background tab's frame waited up to 2 s)."""
+    assert os.access(CHROMIUM, os.X_OK), "run `make test` (it installs Debian's chromium)"
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=FLAGS
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 async def log_in(page: Page, base: str, username: str, password: str, then: str = "/") -> None:

@@ -21,20 +21,25 @@ from dispatch.settings import Settings
 from web.schema import open_database
 
 # Test files that may run side by side (`make test` runs them on two pytest-xdist
-# workers, then the rest one at a time): each works on its own SQLite files and
-# in-process servers on ephemeral ports, with no media peers, browser, PostgreSQL, daemon
-# or timing-sensitive step. Everything else runs alone so that no media or browser
-# test shares the two cores with another test.
+# workers, then the rest one at a time): each works on its own SQLite files, in-process
+# servers on ephemeral ports and, for some, its own headless Chromium or subprocesses,
+# with no media peers, PostgreSQL, network namespace or step whose outcome depends on
+# real-time delivery (waits have generous limits; nothing asserts a speed). Everything
+# else runs alone so that no media test shares the two cores with another test.
 PARALLEL_FILES = frozenset({
-    "test_calls.py", "test_calls_api.py", "test_centre_files.py", "test_clock.py",
-    "test_console.py", "test_coverage.py", "test_demo.py", "test_deploy.py",
-    "test_first_run.py", "test_hardening_bodies.py", "test_hardening_files.py",
-    "test_hardening_headers.py", "test_hardening_logins.py", "test_hardening_sessions.py",
-    "test_history.py", "test_i18n.py", "test_issues.py", "test_issues_web.py",
-    "test_journals_web.py", "test_labels.py", "test_layering.py", "test_linkrate.py",
-    "test_openapi.py", "test_openapi_fuzz.py", "test_outcome.py", "test_pages_smoke.py",
-    "test_periods.py", "test_reports_stored.py", "test_reports_web.py", "test_rota.py",
-    "test_rota_service.py", "test_scope_matrix.py", "test_settings.py",
+    "test_browser_csp.py", "test_browser_forms.py", "test_browser_layout.py",
+    "test_browser_layout_en.py",
+    "test_browser_login.py", "test_calls.py", "test_calls_api.py", "test_cameras.py",
+    "test_centre_files.py", "test_checks.py", "test_cli.py", "test_clock.py",
+    "test_config_file.py", "test_console.py", "test_coverage.py", "test_demo.py",
+    "test_deploy.py", "test_first_run.py", "test_hardening_bodies.py",
+    "test_hardening_files.py", "test_hardening_headers.py", "test_hardening_logins.py",
+    "test_hardening_sessions.py", "test_history.py", "test_i18n.py", "test_issues.py",
+    "test_issues_web.py", "test_journals_web.py", "test_labels.py", "test_layering.py",
+    "test_linkrate.py", "test_offline_install.py", "test_openapi.py",
+    "test_openapi_fuzz.py", "test_outcome.py", "test_pages_smoke.py", "test_periods.py",
+    "test_recording_retention.py", "test_reports_stored.py", "test_reports_web.py",
+    "test_rota.py", "test_rota_service.py", "test_scope_matrix.py", "test_settings.py",
     "test_spot_checks.py", "test_web_auth.py", "test_week_in_progress.py",
     "test_wording.py", "test_workdays.py",
 })  # fmt: skip

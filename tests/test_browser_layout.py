@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,13 +22,14 @@ from dispatch.settings import Settings
 from schedules.workdays import IsoWeek
 from web.app import create_app
 
-from browser import chromium, log_in
+from browser import chromium_windows, log_in
 from conftest import Cast, bearer, make_token
 
 pytestmark = pytest.mark.timeout(300)
 
 WIDTHS = (1024, 1366, 1920)
-TABS = 3  # pages measured side by side: the server renders one while Chromium lays out another
+TABS = 3  # pages measured side by side, each in its own window: the server renders one
+# while Chromium lays out another
 
 # Runs in the page: the header's boxes and every label that must not be squeezed.
 MEASURE = """() => {
@@ -150,14 +150,14 @@ async def check(page: Page, url: str, where: str, problems: list[str]) -> None:
         problems += [f"{width}px {where}: {p}" for p in found["problems"]]
 
 
-@pytest.mark.browser
-@pytest.mark.parametrize("locale", ["zh-CN", "en-US"])
-async def test_every_page_holds_its_layout(
-    aiohttp_server, demo_settings: Settings, cast: Cast, tmp_path: Path, locale: str
+async def every_page_holds_its_layout(
+    server_factory, settings: Settings, cast: Cast, locale: str
 ) -> None:  # type: ignore[no-untyped-def]
-    server = await aiohttp_server(create_app(demo_settings))
+    """The whole check in one locale (each locale is a test file of its own, so that
+    `make test`'s two workers take one each)."""
+    server = await server_factory(create_app(settings))
     base = f"http://127.0.0.1:{server.port}"
-    roles = await pages_of(base, demo_settings, cast)
+    roles = await pages_of(base, settings, cast)
     passwords = {
         "admin": demo.DEMO_PASSWORDS["admin"],
         cast.district: demo.DEMO_PASSWORDS["district_operator"],
@@ -165,17 +165,35 @@ async def test_every_page_holds_its_layout(
         cast.village_a1: demo.DEMO_PASSWORDS["village"],
     }
     problems: list[str] = []
-    async with chromium(tmp_path / f"profile-{locale}", locale=locale) as browser:
-        tabs = [await browser.new_page() for _ in range(TABS)]  # one login: shared cookies
-        await check(tabs[0], f"{base}/login", "/login", problems)  # before anyone logs in
+    async with chromium_windows() as browser:
+        first = await browser.new_context(locale=locale)
+        page = await first.new_page()
+        await check(page, f"{base}/login", "/login", problems)  # before anyone logs in
+        await first.close()
         for who, urls in roles.items():
-            await browser.clear_cookies()
-            await tabs[0].set_viewport_size({"width": 1366, "height": 800})
-            await log_in(tabs[0], base, who, passwords[who])
+            # One login, its cookies given to every window; a window each, never a
+            # background tab (see chromium_windows).
+            first = await browser.new_context(locale=locale)
+            page = await first.new_page()
+            await page.set_viewport_size({"width": 1366, "height": 800})
+            await log_in(page, base, who, passwords[who])
+            state = await first.storage_state()
+            others = [await browser.new_context(locale=locale, storage_state=state)
+                      for _ in range(TABS - 1)]  # fmt: skip
+            tabs = [page, *[await other.new_page() for other in others]]
 
             async def sweep(tab: Page, mine: list[str], who: str = who) -> None:
                 for url in mine:
                     await check(tab, f"{base}{url}", f"{who} {url}", problems)
 
             await asyncio.gather(*(sweep(tab, urls[i::TABS]) for i, tab in enumerate(tabs)))
+            for context in (first, *others):
+                await context.close()
     assert not problems, "\n".join(sorted(problems))
+
+
+@pytest.mark.browser
+async def test_every_page_holds_its_layout_in_chinese(
+    aiohttp_server, demo_settings: Settings, cast: Cast
+) -> None:  # type: ignore[no-untyped-def]
+    await every_page_holds_its_layout(aiohttp_server, demo_settings, cast, "zh-CN")
