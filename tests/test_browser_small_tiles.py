@@ -33,6 +33,9 @@ DECODED = """async (centre) => {
 
 WIDTHS = "() => [...document.querySelectorAll('.tile[data-centre] video')].map(v => v.clientWidth)"
 
+MARKED = "() => [...document.querySelectorAll('.tile')].filter(t => t.dataset.small === '1')" \
+    ".map(t => t.dataset.centre)"
+
 
 def villages_of(settings: Settings, town: str) -> list[str]:
     database = Database(settings.db_url)
@@ -79,6 +82,9 @@ async def test_small_tiles_get_the_base_layer_and_the_floor_holder_all(
         widths = await town.evaluate(WIDTHS)
         assert widths and max(widths) < 320, widths
         await wait_for(lambda: room._small == frozenset(callees), within=20)
+        await town.wait_for_function(f"() => ({MARKED})().length === {len(callees)}")
+        marked = await town.evaluate(MARKED)
+        assert sorted(marked) == sorted(callees)  # the page marks what the server has
 
         def slot() -> Any:
             index = room.operator_slots().get(cast.village_a1)

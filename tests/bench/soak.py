@@ -165,7 +165,7 @@ TILES = """async () => {
     tiles[tile.dataset.centre] = {
       frames: track && current.has(track.id) ? decoded[track.id] ?? 0 : 0,
       video: tile.querySelector(".video").textContent,
-      small: tile.querySelector("video").clientWidth < 320 && !tile.classList.contains("focus"),
+      small: tile.dataset.small === "1", // the server has it at the base layer
     };
   }
   return { tiles, sent, violations: (window.labelViolations || []).length };

@@ -260,7 +260,7 @@ function sendView() {
     viewSent = key;
     try {
       await api("POST", `/api/v1/calls/${callId}/view`, { small });
-      grid.dataset.small = String(small.length);
+      for (const tile of mediaTiles()) tile.dataset.small = small.includes(tile.dataset.centre) ? "1" : "";
     } catch (e) {
       viewSent = null; // sent again with the next layout or connection
       console.warn("view:", e.message);
