@@ -28,26 +28,37 @@ from web.schema import open_database
 # else runs alone so that no media test shares the two cores with another test.
 PARALLEL_FILES = frozenset({
     "test_browser_csp.py", "test_browser_forms.py", "test_browser_layout.py",
-    "test_browser_layout_en.py",
-    "test_browser_login.py", "test_calls.py", "test_calls_api.py", "test_cameras.py",
-    "test_centre_files.py", "test_checks.py", "test_cli.py", "test_clock.py",
-    "test_config_file.py", "test_console.py", "test_coverage.py", "test_demo.py",
-    "test_deploy.py", "test_first_run.py", "test_hardening_bodies.py",
-    "test_hardening_files.py", "test_hardening_headers.py", "test_hardening_logins.py",
-    "test_hardening_sessions.py", "test_history.py", "test_i18n.py", "test_issues.py",
-    "test_issues_web.py", "test_journals_web.py", "test_labels.py", "test_layering.py",
-    "test_linkrate.py", "test_offline_install.py", "test_openapi.py",
-    "test_openapi_fuzz.py", "test_outcome.py", "test_pages_smoke.py", "test_periods.py",
-    "test_recording_retention.py", "test_reports_stored.py", "test_reports_web.py",
-    "test_rota.py", "test_rota_service.py", "test_scope_matrix.py", "test_settings.py",
-    "test_spot_checks.py", "test_web_auth.py", "test_week_in_progress.py",
-    "test_wording.py", "test_workdays.py",
+    "test_browser_layout_en.py", "test_browser_login.py", "test_calls.py",
+    "test_calls_api.py", "test_cameras.py", "test_centre_files.py", "test_checks.py",
+    "test_cli.py", "test_clock.py", "test_config_file.py", "test_console.py",
+    "test_coverage.py", "test_crash.py", "test_demo.py", "test_deploy.py",
+    "test_first_run.py", "test_hardening_bodies.py", "test_hardening_files.py",
+    "test_hardening_headers.py", "test_hardening_logins.py", "test_hardening_sessions.py",
+    "test_history.py", "test_i18n.py", "test_issues.py", "test_issues_web.py",
+    "test_journals_web.py", "test_labels.py", "test_layering.py", "test_linkrate.py",
+    "test_offline_install.py", "test_openapi.py", "test_openapi_fuzz.py", "test_outcome.py",
+    "test_pages_smoke.py", "test_periods.py", "test_recording_retention.py",
+    "test_reports_stored.py", "test_reports_web.py", "test_rota.py", "test_rota_service.py",
+    "test_scope_matrix.py", "test_settings.py", "test_spot_checks.py", "test_web_auth.py",
+    "test_week_in_progress.py", "test_wording.py", "test_workdays.py",
 })  # fmt: skip
+
+
+# Files whose cases run on SQLite and, when DISPATCH_TEST_PG_URL is given, again on the
+# shared test PostgreSQL (a fixture parameter "postgresql"): the SQLite cases run in the
+# parallel pass, the PostgreSQL ones alone (each wipes that one database).
+SQLITE_CASES_PARALLEL = frozenset({"test_journal.py", "test_migrations.py"})
+
+
+def on_postgresql(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "postgresql" in callspec.params.values()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.path.name in PARALLEL_FILES:
+        name = item.path.name
+        if name in PARALLEL_FILES or (name in SQLITE_CASES_PARALLEL and not on_postgresql(item)):
             item.add_marker(pytest.mark.parallel)
 
 

@@ -147,7 +147,8 @@ def _free_port() -> int:
 @pytest.mark.usefixtures("demo_settings")  # the demo district in settings.db_url
 def test_serve_prints_the_login_url_and_demo_logins(settings: Settings) -> None:
     port = _free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Media in the server's own process (worker processes: tests/test_offline_install.py).
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DISPATCH_MEDIA_WORKERS": "0"}
     proc = subprocess.Popen(
         [
             str(BIN),

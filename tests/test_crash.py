@@ -31,7 +31,10 @@ def free_port() -> int:
 
 
 def start(settings: Settings, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DISPATCH_SCHEDULER": "0", "DISPATCH_ICE_HOSTS": "127.0.0.1"}
+    # Media in the server's own process: no worker processes to import the media stack
+    # on each start, and none left behind by the kill (this test is about the database).
+    env = {**os.environ, "DISPATCH_SCHEDULER": "0", "DISPATCH_ICE_HOSTS": "127.0.0.1",
+           "DISPATCH_MEDIA_WORKERS": "0"}  # fmt: skip
     proc = subprocess.Popen(
         [str(BIN), "serve", "--db", settings.db_url, "--data-dir", settings.data_dir,
          "--port", str(port)],
