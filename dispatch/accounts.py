@@ -161,6 +161,13 @@ def create_account(
     return account
 
 
+def display_name(session: Session, username: str) -> str:
+    """The account's display name; "" when it has none or is gone."""
+    stmt = select(Account).where(Account.username == username)
+    account = session.exec(stmt).first()
+    return account.display_name if account is not None else ""
+
+
 def issue_token(
     session: Session, account: Account, max_age: int, label: str = ""
 ) -> tuple[str, ApiToken]:

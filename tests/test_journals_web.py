@@ -12,7 +12,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import text
 
-from dispatch import calls
+from dispatch import calls, centres
+from dispatch.accounts import display_name
 from dispatch.events import EventBus
 from dispatch.settings import Settings
 from dispatch.switchboard import Switchboard
@@ -89,6 +90,26 @@ async def test_journal_scope_sign_and_amend(
     assert any("WenQuanYi" in f or "Noto" in f for f in pdf_fonts(await pdf.read())), (
         "no CJK font embedded: Chinese would print as boxes (make test installs one)"
     )
+
+
+async def test_the_journal_page_names_centres_and_the_operator(
+    client: TestClient, cast: Cast, demo_settings: Settings
+) -> None:
+    call_id = await a_finished_meeting(demo_settings, cast, client)
+    db = open_database(demo_settings.db_url)
+    await Switchboard(db, EventBus(), b"k" * 44).record(
+        call_id, "snapshot", cast.village_a1, path="shot.jpg", sha256="ab" * 32, why="requested"
+    )
+    with db.session() as s:
+        village = centres.get(s, cast.village_a1).name
+        operator = display_name(s, cast.town_a)
+    db.close()
+    assert village and operator
+    town = bearer(make_token(demo_settings, cast.town_a))
+    html = await (await client.get(f"/journals/{call_id}", headers=town)).text()
+    caption = html.split("<figcaption>", 1)[1].split("</figcaption>", 1)[0]
+    assert caption.startswith(f"{village} · requested"), caption
+    assert f"{operator} ({cast.town_a})" in html
 
 
 def pdf_fonts(data: bytes) -> set[str]:

@@ -12,7 +12,7 @@ from aiohttp import web
 from sqlmodel import Session
 
 from dispatch import calls, cameras, centres, recordings
-from dispatch.accounts import Role, Scope
+from dispatch.accounts import Role, Scope, display_name
 from dispatch.clock import SHANGHAI
 from dispatch.errors import InvalidInput, NotAuthorised, NotFound
 from logs import issues, journal, seal
@@ -191,8 +191,10 @@ def _detail(s: Session, scope: Scope, call_id: int) -> dict[str, Any]:
     found = journal_for(s, scope, call_id)
     call = calls.get_call(s, call_id)
     signer = scope.centre_code == call.caller_code and scope.role is not Role.village
+    names = {c.centre: c.name for c in found.centres} | {found.caller: found.caller_name}
     return {"j": found, "raised": issues.raised_in(s, scope, call_id), "may_sign": signer,
-            "recordings": recordings_shown(s, scope, call_id, found)}  # fmt: skip
+            "recordings": recordings_shown(s, scope, call_id, found), "names": names,
+            "operator_name": display_name(s, found.operator)}  # fmt: skip
 
 
 async def detail_page(request: web.Request) -> web.Response:
