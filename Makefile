@@ -72,9 +72,10 @@ serve: $(VENV)/.installed
 
 # The PostgreSQL tests run against a local server that .ci/postgres.sh installs and
 # starts; without root or sudo they skip and say so.
-# Two passes: the self-contained CPU-bound files (marker `parallel`, listed in
-# tests/conftest.py) on two workers, then every other test alone, so media and browser
-# tests never share the two cores with another test.
+# Two passes: the self-contained files (marker `parallel`, listed in tests/conftest.py:
+# no media peers, PostgreSQL or network namespace; browser pages without media may be
+# there) on two workers, then every other test alone, so media tests never share the two
+# cores with another test. `--durations=15` names the slowest tests of each pass.
 # mypy reads its settings (which packages, how strict) from pyproject.toml.
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check .
