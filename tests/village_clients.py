@@ -105,8 +105,7 @@ async def main() -> None:
             if command == "close" and code in clients:
                 await clients[code].close()
         reporting.cancel()
-    for client in clients.values():
-        await client.close()
+    await asyncio.gather(*(client.close() for client in clients.values()))  # all at once
 
 
 if __name__ == "__main__":
