@@ -389,6 +389,10 @@ class RoomRecorder:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         number = peer_id.rpartition("#")[2] or "0"
         path = self.directory / f"{participant}-{stamp}-{number}{self.suffix}"
+        again = 1
+        while path.exists():  # recording stopped and started again within the second
+            again += 1
+            path = self.directory / f"{participant}-{stamp}-{number}.{again}{self.suffix}"
         file = PublisherFile(
             path,
             participant,

@@ -229,6 +229,24 @@ async def test_a_publisher_is_written_unchanged_from_a_key_frame_with_its_sound(
     assert decode_errors(path) == ""
 
 
+async def test_recording_stopped_and_started_within_a_second_makes_a_second_file(
+    tmp_path: Path, reports: list[FileReport]
+) -> None:
+    # Two recorders one after the other (the operator's off, then on), the same
+    # publisher's connection, the same second: the second file must not take the
+    # first one's name (its row and its bytes would replace the first's).
+    frames = vp8_frames(50, key_every=25)
+    for _ in range(2):
+        recorder = recorder_in(tmp_path / "rec", reports, min_free_bytes=0)
+        await Publisher(recorder, "510104001001", frames).run(0.3)
+        await recorder.close("recording stopped")
+    first, second = reports
+    assert first.name != second.name, first.name
+    for report in reports:
+        path = tmp_path / "rec" / report.name
+        assert report.bytes == path.stat().st_size > 0 and report.sha256 == sha256(path)
+
+
 async def test_an_h264_room_records_matroska_with_the_stream_s_own_parameters(
     tmp_path: Path, reports: list[FileReport]
 ) -> None:
