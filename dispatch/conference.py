@@ -246,12 +246,13 @@ class Conference:
         )
 
     async def view(self, call_id: int, small: list[str]) -> list[str]:
-        """The operator's page shows `small` (centres invited to the call, or its
-        cameras) in small tiles: their video comes at the base temporal layer only
+        """The operator's page shows `small` (centres invited to the call, or cameras
+        it has shown) in small tiles: their video comes at the base temporal layer only
         (media.room.Room.view)."""
         live = self._require(call_id)
         invited = {i.centre_code for i in await self.board.db.read(calls.invitations, call_id)}
-        unknown = sorted(p for p in set(small) if p not in invited and camera_id_of(p) is None)
+        shown = set(self.cameras.ever(call_id))
+        unknown = sorted(p for p in set(small) if p not in invited and camera_id_of(p) not in shown)
         if unknown:
             raise InvalidInput("small", f"not in call {call_id}: {', '.join(unknown[:5])}")
         chosen = sorted(set(small))

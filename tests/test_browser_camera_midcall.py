@@ -20,7 +20,7 @@ from web.app import create_app
 from web.schema import open_database
 
 from browser import DECODED_MORE_THAN, chromium, log_in
-from conftest import Cast, bearer, make_token
+from conftest import Cast, bearer, make_token, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
 
@@ -32,15 +32,6 @@ def read(settings: Settings, fn: Any) -> Any:
             return fn(s)
     finally:
         db.close()
-
-
-async def until(page: Any, check: Any, what: str, tries: int = 300) -> None:
-    """Wait (polling the database, 100 ms apart) for `check()` to hold."""
-    for _ in range(tries):
-        if check():
-            return
-        await page.wait_for_timeout(100)
-    raise AssertionError(f"never: {what}")
 
 
 async def test_a_camera_added_mid_call_rides_the_operators_connection(
@@ -88,7 +79,7 @@ async def test_a_camera_added_mid_call_rides_the_operators_connection(
 
             # Recorded: the operator's file begins before the camera comes.
             await operator.get_by_test_id("rec-toggle").click()
-            await until(operator, lambda: len(files(town_a)) == 1, "the operator's file")
+            await wait_for(lambda: len(files(town_a)) == 1, within=30)  # the operator's file
             assert operator_events().count(calls.JOINED) == 1
             # One spare receiving pair for the one camera of the town's scope.
             assert await operator.get_attribute("#call", "data-camera-slots") == "1"
@@ -99,8 +90,7 @@ async def test_a_camera_added_mid_call_rides_the_operators_connection(
             tile = f'.tile[data-centre="camera-{camera_id}"]'
             await operator.wait_for_selector(f'{tile}[data-camera-state="live"]', timeout=20_000)
             await operator.wait_for_function(GREEN_PICTURE, arg=f"{tile} video", timeout=20_000)
-            await until(operator, lambda: len(files(f"camera-{camera_id}")) == 1,
-                        "the camera's file")  # fmt: skip
+            await wait_for(lambda: len(files(f"camera-{camera_id}")) == 1, within=30)
 
             # One connection throughout: the same peer, still connected, never replaced.
             same = await operator.evaluate(
@@ -118,7 +108,7 @@ async def test_a_camera_added_mid_call_rides_the_operators_connection(
             await operator.locator("#end").click()
             await village.get_by_test_id("call-state").filter(has_text="调度已结束").wait_for()
 
-        await until(operator, lambda: all(r.ended_at for r in files(town_a)), "files closed")
+        await wait_for(lambda: all(r.ended_at for r in files(town_a)), within=30)
         (only,) = files(town_a)  # one file for the operator: its recording never split
         assert only.ended_at is not None and only.bytes > 0
     finally:

@@ -189,6 +189,7 @@ async def test_the_operator_page_says_which_tiles_are_small(
             (bearer(make_token(media_settings, cast.town_b)), {"small": []}, 403),
             (bearer(make_token(media_settings, cast.village_a1)), {"small": []}, 403),
             (town, {"small": ["999999999999"]}, 400),
+            (town, {"small": ["camera-999"]}, 400),  # a camera the call never showed
             (town, {"small": "all"}, 400),
             (town, {"small": [cast.village_a1] * 65}, 400),
             (town, {}, 400),
