@@ -108,7 +108,7 @@ async def test_the_journal_page_names_centres_and_the_operator(
     town = bearer(make_token(demo_settings, cast.town_a))
     html = await (await client.get(f"/journals/{call_id}", headers=town)).text()
     caption = html.split("<figcaption>", 1)[1].split("</figcaption>", 1)[0]
-    assert caption.startswith(f"{village} · requested"), caption
+    assert caption.startswith(f"{village} · 调度员截图"), caption
     assert f"{operator} ({cast.town_a})" in html
 
 

@@ -299,6 +299,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "journal.amendment": ("更正", "Amendment"),
     "journal.print": ("打印", "Print"),
     "journal.snapshots": ("截图", "Snapshots"),
+    "snapshot.why.requested": ("调度员截图", "taken by the operator"),
+    "snapshot.why.answer": ("接听时截图", "taken at the answer"),
     "journal.issues": ("本次调度登记的问题", "Issues raised"),
     "journal.save": ("保存", "Save"),
     "journal.sign": ("签认并封存", "Sign and seal"),
