@@ -52,22 +52,26 @@ ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 NTP_EPOCH = 2_208_988_800  # seconds from 1900 to 1970
 
 _HEADER = struct.Struct("!BBHII")
-_VP8_DESCRIPTOR = struct.Struct("!BBH")
+_VP8_DESCRIPTOR = struct.Struct("!BBH")  # X|S, I, M|picture id
+_VP8_LAYERED = struct.Struct("!BBHB")  # X|S, I|T, M|picture id, TID|Y
 
 
 class Packetised:
     """One encoded frame cut into RTP payloads once, shared by every viewer.
 
     VP8 chunks carry no payload descriptor: each viewer prefixes its own, with its own
-    picture id. H.264 and Opus payloads are final.
+    picture id. H.264 and Opus payloads are final. ``layer``: the VP8 temporal layer to
+    mark in the descriptor (RFC 7741 T bit and TID), as a publisher of layers does; the
+    server's forwarded frames carry none (a viewer decodes whatever it is sent).
     """
 
-    __slots__ = ("_chunks", "codec", "data", "pts")
+    __slots__ = ("_chunks", "codec", "data", "layer", "pts")
 
-    def __init__(self, data: bytes, pts: int, codec: str) -> None:
+    def __init__(self, data: bytes, pts: int, codec: str, layer: int | None = None) -> None:
         self.data = data
         self.pts = pts
         self.codec = codec
+        self.layer = layer
         self._chunks: list[bytes] | None = None
 
     @property
@@ -79,7 +83,7 @@ class Packetised:
 
 def _cut(codec: str, data: bytes) -> list[bytes]:
     if codec == VP8:
-        room = PACKET_MAX - _VP8_DESCRIPTOR.size
+        room = PACKET_MAX - _VP8_LAYERED.size  # room for either descriptor
         return [data[i : i + room] for i in range(0, len(data), room)] or [b""]
     if codec == H264:
         return H264Encoder._packetize(H264Encoder._split_bitstream(data))
@@ -163,14 +167,17 @@ class RtpOut:
         chunks = frame.chunks
         last = len(chunks) - 1
         vp8 = frame.codec == VP8
+        layer, picture = frame.layer, self._picture_id
         octets = 0
         packets = []
         for i, chunk in enumerate(chunks):
-            prefix = (
-                _VP8_DESCRIPTOR.pack(0x90 if i == 0 else 0x80, 0x80, 0x8000 | self._picture_id)
-                if vp8
-                else b""
-            )
+            if not vp8:
+                prefix = b""
+            elif layer is None:
+                prefix = _VP8_DESCRIPTOR.pack(0x90 if i == 0 else 0x80, 0x80, 0x8000 | picture)
+            else:
+                prefix = _VP8_LAYERED.pack(0x90 if i == 0 else 0x80, 0xA0, 0x8000 | picture,
+                                           layer << 6 | 0x20)  # fmt: skip
             seq = self._seq
             marker = 1 if i == last else 0
             self._history[seq % HISTORY] = (seq, ts, marker, prefix, chunk)

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from array import array
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from aiortc import (
     AudioStreamTrack,
     MediaStreamTrack,
     RTCRtpReceiver,
+    RTCRtpSender,
     RTCSessionDescription,
     VideoStreamTrack,
 )
@@ -31,11 +33,12 @@ from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 from av.packet import Packet
 
-from media.codecs import is_keyframe
+from media.codecs import OPUS, VP8, is_keyframe
 from media.ice import IceSettings, configure_host_addresses, peer_connection, restore_host_addresses
 from media.ingest import Ingest, tap
 from media.jitter import use_bounded_jitter_buffer
 from media.room import Room
+from media.rtpout import Packetised, RtpOut, ntp_now
 
 LOOPBACK = IceSettings(host_addresses=("127.0.0.1",))
 WIDTH, HEIGHT, FPS = 640, 360, 15
@@ -403,16 +406,164 @@ class PrecodedSilence(MediaStreamTrack):
             frame.sample_rate, frame.pts = 48_000, 0
             PrecodedSilence._packet = bytes(next(iter(encoder.encode(frame))))
 
+    @property
+    def packet(self) -> bytes:
+        assert PrecodedSilence._packet is not None
+        return PrecodedSilence._packet
+
     async def recv(self) -> Packet:
         self._index += 1
         if self._index == 0:
             self._start = time.monotonic()
         else:
             await asyncio.sleep(self._start + self._index * 0.02 - time.monotonic())
-        assert PrecodedSilence._packet is not None
-        packet = Packet(PrecodedSilence._packet)
+        packet = Packet(self.packet)
         packet.pts, packet.time_base = self._index * 960, Fraction(1, 48_000)
         return packet
+
+
+# --- paced publishers: many precoded streams written from one task -------------------
+
+
+class HeldTrack(MediaStreamTrack):
+    """A sender's track that never yields a frame: ``Pacer`` writes the stream, and
+    aiortc's sender only negotiates it and sends its RTCP (sender reports from the
+    counters ``RtpOut`` keeps; NACKs answered from its history)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._ended = asyncio.Event()
+
+    async def recv(self) -> Packet:
+        await self._ended.wait()
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        super().stop()
+        self._ended.set()
+
+
+class PacedStream:
+    """One publisher's stream: precoded frames sent in a loop, one every ``interval``
+    seconds from the moment its connection is up. ``sent``: each frame's send time
+    (monotonic), for counting against what viewers received."""
+
+    def __init__(
+        self, sender: RTCRtpSender, kind: str, frames: Sequence[Packetised], interval: float,
+        step: int,
+    ) -> None:  # fmt: skip
+        self.sender = sender
+        self.out = RtpOut(sender, kind)
+        self.frames = frames
+        self.interval = interval
+        self.step = step  # RTP clock ticks per frame
+        self.sent = array("d")
+        self._start: float | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.sender.transport is None or self.sender.transport.state == "closed"
+
+    def send_due(self, now: float, ntp: int, wall: float) -> float:
+        """Send every frame due by ``now`` (and within ``Pacer.SLACK`` after it); the
+        time the next one is due, or a retry time while the connection is not up."""
+        if self._start is None:
+            if not self.out.ready:
+                return now + Pacer.RETRY
+            self._start = now
+        while (due := self._start + len(self.sent) * self.interval) <= now + Pacer.SLACK:
+            index = len(self.sent)
+            frame = self.frames[index % len(self.frames)]
+            if not self.out.send(frame, index * self.step, ntp, wall):
+                return now + Pacer.RETRY
+            self.sent.append(now)
+        return due
+
+
+class Pacer:
+    """Writes every paced stream of this process from one task, with
+    ``media.rtpout.RtpOut`` as the server writes its viewers' streams.
+
+    Through aiortc each precoded stream costs a task woken per frame that packs the
+    frame, builds every packet as an object, and awaits three transport layers per
+    packet: on the 2-core bench machine twenty publishers' senders took about a third
+    of a core that the server under test needs. Here each frame is cut into payloads
+    once (``Packetised`` shared by every stream that loops it), frames due within
+    ``SLACK`` of each other leave in one wake-up, and a frame's packets go to the
+    socket in one segmented write. Invariants: a stream sends nothing before its
+    connection is up; its frames leave in order, at most ``SLACK`` early; a closed
+    connection's stream is dropped."""
+
+    SLACK = 0.002  # seconds: frames due this soon go in the same wake-up
+    RETRY = 0.02  # seconds between looks at a connection that is not up yet
+    IDLE = 0.05  # the longest sleep
+
+    def __init__(self) -> None:
+        self._streams: list[PacedStream] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(
+        self, sender: RTCRtpSender, kind: str, frames: Sequence[Packetised], fps: float
+    ) -> PacedStream:
+        """Pace ``frames`` (looped) on ``sender``, whose track must be a ``HeldTrack``;
+        call before the connection's answer is set (``RtpOut`` reads the negotiation)."""
+        clock = 90_000 if kind == "video" else 48_000
+        stream = PacedStream(sender, kind, frames, 1 / fps, round(clock / fps))
+        self._streams.append(stream)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        return stream
+
+    async def _run(self) -> None:
+        while self._streams:
+            now, wall = time.monotonic(), time.time()
+            ntp = ntp_now(wall)
+            wake = now + self.IDLE
+            for stream in list(self._streams):
+                if stream.closed:
+                    self._streams.remove(stream)
+                else:
+                    wake = min(wake, stream.send_due(now, ntp, wall))
+            await asyncio.sleep(max(0.0, wake - time.monotonic()))
+
+
+PACER = Pacer()  # this process's
+
+
+def vp8_frames(encoded: Sequence[tuple[bytes, int | None]]) -> list[Packetised]:
+    """Precoded VP8 frames with their temporal layers (None: unmarked), cut once."""
+    return [Packetised(data, 0, VP8, layer) for data, layer in encoded]
+
+
+def opus_frames(encoded: Sequence[bytes]) -> list[Packetised]:
+    return [Packetised(data, 0, OPUS) for data in encoded]
+
+
+def layered_key_frames(colour: str) -> list[Packetised]:
+    """``PrecodedVideo``'s key frames of ``colour`` marked L1T3 (layers 0, 2, 1, 2 as a
+    browser's), looped twice so the pattern runs on across the loop: any subset of key
+    frames decodes, and a viewer held to layer 0 gets a quarter of them."""
+    if colour not in _LAYERED:
+        frames = PrecodedVideo._encoded(colour, 320, 180, 0)
+        pattern = LayeredPacker.PATTERN
+        _LAYERED[colour] = vp8_frames(
+            [(frames[i % len(frames)], pattern[i % len(pattern)]) for i in range(2 * len(frames))]
+        )
+    return _LAYERED[colour]
+
+
+_LAYERED: dict[str, list[Packetised]] = {}  # by colour: one cut shared by its streams
+
+
+def silence_frames() -> list[Packetised]:
+    """``PrecodedSilence``'s one packet, for ``PACER``."""
+    if not _SILENCE:
+        _SILENCE.extend(opus_frames([PrecodedSilence().packet]))
+    return _SILENCE
+
+
+_SILENCE: list[Packetised] = []
 
 
 def count_key_frame_requests(client: Client, index: int = 0) -> list[float]:

@@ -6,9 +6,11 @@ defines what the benches import.
 - Publishers: ``BarcodeTrack`` sends 640x360 VP8 at 15 fps, encoded live by aiortc (so a
   keyframe request is honoured as a browser would): a grey picture with a moving bar,
   light noise (≈ 350 kbps, like a camera) and, on its top 16 rows, a barcode of the
-  capture time (CLOCK_MONOTONIC in ms, mod 2**32, with a check byte). ``OpusTone``
-  sends a 440 Hz tone as pre-encoded Opus packets every 20 ms (aiortc packs them:
-  no encoder, no audio-level loop on the client).
+  capture time (CLOCK_MONOTONIC in ms, mod 2**32, with a check byte). The others
+  loop a precoded second of the same pictures in L1T3 (``precoded_camera``), and every
+  microphone a 440 Hz tone as pre-encoded Opus packets every 20 ms (``tone``), both
+  written by ``peers.PACER`` (one task per process, ``media.rtpout`` as the server
+  writes: no encoder, no audio-level loop, no sender task per stream).
 - Light viewers: ``LightTap`` replaces two methods of one ``RTCDtlsTransport`` instance
   (aiortc 1.16 private API: ``_setup_srtp`` and ``_handle_rtp_data``) and, once DTLS is
   up, the ``datagram_received`` of each of the connection's ICE sockets (aioice 0.13):
@@ -48,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import av
 import numpy as np
 from aiohttp import web
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription, sdp
@@ -60,11 +61,12 @@ from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
 from av import AudioFrame, VideoFrame
 
 from media.ice import IceSettings, configure_host_addresses, peer_connection
+from media.rtpout import Packetised
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: helpers shared with them
 from l1t3 import decodes_by_layer, encode_l1t3
 
-from peers import LayeredPacker
+from peers import PACER, HeldTrack, PacedStream, opus_frames, vp8_frames
 
 LOOPBACK = IceSettings(host_addresses=("127.0.0.1",))
 WIDTH, HEIGHT, FPS = 640, 360, 15
@@ -180,43 +182,24 @@ class BarcodeTrack(MediaStreamTrack):
         return frame
 
 
-class PrecodedCamera(MediaStreamTrack):
-    """``BarcodeTrack``'s pictures (no barcode read from them) encoded once, at about a
-    camera's 500 kbit/s, as a key frame and 14 inter frames, looped: a second of video
-    that starts with a key frame each second, so any viewer can start within one.
-    Encoded with three temporal layers (``_l1t3``) and sent with them in each packet's
-    VP8 payload descriptor, as a browser publishes (L1T3).
-    A publisher that nobody measures the delay of sends this: encoding 640x360 live
-    costs a client ~15 % of a core, and twenty of them would measure the clients."""
-
-    kind = "video"
-    _cache: dict[int, list[bytes]] = {}  # noqa: RUF012
-
-    def __init__(self, seed: int) -> None:
-        super().__init__()
-        if seed not in PrecodedCamera._cache:
-            PrecodedCamera._cache[seed] = _encode_second(BarcodeTrack(seed))
-        self._frames = PrecodedCamera._cache[seed]
-        self.sent = array("d")
-        self._start = 0.0
-
-    async def recv(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        index = len(self.sent)
-        if index == 0:
-            self._start = time.monotonic()
-        else:
-            await asyncio.sleep(self._start + index / FPS - time.monotonic())
-        data, tid = self._frames[index % len(self._frames)]
-        packet = av.Packet(data)
-        packet.pts, packet.time_base = index * 90_000 // FPS, Fraction(1, 90_000)
-        packet.opaque = tid  # read by the sender's packer (peers.LayeredPacker)
-        self.sent.append(time.monotonic())
-        return packet
+def precoded_camera(seed: int) -> list[Packetised]:
+    """``BarcodeTrack(seed)``'s pictures (no barcode read from them) encoded once, at
+    about a camera's 500 kbit/s, as a key frame and 14 inter frames: a second of video
+    to loop, which starts with a key frame each second so any viewer can start within
+    one. Encoded with three temporal layers (``l1t3``) and marked with them in each
+    packet's VP8 payload descriptor, as a browser publishes (L1T3).
+    A publisher that nobody measures the delay of sends this through ``peers.PACER``:
+    encoding 640x360 live, and aiortc's sender task per stream, would measure the
+    clients instead of the server."""
+    if seed not in _PRECODED:
+        _PRECODED[seed] = vp8_frames(_encode_second(BarcodeTrack(seed)))
+    return _PRECODED[seed]
 
 
-def _encode_second(source: BarcodeTrack) -> list[tuple[bytes, int]]:
+_PRECODED: dict[int, list[Packetised]] = {}
+
+
+def _encode_second(source: BarcodeTrack) -> list[tuple[bytes, int | None]]:
     pictures = (source.picture(index) for index in range(2 * FPS))
     frames = encode_l1t3(pictures, WIDTH, HEIGHT, FPS, kbps=500, key_every=FPS)[FPS:]
     if not decodes_by_layer(frames):  # the second second: rate control has settled
@@ -248,33 +231,14 @@ def _tone_packets() -> list[bytes]:
     return packets
 
 
-class OpusTone(MediaStreamTrack):
-    """Pre-encoded Opus, one packet every 20 ms; ``sent``: send times."""
+def tone() -> list[Packetised]:
+    """A second of the 440 Hz tone, cut once, for ``peers.PACER`` to loop."""
+    if not _TONE:
+        _TONE.extend(opus_frames(_tone_packets()))
+    return _TONE
 
-    kind = "audio"
-    _packets: list[bytes] | None = None
 
-    def __init__(self) -> None:
-        super().__init__()
-        if OpusTone._packets is None:
-            OpusTone._packets = _tone_packets()
-        self.sent = array("d")
-        self._start = 0.0
-
-    async def recv(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        index = len(self.sent)
-        if index == 0:
-            self._start = time.monotonic()
-        else:
-            await asyncio.sleep(self._start + index * AUDIO_PTIME - time.monotonic())
-        assert OpusTone._packets is not None
-        packet = av.Packet(OpusTone._packets[index % len(OpusTone._packets)])
-        packet.pts = index * int(AUDIO_RATE * AUDIO_PTIME)
-        packet.time_base = Fraction(1, AUDIO_RATE)
-        self.sent.append(time.monotonic())
-        return packet
+_TONE: list[Packetised] = []
 
 
 # --- light receiving --------------------------------------------------------------------
@@ -405,7 +369,7 @@ class PeerSpec:
 
     name: str
     operator: bool = False
-    publish: bool = False  # camera (BarcodeTrack) + microphone (OpusTone)
+    publish: bool = False  # camera (live or precoded) + microphone (tone)
     live: bool = True  # the camera encodes live (probes read its barcode); else precoded
     duplex: bool = False  # the camera m-lines are sendrecv (a participant's slot 0)
     recv_pairs: int = 0  # further recvonly video + audio m-lines
@@ -418,22 +382,25 @@ class BenchPeer:
     def __init__(self, spec: PeerSpec) -> None:
         self.spec = spec
         self.pc: RTCPeerConnection = peer_connection(LOOPBACK)
-        seed = hash(spec.name) & 0xFFFF
-        camera = BarcodeTrack(seed) if spec.live else PrecodedCamera(seed)
-        self.camera: BarcodeTrack | PrecodedCamera | None = camera if spec.publish else None
-        self.mic = OpusTone() if spec.publish else None
+        self._seed = hash(spec.name) & 0xFFFF
+        self.camera: BarcodeTrack | PacedStream | None = None  # ``sent``: send times
+        self.mic: PacedStream | None = None
         self.video: list[Arrivals] = []  # by video slot
         self.audio: list[Arrivals] = []  # by audio slot
         self._readers: list[asyncio.Task[None]] = []
 
     def _offer_tracks(self) -> None:
         spec = self.spec
-        if self.camera is not None and self.mic is not None:
+        if spec.publish:
             direction = "sendrecv" if spec.duplex else "sendonly"
-            camera = self.pc.addTransceiver(self.camera, direction=direction)
-            if isinstance(self.camera, PrecodedCamera):  # its layers in every packet
-                camera.sender._RTCRtpSender__encoder = LayeredPacker()  # type: ignore[attr-defined]
-            self.pc.addTransceiver(self.mic, direction=direction)
+            if spec.live:
+                self.camera = BarcodeTrack(self._seed)
+                self.pc.addTransceiver(self.camera, direction=direction)
+            else:
+                camera = self.pc.addTransceiver(HeldTrack("video"), direction=direction)
+                self.camera = PACER.add(camera.sender, "video", precoded_camera(self._seed), FPS)
+            mic = self.pc.addTransceiver(HeldTrack("audio"), direction=direction)
+            self.mic = PACER.add(mic.sender, "audio", tone(), 1 / AUDIO_PTIME)
         for _ in range(spec.recv_pairs):
             self.pc.addTransceiver("video", direction="recvonly")
             self.pc.addTransceiver("audio", direction="recvonly")
