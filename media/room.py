@@ -101,6 +101,7 @@ from media.jitter import use_bounded_jitter_buffer
 from media.linkrate import TOP
 from media.ratecount import install as install_rate_counter
 from media.recorder import FileReport, RoomRecorder
+from media.remb import install as install_remb_pacing
 from media.sockets import install as install_socket_draining
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ WATCH_INTERVAL = 0.5
 SPEAKING_WITHIN = 1.0  # seconds an audio level stays current
 
 install_rate_counter()  # the server's REMB estimators: see media.ratecount
+install_remb_pacing()  # and how often they send: see media.remb
 install_socket_draining()  # every datagram waiting, per wake-up: see media.sockets
 install_consent_expiry()  # late answers keep a peer: see media.consent
 
