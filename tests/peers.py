@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import itertools
 import time
 from array import array
@@ -465,18 +466,19 @@ class PacedStream:
     def closed(self) -> bool:
         return self.sender.transport is None or self.sender.transport.state == "closed"
 
-    def send_due(self, now: float, ntp: int, wall: float) -> float:
+    def send_due(self, now: float, ntp: int, wall: float) -> float | None:
         """Send every frame due by ``now`` (and within ``Pacer.SLACK`` after it); the
-        time the next one is due, or a retry time while the connection is not up."""
+        time the next one is due, a retry time while the connection is not up, or None
+        once it is closed."""
         if self._start is None:
             if not self.out.ready:
-                return now + Pacer.RETRY
+                return None if self.closed else now + Pacer.RETRY
             self._start = now
         while (due := self._start + len(self.sent) * self.interval) <= now + Pacer.SLACK:
             index = len(self.sent)
             frame = self.frames[index % len(self.frames)]
             if not self.out.send(frame, index * self.step, ntp, wall):
-                return now + Pacer.RETRY
+                return None if self.closed else now + Pacer.RETRY
             self.sent.append(now)
         return due
 
@@ -487,20 +489,19 @@ class Pacer:
 
     Through aiortc each precoded stream costs a task woken per frame that packs the
     frame, builds every packet as an object, and awaits three transport layers per
-    packet: on the 2-core bench machine twenty publishers' senders took about a third
-    of a core that the server under test needs. Here each frame is cut into payloads
-    once (``Packetised`` shared by every stream that loops it), frames due within
-    ``SLACK`` of each other leave in one wake-up, and a frame's packets go to the
-    socket in one segmented write. Invariants: a stream sends nothing before its
-    connection is up; its frames leave in order, at most ``SLACK`` early; a closed
-    connection's stream is dropped."""
+    packet. Here each frame is cut into payloads once (``Packetised`` shared by every
+    stream that loops it), the streams wait in one heap by due time (a wake-up touches
+    only the streams due), frames due within ``SLACK`` of each other leave in one
+    wake-up, and a frame's packets go to the socket in one segmented write.
+    Invariants: a stream sends nothing before its connection is up; its frames leave
+    in order, at most ``SLACK`` early; a closed connection's stream is dropped."""
 
     SLACK = 0.002  # seconds: frames due this soon go in the same wake-up
     RETRY = 0.02  # seconds between looks at a connection that is not up yet
-    IDLE = 0.05  # the longest sleep
 
     def __init__(self) -> None:
-        self._streams: list[PacedStream] = []
+        self._due: list[tuple[float, int, PacedStream]] = []  # a heap: (due, order, stream)
+        self._order = itertools.count()  # ties in due time go in the order added
         self._task: asyncio.Task[None] | None = None
 
     def add(
@@ -510,22 +511,22 @@ class Pacer:
         call before the connection's answer is set (``RtpOut`` reads the negotiation)."""
         clock = 90_000 if kind == "video" else 48_000
         stream = PacedStream(sender, kind, frames, 1 / fps, round(clock / fps))
-        self._streams.append(stream)
+        heapq.heappush(self._due, (time.monotonic(), next(self._order), stream))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
         return stream
 
     async def _run(self) -> None:
-        while self._streams:
+        while self._due:
             now, wall = time.monotonic(), time.time()
             ntp = ntp_now(wall)
-            wake = now + self.IDLE
-            for stream in list(self._streams):
-                if stream.closed:
-                    self._streams.remove(stream)
-                else:
-                    wake = min(wake, stream.send_due(now, ntp, wall))
-            await asyncio.sleep(max(0.0, wake - time.monotonic()))
+            while self._due and self._due[0][0] <= now + self.SLACK:
+                _, order, stream = heapq.heappop(self._due)
+                due = stream.send_due(now, ntp, wall)
+                if due is not None:
+                    heapq.heappush(self._due, (due, order, stream))
+            if self._due:  # a stream added meanwhile waits at most one frame interval
+                await asyncio.sleep(max(0.0, self._due[0][0] - time.monotonic()))
 
 
 PACER = Pacer()  # this process's
