@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import math
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
@@ -448,19 +449,26 @@ class HeldTrack(MediaStreamTrack):
 class PacedStream:
     """One publisher's stream: precoded frames sent in a loop, one every ``interval``
     seconds from the moment its connection is up. ``sent``: each frame's send time
-    (monotonic), for counting against what viewers received."""
+    (monotonic), for counting against what viewers received.
+
+    ``aligned``: frame number j goes at ``j * interval`` of the monotonic clock (which
+    every process of the machine shares) and carries ``frames[j % len(frames)]``, so a
+    receiver that can tell which of the looped frames it decoded knows when it was sent
+    without asking the sender (the benches' delay probes; up to one loop of delay)."""
 
     def __init__(
         self, sender: RTCRtpSender, kind: str, frames: Sequence[Packetised], interval: float,
-        step: int,
+        step: int, aligned: bool = False,
     ) -> None:  # fmt: skip
         self.sender = sender
         self.out = RtpOut(sender, kind)
         self.frames = frames
         self.interval = interval
         self.step = step  # RTP clock ticks per frame
+        self.aligned = aligned
         self.sent = array("d")
-        self._start: float | None = None
+        self._start: float | None = None  # when the first frame is due
+        self._first = 0  # the number of the first frame (aligned: on the clock's grid)
 
     @property
     def closed(self) -> bool:
@@ -473,10 +481,14 @@ class PacedStream:
         if self._start is None:
             if not self.out.ready:
                 return None if self.closed else now + Pacer.RETRY
-            self._start = now
+            if self.aligned:
+                self._first = math.ceil(now / self.interval)
+                self._start = self._first * self.interval
+            else:
+                self._start = now
         while (due := self._start + len(self.sent) * self.interval) <= now + Pacer.SLACK:
             index = len(self.sent)
-            frame = self.frames[index % len(self.frames)]
+            frame = self.frames[(self._first + index) % len(self.frames)]
             if not self.out.send(frame, index * self.step, ntp, wall):
                 return None if self.closed else now + Pacer.RETRY
             self.sent.append(now)
@@ -505,12 +517,14 @@ class Pacer:
         self._task: asyncio.Task[None] | None = None
 
     def add(
-        self, sender: RTCRtpSender, kind: str, frames: Sequence[Packetised], fps: float
-    ) -> PacedStream:
+        self, sender: RTCRtpSender, kind: str, frames: Sequence[Packetised], fps: float,
+        *, aligned: bool = False,
+    ) -> PacedStream:  # fmt: skip
         """Pace ``frames`` (looped) on ``sender``, whose track must be a ``HeldTrack``;
-        call before the connection's answer is set (``RtpOut`` reads the negotiation)."""
+        call before the connection's answer is set (``RtpOut`` reads the negotiation).
+        ``aligned``: see ``PacedStream``."""
         clock = 90_000 if kind == "video" else 48_000
-        stream = PacedStream(sender, kind, frames, 1 / fps, round(clock / fps))
+        stream = PacedStream(sender, kind, frames, 1 / fps, round(clock / fps), aligned)
         heapq.heappush(self._due, (time.monotonic(), next(self._order), stream))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())

@@ -3,14 +3,16 @@
 Running this file does nothing (``make bench`` runs every tests/bench/*.py): it only
 defines what the benches import.
 
-- Publishers: ``BarcodeTrack`` sends 640x360 VP8 at 15 fps, encoded live by aiortc (so a
-  keyframe request is honoured as a browser would): a grey picture with a moving bar,
-  light noise (≈ 350 kbps, like a camera) and, on its top 16 rows, a barcode of the
-  capture time (CLOCK_MONOTONIC in ms, mod 2**32, with a check byte). The others
-  loop a precoded second of the same pictures in L1T3 (``precoded_camera``), and every
-  microphone a 440 Hz tone as pre-encoded Opus packets every 20 ms (``tone``), both
-  written by ``peers.PACER`` (one task per process, ``media.rtpout`` as the server
-  writes: no encoder, no audio-level loop, no sender task per stream).
+- Publishers: every camera is 640x360 VP8 at 15 fps in L1T3 (three temporal layers
+  marked in each packet's payload descriptor, as a browser publishes), encoded once at
+  start and looped: a grey picture with a moving bar and light noise (≈ 500 kbps, like
+  a camera). A probed publisher's frames carry their number in a barcode on the top 16
+  rows and leave on the clock's frame grid (``barcoded_camera``); the others loop one
+  second (``precoded_camera``). Every microphone loops a 440 Hz tone as pre-encoded
+  Opus packets every 20 ms (``tone``). All of it is written by ``peers.PACER`` (one
+  task per process, ``media.rtpout`` as the server writes): no encoder, no audio-level
+  loop, no sender task per stream. A publisher answers no key frame request: each
+  second starts with a key frame, and the server keeps the frames since the last.
 - Light viewers: ``LightTap`` replaces two methods of one ``RTCDtlsTransport`` instance
   (aiortc 1.16 private API: ``_setup_srtp`` and ``_handle_rtp_data``) and, once DTLS is
   up, the ``datagram_received`` of each of the connection's ICE sockets (aioice 0.13):
@@ -21,7 +23,8 @@ defines what the benches import.
   sends a receiver report for its streams about once a second, as a browser does
   (aiortc's receiver reports only streams it saw, so the server would see silence).
 - Probes: the video slots a peer decodes in full; each decoded frame's barcode gives
-  its delay (decode time − capture time; every process reads the same monotonic clock).
+  its delay (decode time − the grid time it was sent at, ``sent_at``; every process
+  reads the same monotonic clock).
 - ``ReencodeRoom``: the old design in miniature, the baseline the benches compare with.
 - Processes: ``Child`` starts ``serve`` (one room behind POST /join and POST /floor on
   127.0.0.1) or ``clients`` (bench peers) in a spawned process driven over a pipe, and
@@ -35,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import math
 import multiprocessing
 import os
 import random
@@ -72,12 +76,9 @@ LOOPBACK = IceSettings(host_addresses=("127.0.0.1",))
 WIDTH, HEIGHT, FPS = 640, 360, 15
 AUDIO_RATE, AUDIO_PTIME = 48_000, 0.020
 RECEIVING = ("recvonly", "sendrecv")
-BAR_ROWS, BAR_BITS = 16, 40  # barcode: 32 bits of ms + 8 check bits, 16 px per bit
+BAR_ROWS, BAR_BITS = 16, 40  # barcode: a 32-bit number + 8 check bits, 16 px per bit
+PROBE_LOOP = 4 * FPS  # frames of a probed publisher's loop: delays up to 4 s read right
 CALL_TIMEOUT = 300.0  # seconds a child may take to answer one command
-
-
-def monotonic_ms() -> int:
-    return int(time.monotonic() * 1000) & 0xFFFFFFFF
 
 
 # --- CPU and kernel counters ------------------------------------------------------------
@@ -140,22 +141,18 @@ def read_barcode(frame: VideoFrame) -> int | None:
     return value if _check(value) == word & 0xFF else None
 
 
-class BarcodeTrack(MediaStreamTrack):
-    """640x360 yuv420p at 15 fps, frame n at start + n / fps; ``sent``: capture times."""
-
-    kind = "video"
+class CameraPictures:
+    """640x360 yuv420p pictures like a camera's: a grey gradient with a tint per
+    ``seed``, light noise that changes every frame (≈ 350-500 kbps in VP8, like a
+    camera) and a moving bar; the top rows are left for a barcode."""
 
     def __init__(self, seed: int) -> None:
-        super().__init__()
         rng = np.random.default_rng(seed)
         self._base = np.empty((HEIGHT * 3 // 2, WIDTH), np.uint8)
         self._base[:HEIGHT] = np.linspace(60, 160, WIDTH, dtype=np.uint8)[None, :]
         self._base[HEIGHT:] = 128 + (seed * 37) % 60 - 30  # a tint per publisher
-        # Light noise that changes every frame keeps the encoder near its bitrate, as
-        # a camera does; a few precomputed planes, cycled, cost nothing per frame.
+        # A few precomputed noise planes, cycled.
         self._noise = rng.integers(0, 3, (8, HEIGHT - 2 * BAR_ROWS, WIDTH), np.uint8)
-        self.sent = array("d")
-        self._start = 0.0
 
     def picture(self, index: int) -> np.ndarray:
         """Frame ``index``'s yuv420p planes, barcode rows still blank."""
@@ -165,46 +162,61 @@ class BarcodeTrack(MediaStreamTrack):
         picture[2 * BAR_ROWS : HEIGHT, x : x + 40] = 235
         return picture
 
-    async def recv(self) -> VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        index = len(self.sent)
-        if index == 0:
-            self._start = time.monotonic()
-        else:
-            await asyncio.sleep(self._start + index / FPS - time.monotonic())
-        picture = self.picture(index)
-        self.sent.append(time.monotonic())
-        write_barcode(picture, monotonic_ms())
-        frame = VideoFrame.from_ndarray(picture, format="yuv420p")
-        frame.pts = index * 90_000 // FPS
-        frame.time_base = Fraction(1, 90_000)
-        return frame
+
+def barcoded_camera(seed: int) -> list[Packetised]:
+    """``CameraPictures(seed)`` with frame i's number in its barcode, PROBE_LOOP frames
+    encoded once like ``precoded_camera`` (L1T3, a key frame each second), sent on the
+    clock's frame grid (``PacedStream`` aligned): a probe that decodes frame i at time
+    t knows it was sent at the last grid time j / FPS ≤ t with j ≡ i (mod PROBE_LOOP).
+    Encoding live instead cost the clients a core's tenth per probed publisher, which
+    the server under test then did not have."""
+    if seed not in _BARCODED:
+        pictures = CameraPictures(seed)
+
+        def numbered(index: int) -> np.ndarray:
+            picture = pictures.picture(index)
+            write_barcode(picture, index % PROBE_LOOP)
+            return picture
+
+        _BARCODED[seed] = vp8_frames(_encode_settled(numbered, PROBE_LOOP))
+    return _BARCODED[seed]
+
+
+_BARCODED: dict[int, list[Packetised]] = {}
+
+
+def sent_at(index: int, now: float) -> float:
+    """When the aligned frame numbered ``index`` (mod PROBE_LOOP) that was decoded at
+    ``now`` was sent: the last grid time at or before ``now`` with that number."""
+    latest = math.floor(now * FPS)
+    return (latest - (latest - index) % PROBE_LOOP) / FPS
 
 
 def precoded_camera(seed: int) -> list[Packetised]:
-    """``BarcodeTrack(seed)``'s pictures (no barcode read from them) encoded once, at
-    about a camera's 500 kbit/s, as a key frame and 14 inter frames: a second of video
-    to loop, which starts with a key frame each second so any viewer can start within
-    one. Encoded with three temporal layers (``l1t3``) and marked with them in each
-    packet's VP8 payload descriptor, as a browser publishes (L1T3).
-    A publisher that nobody measures the delay of sends this through ``peers.PACER``:
-    encoding 640x360 live, and aiortc's sender task per stream, would measure the
-    clients instead of the server."""
+    """``CameraPictures(seed)`` encoded once, at about a camera's 500 kbit/s, as a key
+    frame and 14 inter frames: a second of video to loop, which starts with a key frame
+    each second so any viewer can start within one. Encoded with three temporal layers
+    (``l1t3``) and marked with them in each packet's VP8 payload descriptor, as a
+    browser publishes (L1T3). Sent by ``peers.PACER``: encoding 640x360 live, and
+    aiortc's sender task per stream, would measure the clients instead of the server."""
     if seed not in _PRECODED:
-        _PRECODED[seed] = vp8_frames(_encode_second(BarcodeTrack(seed)))
+        _PRECODED[seed] = vp8_frames(_encode_settled(CameraPictures(seed).picture, FPS))
     return _PRECODED[seed]
 
 
 _PRECODED: dict[int, list[Packetised]] = {}
 
 
-def _encode_second(source: BarcodeTrack) -> list[tuple[bytes, int | None]]:
-    pictures = (source.picture(index) for index in range(2 * FPS))
-    frames = encode_l1t3(pictures, WIDTH, HEIGHT, FPS, kbps=500, key_every=FPS)[FPS:]
-    if not decodes_by_layer(frames):  # the second second: rate control has settled
+def _encode_settled(
+    picture: Callable[[int], np.ndarray], count: int
+) -> list[tuple[bytes, int | None]]:
+    """``count`` frames (a multiple of FPS), encoded after as many more to let rate
+    control settle; checked to decode by layer."""
+    pictures = (picture(index) for index in range(2 * count))
+    frames = encode_l1t3(pictures, WIDTH, HEIGHT, FPS, kbps=500, key_every=FPS)[count:]
+    if not decodes_by_layer(frames):
         raise RuntimeError("the precoded camera's temporal layers do not decode apart")
-    return frames
+    return list(frames)
 
 
 
@@ -369,8 +381,8 @@ class PeerSpec:
 
     name: str
     operator: bool = False
-    publish: bool = False  # camera (live or precoded) + microphone (tone)
-    live: bool = True  # the camera encodes live (probes read its barcode); else precoded
+    publish: bool = False  # camera + microphone (tone)
+    barcoded: bool = True  # the camera numbers its frames for probes (else plain, looped)
     duplex: bool = False  # the camera m-lines are sendrecv (a participant's slot 0)
     recv_pairs: int = 0  # further recvonly video + audio m-lines
     probes: tuple[int, ...] = ()  # video slots decoded in full; the others are light
@@ -383,7 +395,7 @@ class BenchPeer:
         self.spec = spec
         self.pc: RTCPeerConnection = peer_connection(LOOPBACK)
         self._seed = hash(spec.name) & 0xFFFF
-        self.camera: BarcodeTrack | PacedStream | None = None  # ``sent``: send times
+        self.camera: PacedStream | None = None  # ``sent``: send times
         self.mic: PacedStream | None = None
         self.video: list[Arrivals] = []  # by video slot
         self.audio: list[Arrivals] = []  # by audio slot
@@ -393,11 +405,11 @@ class BenchPeer:
         spec = self.spec
         if spec.publish:
             direction = "sendrecv" if spec.duplex else "sendonly"
-            if spec.live:
-                self.camera = BarcodeTrack(self._seed)
-                self.pc.addTransceiver(self.camera, direction=direction)
+            camera = self.pc.addTransceiver(HeldTrack("video"), direction=direction)
+            if spec.barcoded:
+                frames = barcoded_camera(self._seed)
+                self.camera = PACER.add(camera.sender, "video", frames, FPS, aligned=True)
             else:
-                camera = self.pc.addTransceiver(HeldTrack("video"), direction=direction)
                 self.camera = PACER.add(camera.sender, "video", precoded_camera(self._seed), FPS)
             mic = self.pc.addTransceiver(HeldTrack("audio"), direction=direction)
             self.mic = PACER.add(mic.sender, "audio", tone(), 1 / AUDIO_PTIME)
@@ -477,9 +489,8 @@ async def _read_probe(track: MediaStreamTrack, seen: Arrivals) -> None:
             now = time.monotonic()
             seen.times.append(now)
             value = read_barcode(frame) if isinstance(frame, VideoFrame) else None
-            if value is not None:
-                delay_ms = (int(now * 1000) - value) & 0xFFFFFFFF
-                seen.delays.append((now, delay_ms / 1000))
+            if value is not None and value < PROBE_LOOP:
+                seen.delays.append((now, now - sent_at(value, now)))
     except MediaStreamError:
         pass
 

@@ -14,14 +14,14 @@ Two servers are measured in one run, one after the other, each in its own proces
             viewers placed on the two in turn, the presenter piped once across).
 The presenter joins as the operator (sendonly camera + microphone, no receiving slot);
 each viewer joins as a participant offering only recvonly video + audio, so its slot 0
-shows the operator. The presenter sends 640x360 VP8 at 15 fps (encoded live, so a
-keyframe request is served) and 440 Hz Opus.
+shows the operator. The presenter sends 640x360 VP8 at 15 fps (L1T3, encoded once and
+looped with its frames numbered for the probes: _lightpeer's doc) and 440 Hz Opus.
 
 Clients run in processes of their own, apart from the server: the presenter and the
 PROBES decoding viewers in one, the light viewers spread over up to 4 more. A light
 viewer completes ICE + DTLS with aiortc but counts video frames from the clear RTP
 header (marker bit) without decrypting or decoding; a probe decodes and reads the
-capture time the presenter painted in the picture, which gives the delay.
+frame number the presenter painted in the picture, which gives when it was sent.
 
 The viewers accumulate: each step adds viewers to reach N in waves of at most WAVE,
 each wave once every viewer before it has a frame (at most READY_TIMEOUT per wave:
@@ -30,7 +30,7 @@ clients share measured the handshakes, not forwarding), warms up, then counts ov
 window:
   delivered  frames each viewer received / frames the presenter sent in the window
              (min/median over viewers; the pass criterion takes all viewers together);
-  p95        delay of the probes' decoded frames (capture → decoded);
+  p95        delay of the probes' decoded frames (sent → decoded);
   CPU        of the server process in cores (its event-loop thread in brackets), per
              viewer, and of all client processes.
 A step passes with ≥ 95 % of frames delivered and p95 < 250 ms. A server's ramp stops
@@ -247,7 +247,7 @@ def print_table(steps: list[Step], args: argparse.Namespace) -> None:
     print(
         "  video %: frames received / frames the presenter sent in the window, per viewer "
         "(min/median) and all viewers together; audio %: Opus packets, all viewers; "
-        "p95: capture → decoded at the probes; cores: CPU seconds per second of the "
+        "p95: sent → decoded at the probes; cores: CPU seconds per second of the "
         "server process (its event-loop thread); /viewer: % of one core per viewer; "
         "clients: cores of all client processes (presenter, probes, light viewers); udp "
         "drops: datagrams the kernel dropped for a full socket buffer, machine-wide."

@@ -12,22 +12,24 @@ Two servers are measured in one run, one after the other, each in its own proces
 The operator offers its camera and microphone sendonly and one recvonly video + audio
 pair per participant (slot i shows the i-th participant to join). Each participant
 offers camera + microphone sendrecv (slot 0: the operator) then one recvonly pair
-(slot 1: the floor holder). Every camera sends 640x360 VP8 at 15 fps, encoded live,
-and every microphone 440 Hz Opus. Participants join one at a time, in order, so slot i
-is p<i>; the floor goes to p0 as soon as it has joined (p0's own floor slot stays empty).
+(slot 1: the floor holder). Every camera sends 640x360 VP8 at 15 fps (L1T3, encoded
+once and looped: _lightpeer's doc) and every microphone 440 Hz Opus. Participants join
+one at a time, in order, so slot i is p<i>; the floor goes to p0 as soon as it has
+joined (p0's own floor slot stays empty).
 
 Processes: the server; the operator's client (its one socket carries N streams); the
 participants' clients, spread over up to 3 processes. Received streams are counted
 from the clear RTP header (light, no decryption, no decoding) except the probes, which
-decode and read the capture time painted in the picture: the operator's slots 0 and 1
-(p0, p1) and, in p1 and p2, slots 0 and 1 (the operator, the floor).
+decode and read the frame number painted in the picture (when it was sent): the
+operator's slots 0 and 1 (p0, p1) and, in p1 and p2, slots 0 and 1 (the operator, the
+floor).
 
 Participants accumulate over the steps; each step waits until every routed stream has
 a frame (at most READY_TIMEOUT), warms up, then counts over a window:
   op←part     frames on the operator's slot of each participant / frames it sent;
   part←op     frames of the operator on each participant's slot 0 / frames it sent;
   part←floor  frames of p0 on every other participant's slot 1 / frames p0 sent;
-  p95         capture → decoded at the probes, towards the operator and towards the
+  p95         sent → decoded at the probes, towards the operator and towards the
               participants;
   CPU         of the server process in cores and per participant (/ (N + 1), the
               operator counted), and of all client processes.
@@ -114,9 +116,8 @@ class Step:
 def participant(i: int) -> PeerSpec:
     name = f"p{i}"
     probes = (0, 1) if name in PROBE_PARTICIPANTS else ()
-    # p0 and p1 are decoded by the operator's probes (their barcodes give the delay):
-    # they encode live; the others send a camera's bitrate encoded once.
-    return PeerSpec(name, publish=True, duplex=True, recv_pairs=1, probes=probes, live=i < 2)
+    # p0 and p1 are decoded by the operator's probes (their barcodes give the delay).
+    return PeerSpec(name, publish=True, duplex=True, recv_pairs=1, probes=probes, barcoded=i < 2)
 
 
 def ready(n: int) -> Callable[[dict[str, list[int]]], bool]:
@@ -264,7 +265,7 @@ def print_table(steps: list[Step], args: argparse.Namespace) -> None:
     print(
         "  video %: frames received / frames the sender sent in the window, per stream "
         "(min/median) and all streams of the direction together (in brackets); audio: "
-        "Opus packets, all streams both ways; p95: capture → decoded at the probes; "
+        "Opus packets, all streams both ways; p95: sent → decoded at the probes; "
         "cores: CPU seconds per second of the server process (its event-loop thread); "
         "/part.: % of one core per participant, the operator counted (N + 1); clients: "
         "cores of all client processes; others: cores used by other processes of the "
