@@ -525,9 +525,12 @@ class Pacer:
         ``aligned``: see ``PacedStream``."""
         clock = 90_000 if kind == "video" else 48_000
         stream = PacedStream(sender, kind, frames, 1 / fps, round(clock / fps), aligned)
+        loop = asyncio.get_running_loop()
+        if self._task is not None and self._task.get_loop() is not loop:
+            self._due, self._task = [], None  # an earlier loop's streams (a test each)
         heapq.heappush(self._due, (time.monotonic(), next(self._order), stream))
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run())
+            self._task = loop.create_task(self._run())
         return stream
 
     async def _run(self) -> None:

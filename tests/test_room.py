@@ -52,8 +52,10 @@ from media.room import (
 from peers import (
     HEIGHT,
     LOOPBACK,
+    PACER,
     WIDTH,
     Client,
+    HeldTrack,
     LayeredPacker,
     OneKeyVideo,
     PatternTrack,
@@ -61,6 +63,7 @@ from peers import (
     colour_of,
     count_key_frame_requests,
     eventually,
+    layered_key_frames,
     on_loopback,
     sees,
 )
@@ -524,15 +527,21 @@ async def test_a_viewer_that_connects_after_the_key_frame_starts_from_the_frames
     assert gop is not None and is_keyframe("VP8", gop[0][0].data)  # still the one key frame
 
 
+@pytest.mark.parametrize("writer", ["aiortc", "rtpout"])
 async def test_a_tile_shown_small_gets_the_base_layer_and_all_of_it_again_once_large(
-    room: Room, clients: ClientFactory
+    room: Room, clients: ClientFactory, writer: str
 ) -> None:
-    # p1 publishes L1T3 (labels: its frames are key frames, which any subset of decodes);
-    # the operator's page says p1's tile is small: its slot forwards the layer-0 frames
-    # only (a quarter), and every frame again once the tile is large.
+    # p1 publishes L1T3 (labels: its frames are key frames, which any subset of decodes),
+    # through aiortc's sender or media.rtpout (peers.PACER, which marks the layers of
+    # the benches' publishers); the operator's page says p1's tile is small: its slot
+    # forwards the layer-0 frames only (a quarter), and every frame again once large.
     p1 = clients("p1", None)
-    camera = p1.pc.addTransceiver(PrecodedVideo("red", fps=15), direction="sendonly")
-    camera.sender._RTCRtpSender__encoder = LayeredPacker()  # type: ignore[attr-defined]
+    if writer == "aiortc":
+        camera = p1.pc.addTransceiver(PrecodedVideo("red", fps=15), direction="sendonly")
+        camera.sender._RTCRtpSender__encoder = LayeredPacker()  # type: ignore[attr-defined]
+    else:
+        camera = p1.pc.addTransceiver(HeldTrack("video"), direction="sendonly")
+        PACER.add(camera.sender, "video", layered_key_frames("red"), 15)
     op = clients("op", "blue")
     op.offer_as_operator(slots=1)
     await op.join(room, operator=True)
