@@ -60,6 +60,12 @@ def send_packets(transport: DatagramTransport, packets: list[bytes], addr: Any) 
         for packet in packets:
             transport.sendto(packet, addr)
         return
+    if len(packets) == 1:  # most packets: an audio frame
+        try:
+            sock.sendto(packets[0], addr)
+        except OSError:
+            transport.sendto(packets[0], addr)
+        return
     start = 0
     while start < len(packets):
         batch = _batch(packets, start)

@@ -114,6 +114,8 @@ class RtpOut:
         self._ssrc = sender._ssrc
         self._rtx_ssrc = sender._rtx_ssrc
         self._mid_ext = b""  # the one-byte header extension block without abs-send-time
+        self._ext_head = b""  # the extension block up to abs-send-time's value
+        self._ext_pad = b""
         self._ast_id: int | None = None
         self._seq = random.getrandbits(15)  # below 2**15 at first, as aiortc
         self._rtx_seq = random.getrandbits(15)
@@ -147,6 +149,14 @@ class RtpOut:
         mid = (parameters.muxId or "").encode()
         if mid_id is not None and 0 < len(mid) <= 16:
             self._mid_ext = bytes([(mid_id << 4) | (len(mid) - 1)]) + mid
+        # The header extension block, all but abs-send-time's 3 bytes fixed from here on:
+        # mid, then abs-send-time, padded to 32-bit words.
+        body = len(self._mid_ext) + (4 if self._ast_id is not None else 0)
+        words, pad = -(-body // 4), -body % 4
+        self._ext_head = b"\xbe\xde" + words.to_bytes(2, "big") + self._mid_ext if body else b""
+        if self._ast_id is not None:
+            self._ext_head += bytes([(self._ast_id << 4) | 2])
+        self._ext_pad = bytes(pad)
         self._configured = True
 
     @property
@@ -157,7 +167,8 @@ class RtpOut:
         """Send ``frame`` at RTP ``timestamp`` (this stream's clock, before its random
         origin); ``ntp``: the NTP time now, for sender reports. False: not sent (the
         connection is not up yet)."""
-        if not self.ready:
+        dtls = self._sender.transport
+        if not self._configured or dtls._state != State.CONNECTED:
             return False
         pair = self._pair()
         if pair is None:
@@ -168,6 +179,9 @@ class RtpOut:
         last = len(chunks) - 1
         vp8 = frame.codec == VP8
         layer, picture = frame.layer, self._picture_id
+        # ``_protect``'s work, inlined: this loop runs for every packet to every viewer.
+        protect, header, pt, ssrc = dtls._tx_srtp.protect, _HEADER.pack, self._pt, self._ssrc
+        first = 0x90 if extensions else 0x80
         octets = 0
         packets = []
         for i, chunk in enumerate(chunks):
@@ -181,9 +195,8 @@ class RtpOut:
             seq = self._seq
             marker = 1 if i == last else 0
             self._history[seq % HISTORY] = (seq, ts, marker, prefix, chunk)
-            packets.append(
-                self._protect(self._pt, seq, ts, self._ssrc, marker, extensions, prefix, chunk)
-            )
+            head = header(first, (marker << 7) | pt, seq, ts, ssrc)
+            packets.append(protect(b"".join((head, extensions, prefix, chunk))))
             self._seq = (seq + 1) & 0xFFFF
             octets += len(prefix) + len(chunk)
         self._transmit(pair, packets)
@@ -225,14 +238,9 @@ class RtpOut:
     def _extensions(self, now: float) -> bytes:
         """The header extension block: mid, then abs-send-time (6.18 fixed-point
         seconds, mod 64 s), padded to 32-bit words."""
-        body = self._mid_ext
-        if self._ast_id is not None:
-            ast = int((now + NTP_EPOCH) * 262_144) & 0xFFFFFF
-            body += bytes([(self._ast_id << 4) | 2]) + ast.to_bytes(3, "big")
-        if not body:
-            return b""
-        body += bytes(-len(body) % 4)
-        return b"\xbe\xde" + (len(body) // 4).to_bytes(2, "big") + body
+        if self._ast_id is None:
+            return self._ext_head + self._ext_pad
+        return self._ext_head + _abs_send_time(now) + self._ext_pad
 
     def _protect(
         self,
@@ -256,6 +264,16 @@ class RtpOut:
         transport = pair.protocol.transport
         if transport is not None:  # None once the ICE connection closed
             send_packets(transport, packets, pair.remote_addr)
+
+
+_last_ast: tuple[float, bytes] = (-1.0, b"")  # every viewer of a frame is sent at one `now`
+
+
+def _abs_send_time(now: float) -> bytes:
+    global _last_ast
+    if _last_ast[0] != now:
+        _last_ast = (now, (int((now + NTP_EPOCH) * 262_144) & 0xFFFFFF).to_bytes(3, "big"))
+    return _last_ast[1]
 
 
 def ntp_now(now: float) -> int:
