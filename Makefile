@@ -73,15 +73,18 @@ serve: $(VENV)/.installed
 # The PostgreSQL tests run against a local server that .ci/postgres.sh installs and
 # starts; without root or sudo they skip and say so.
 # Two passes: the self-contained files (marker `parallel`, listed in tests/conftest.py:
-# no media peers, PostgreSQL or network namespace; browser pages without media may be
-# there) on two workers, then every other test alone, so media tests never share the two
-# cores with another test. `--durations=15` names the slowest tests of each pass.
+# no media peers or network namespace; browser pages without media, subprocess servers
+# and the PostgreSQL cases, each worker on a database of its own, may be there) on two
+# workers, then every other test alone, so media tests never share the two cores with
+# another test. `--dist worksteal`: a worker that runs out takes half of the other's
+# queue, so one slow file no longer holds a worker while the other waits.
+# `--durations=15` names the slowest tests of each pass.
 # mypy reads its settings (which packages, how strict) from pyproject.toml.
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	export DISPATCH_TEST_PG_URL="$${DISPATCH_TEST_PG_URL:-$$(bash .ci/postgres.sh)}"; \
-	$(BIN)/python -m pytest -m parallel -n 2 --dist loadfile --durations=15 && \
+	$(BIN)/python -m pytest -m parallel -n 2 --dist worksteal --durations=15 && \
 	$(BIN)/python -m pytest -m "not parallel" --durations=15
 
 lint: $(VENV)/.installed-test

@@ -24,4 +24,7 @@ psql_ "SELECT 1 FROM pg_roles WHERE rolname='dispatch_test'" | grep -q 1 \
   || psql_ "CREATE ROLE dispatch_test LOGIN PASSWORD 'dispatch_test'" >/dev/null
 psql_ "SELECT 1 FROM pg_database WHERE datname='dispatch_test'" | grep -q 1 \
   || psql_ "CREATE DATABASE dispatch_test OWNER dispatch_test" >/dev/null
+# CREATEDB: under pytest-xdist each worker makes a database of its own beside this one
+# (dispatch_test_gw0, …; tests/conftest.py), so that the PostgreSQL tests run side by side.
+psql_ "ALTER ROLE dispatch_test CREATEDB" >/dev/null
 echo "postgresql://dispatch_test:dispatch_test@127.0.0.1:${port}/dispatch_test"

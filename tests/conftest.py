@@ -3,62 +3,56 @@
 from __future__ import annotations
 
 import asyncio
+import filecmp
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import select
 
 from dispatch import accounts, centres, demo
-from dispatch.db import Database
+from dispatch.db import Database, make_engine
 from dispatch.settings import Settings
 from web.schema import open_database
 
 # Test files that may run side by side (`make test` runs them on two pytest-xdist
-# workers, then the rest one at a time): each works on its own SQLite files, in-process
-# servers on ephemeral ports and, for some, its own headless Chromium or subprocesses,
-# with no media peers, PostgreSQL, network namespace or step whose outcome depends on
-# real-time delivery (waits have generous limits; nothing asserts a speed). Everything
-# else runs alone so that no media test shares the two cores with another test.
+# workers, then the rest one at a time): each works on its own SQLite files, its own
+# PostgreSQL database (one a worker: worker_pg_url), in-process servers on ephemeral ports
+# and, for some, its own headless Chromium or subprocesses, with no media peers, network
+# namespace or step whose outcome depends on real-time delivery (waits have generous
+# limits; nothing asserts a speed). A file that holds both kinds marks its cases of the
+# first kind `@pytest.mark.parallel` itself. Everything else runs alone so that no media
+# test shares the two cores with another test.
 PARALLEL_FILES = frozenset({
-    "test_browser_csp.py", "test_browser_forms.py", "test_browser_layout.py",
-    "test_browser_layout_en.py", "test_browser_login.py", "test_calls.py",
-    "test_calls_api.py", "test_cameras.py", "test_centre_files.py", "test_checks.py",
-    "test_cli.py", "test_clock.py", "test_config_file.py", "test_console.py",
-    "test_coverage.py", "test_crash.py", "test_demo.py", "test_deploy.py",
-    "test_first_run.py", "test_hardening_bodies.py", "test_hardening_files.py",
-    "test_hardening_headers.py", "test_hardening_logins.py", "test_hardening_sessions.py",
-    "test_history.py", "test_i18n.py", "test_issues.py", "test_issues_web.py",
-    "test_journals_web.py", "test_labels.py", "test_layering.py", "test_linkrate.py",
-    "test_offline_install.py", "test_openapi.py", "test_openapi_fuzz.py", "test_outcome.py",
-    "test_pages_smoke.py", "test_periods.py", "test_recording_retention.py",
+    "test_backup.py", "test_browser_csp.py", "test_browser_forms.py",
+    "test_browser_layout.py", "test_browser_layout_en.py", "test_browser_login.py",
+    "test_calls.py", "test_calls_api.py", "test_cameras.py", "test_centre_files.py",
+    "test_checks.py", "test_cli.py", "test_clock.py", "test_clock_users.py",
+    "test_config_file.py", "test_console.py", "test_coverage.py", "test_crash.py",
+    "test_demo.py", "test_deploy.py", "test_first_run.py", "test_hardening_bodies.py",
+    "test_hardening_files.py", "test_hardening_headers.py", "test_hardening_logins.py",
+    "test_hardening_sessions.py", "test_history.py", "test_i18n.py", "test_issues.py",
+    "test_issues_web.py", "test_jitter.py", "test_journal.py", "test_journals_web.py",
+    "test_labels.py", "test_layering.py", "test_leader.py", "test_linkrate.py",
+    "test_migrations.py", "test_offline_install.py", "test_openapi.py",
+    "test_openapi_fuzz.py", "test_outcome.py", "test_pages_smoke.py", "test_periods.py",
+    "test_postgres.py", "test_ratecount.py", "test_recording_retention.py",
     "test_reports_stored.py", "test_reports_web.py", "test_rota.py", "test_rota_service.py",
     "test_scope_matrix.py", "test_settings.py", "test_spot_checks.py", "test_web_auth.py",
     "test_week_in_progress.py", "test_wording.py", "test_workdays.py",
 })  # fmt: skip
 
 
-# Files whose cases run on SQLite and, when DISPATCH_TEST_PG_URL is given, again on the
-# shared test PostgreSQL (a fixture parameter "postgresql"): the SQLite cases run in the
-# parallel pass, the PostgreSQL ones alone (each wipes that one database).
-SQLITE_CASES_PARALLEL = frozenset({"test_journal.py", "test_migrations.py"})
-
-
-def on_postgresql(item: pytest.Item) -> bool:
-    callspec = getattr(item, "callspec", None)
-    return callspec is not None and "postgresql" in callspec.params.values()
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        name = item.path.name
-        if name in PARALLEL_FILES or (name in SQLITE_CASES_PARALLEL and not on_postgresql(item)):
+        if item.path.name in PARALLEL_FILES:
             item.add_marker(pytest.mark.parallel)
 
 
@@ -84,7 +78,39 @@ def _root_logging_restored() -> Iterator[None]:
 
 # A database the tests may wipe (`make test` sets it up through .ci/postgres.sh); the
 # PostgreSQL tests skip, saying so, when it is not given.
-PG_URL = os.environ.get("DISPATCH_TEST_PG_URL", "")
+SHARED_PG_URL = os.environ.get("DISPATCH_TEST_PG_URL", "")
+
+
+def worker_pg_url(url: str, worker: str) -> str:
+    """The database a pytest-xdist worker wipes: one of its own beside the given one
+    (`dispatch_test_gw0`, `dispatch_test_gw1`, …), so that the PostgreSQL cases of two
+    workers never drop each other's tables. One process alone (no worker id) uses the
+    given database itself."""
+    if not url or not worker:
+        return url
+    parsed = sa.make_url(url)
+    return parsed.set(database=f"{parsed.database}_{worker}").render_as_string(False)
+
+
+PG_URL = worker_pg_url(SHARED_PG_URL, os.environ.get("PYTEST_XDIST_WORKER", ""))
+
+
+def create_pg_database(shared: str, url: str) -> None:
+    """Create `url`'s database through the server of `shared` unless it is there (the
+    test role needs CREATEDB: .ci/postgres.sh grants it). It is kept after the run, as
+    the shared one is: every test wipes what it finds first."""
+    name = sa.make_url(url).database
+    engine = make_engine(shared)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        known = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+        if known.first() is None:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if PG_URL != SHARED_PG_URL:
+        create_pg_database(SHARED_PG_URL, PG_URL)
 
 
 def wipe_pg(url: str) -> None:
@@ -147,6 +173,42 @@ def demo_settings(settings: Settings, demo_template: Path) -> Settings:
     return settings
 
 
+@pytest.fixture(scope="session")
+def started_template(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo district as the application's first start leaves it, started once per run:
+    the scheduler's catch-up has stored last week's reports (and a period's that is due),
+    the only rows a start adds. Started in a thread of its own (its own event loop)."""
+    folder = tmp_path_factory.mktemp("started")
+    path = folder / "demo.db"
+    shutil.copyfile(demo_template, path)
+    settings = Settings.from_env(env={}, db_url=f"sqlite:///{path}", data_dir=str(folder / "data"),
+                                 secret_key="", media_workers="0")  # fmt: skip
+
+    async def start_and_stop() -> None:
+        from web.app import create_app
+
+        server = TestServer(create_app(settings))
+        await server.start_server()
+        await server.close()
+
+    starter = threading.Thread(target=asyncio.run, args=(start_and_stop(),))
+    starter.start()
+    starter.join()
+    return path
+
+
+def as_started(settings: Settings, template: Path, started: Path) -> None:
+    """The test's demo file becomes the started copy when it is still the template byte
+    for byte (nothing before the caller wrote to it): the application started on it then
+    finds its catch-up done, as at its second start, instead of producing the same
+    reports again in each test. A file already changed is left as it is (the start
+    catches up on it itself)."""
+    target = Path(settings.db_url.removeprefix("sqlite:///"))
+    if Path(f"{target}-wal").exists() or not filecmp.cmp(target, template, shallow=False):
+        return
+    shutil.copyfile(started, target)
+
+
 @dataclass(frozen=True)
 class Cast:
     """Centres of the demo district that the scope tests act on and against."""
@@ -199,7 +261,12 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def client(aiohttp_client, demo_settings: Settings) -> TestClient:  # type: ignore[no-untyped-def]
+async def client(
+    aiohttp_client, demo_settings: Settings, demo_template: Path, started_template: Path
+) -> TestClient:  # type: ignore[no-untyped-def]
+    """The application over the test's demo district, started as `dispatch serve` starts
+    it (the scheduler on)."""
     from web.app import create_app
 
+    as_started(demo_settings, demo_template, started_template)
     return await aiohttp_client(create_app(demo_settings))

@@ -31,7 +31,10 @@ from peers import on_loopback
 pytestmark = pytest.mark.timeout(120)
 
 
+# The two cases with no media peer (the village's answer and its verified video are
+# recorded through the API and the switchboard) run in `make test`'s parallel pass.
 @pytest.mark.browser
+@pytest.mark.parallel
 async def test_an_ad_hoc_meeting_from_the_console_changes_the_coverage(
     aiohttp_server, demo_settings: Settings, cast: Cast, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -83,6 +86,7 @@ async def test_an_ad_hoc_meeting_from_the_console_changes_the_coverage(
 
 
 @pytest.mark.browser
+@pytest.mark.parallel
 async def test_a_one_to_one_inspection_names_one_centre(
     aiohttp_server, demo_settings: Settings, cast: Cast, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

@@ -153,8 +153,8 @@ async def check(page: Page, url: str, where: str, problems: list[str]) -> None:
 async def every_page_holds_its_layout(
     server_factory, settings: Settings, cast: Cast, locale: str
 ) -> None:  # type: ignore[no-untyped-def]
-    """The whole check in one locale (each locale is a test file of its own, so that
-    `make test`'s two workers take one each)."""
+    """The whole check in one locale (each locale is a test of its own, so that
+    `make test`'s two workers can take one each)."""
     server = await server_factory(create_app(settings))
     base = f"http://127.0.0.1:{server.port}"
     roles = await pages_of(base, settings, cast)

@@ -1,6 +1,5 @@
-"""The layout check of tests/test_browser_layout.py in English: a file of its own so
-that `make test`'s parallel pass (one file per worker at a time) runs the two locales
-side by side."""
+"""The layout check of tests/test_browser_layout.py in English: a case of its own, so
+that `make test`'s two parallel workers can run the two locales side by side."""
 
 from __future__ import annotations
 

@@ -29,8 +29,11 @@ from conftest import PG_URL, fresh_pg
 
 needs_pg = pytest.mark.skipif(not PG_URL, reason="DISPATCH_TEST_PG_URL is not set")
 BIN = Path(sys.executable).parent / "dispatch"
-# The sessions holding the scheduler's lock (a bigint key is split into classid, objid).
+# The sessions holding the scheduler's lock (a bigint key is split into classid, objid)
+# in this database: an advisory lock belongs to one database, and another database of the
+# same server (another pytest-xdist worker's) has a lock of that key of its own.
 HOLDERS = ("FROM pg_locks WHERE locktype = 'advisory' AND granted "
+           "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
            "AND ((classid::bigint << 32) | objid::bigint) = :k")  # fmt: skip
 
 

@@ -201,34 +201,44 @@ async def test_english_pages_are_complete(
         assert "信息月报" in html and "2026年11月" in html
 
 
+KINDS = {
+    "weekly": f"week={W46}",
+    "monthly": "month=2026-11",
+    "quarterly": "quarter=2026-Q4",
+    "half-year": "half=2026-H2",
+}
+
+
+# One case a role (the admin, the district, town A, village A1), so that `make test`'s
+# two workers share the matrix: every kind of each role's scope, in every format.
+@pytest.mark.parametrize("role", ["admin", "district", "town_a", "village_a1"])
 async def test_every_role_opens_every_kind_of_its_scope_in_every_format(
+    client: TestClient, cast: Cast, demo_settings: Settings, stored: dict[str, int], role: str
+) -> None:
+    who = role if role == "admin" else cast.all()[role]
+    h = bearer(make_token(demo_settings, who))
+    own = {"admin": cast.district, cast.district: cast.district}.get(who, who)
+    for kind, query in KINDS.items():
+        if kind == "quarterly" and who not in ("admin", cast.district):
+            query += f"&town={cast.town_a}"  # its own town's quarter
+        page = await client.get(f"/reports/{kind}?{query}", headers=h)
+        assert page.status == 200, (who, kind, await page.text())
+        assert "None" not in await page.text(), (who, kind)
+        data = await (await client.get(f"/api/v1/reports/{kind}?{query}", headers=h)).json()
+        assert data["view"] in (own, cast.town_a), (who, kind, data.get("view"))
+        if who == cast.village_a1:
+            assert data["view"] == cast.village_a1  # its own centre, never its town
+        formats = ("csv", "xlsx", "html") + (("pdf",) if who == cast.village_a1 else ())
+        for fmt in formats:
+            resp = await client.get(f"/api/v1/reports/{kind}?{query}&format={fmt}", headers=h)
+            assert resp.status == 200, (who, kind, fmt, await resp.text())
+            assert b"None" not in await resp.read() or fmt == "xlsx", (who, kind, fmt)
+
+
+async def test_no_role_opens_another_towns_quarter(
     client: TestClient, cast: Cast, demo_settings: Settings, stored: dict[str, int]
 ) -> None:
-    kinds = {
-        "weekly": f"week={W46}",
-        "monthly": "month=2026-11",
-        "quarterly": "quarter=2026-Q4",
-        "half-year": "half=2026-H2",
-    }
-    for who in ("admin", cast.district, cast.town_a, cast.village_a1):
-        h = bearer(make_token(demo_settings, who))
-        own = {"admin": cast.district, cast.district: cast.district}.get(who, who)
-        for kind, query in kinds.items():
-            if kind == "quarterly" and who not in ("admin", cast.district):
-                query += f"&town={cast.town_a}"  # its own town's quarter
-            page = await client.get(f"/reports/{kind}?{query}", headers=h)
-            assert page.status == 200, (who, kind, await page.text())
-            assert "None" not in await page.text(), (who, kind)
-            data = await (await client.get(f"/api/v1/reports/{kind}?{query}", headers=h)).json()
-            assert data["view"] in (own, cast.town_a), (who, kind, data.get("view"))
-            if who == cast.village_a1:
-                assert data["view"] == cast.village_a1  # its own centre, never its town
-            formats = ("csv", "xlsx", "html") + (("pdf",) if who == cast.village_a1 else ())
-            for fmt in formats:
-                resp = await client.get(f"/api/v1/reports/{kind}?{query}&format={fmt}", headers=h)
-                assert resp.status == 200, (who, kind, fmt, await resp.text())
-                assert b"None" not in await resp.read() or fmt == "xlsx", (who, kind, fmt)
-    # Scope refusals: another town's quarter, for its operator and for its villages.
+    """Scope refusals: another town's quarter, for its operator and for its villages."""
     for who in (cast.town_b, cast.village_b1):
         h = bearer(make_token(demo_settings, who))
         url = f"/api/v1/reports/quarterly?quarter=2026-Q4&town={cast.town_a}"
