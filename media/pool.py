@@ -452,16 +452,27 @@ class RemoteRoom:
         logger.info("room %s peer -: a part on media worker %d (pid %d), %d part(s)",
                     self.room_id, worker.index, worker.pid, len(self._parts))  # fmt: skip
         if len(self._parts) > 1:
-            await self._tell_parts()
+            await self._tell_parts(first=worker)
         if self._recording is not None:
             await worker.request("record", self.room_id, self.video_codec, *self._recording)
 
-    async def _tell_parts(self) -> None:
-        """Every live part learns the others, before any join on a new one."""
+    async def _tell_parts(self, first: MediaWorker | None = None) -> None:
+        """Every live part learns the others, before any join on a new one.
+
+        A new part (``first``) is told, and so has the room, before the others: on
+        learning of it they announce their present participants to it through the
+        pipes, and a worker drops pipe messages for a room it does not hold.
+        """
         layout = {w.index: w.pipe_path for w in self._parts if w.alive}
-        results = await asyncio.gather(
+        results: list[Any] = []
+        if first is not None and first.alive:
+            results += await asyncio.gather(
+                first.request("span", self.room_id, self.video_codec, layout),
+                return_exceptions=True,
+            )
+        results += await asyncio.gather(
             *(w.request("span", self.room_id, self.video_codec, layout)
-              for w in self._parts if w.alive),
+              for w in self._parts if w.alive and w is not first),
             return_exceptions=True,
         )
         for result in results:

@@ -625,9 +625,12 @@ def sees(client: Client, slot: int, colour: str, frames: int = 5) -> Callable[[]
     """The last ``frames`` frames of video slot ``slot`` are all ``colour``."""
 
     def check() -> bool:
-        if slot >= len(client.video):
-            return False
-        tail = client.video[slot][-frames:]
+        seen = client.video[slot] if slot < len(client.video) else []
+        tail = seen[-frames:]
+        check.__doc__ = (
+            f"{client.name} sees {colour} in video slot {slot}"
+            f" ({len(seen)} frames received, the last {tail})"
+        )
         return len(tail) == frames and set(tail) == {colour}
 
     return check
