@@ -471,8 +471,11 @@ class RemoteRoom:
                 return_exceptions=True,
             )
         results += await asyncio.gather(
-            *(w.request("span", self.room_id, self.video_codec, layout)
-              for w in self._parts if w.alive and w is not first),
+            *(
+                w.request("span", self.room_id, self.video_codec, layout)
+                for w in self._parts
+                if w.alive and w is not first
+            ),
             return_exceptions=True,
         )
         for result in results:
