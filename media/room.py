@@ -97,7 +97,7 @@ from media.consent import install as install_consent_expiry
 from media.forwarding import Feed, Slot
 from media.ice import IceSettings, peer_connection
 from media.ingest import Ingest, tap
-from media.jitter import use_bounded_jitter_buffer
+from media.jitter import use_arrival_order_audio, use_bounded_jitter_buffer
 from media.linkrate import TOP
 from media.ratecount import install as install_rate_counter
 from media.recorder import FileReport, RoomRecorder
@@ -756,6 +756,7 @@ class Room:
             if self.video_codec == codecs.VP8:
                 buffer.read_layer = codecs.vp8_layer
         if track.kind == "audio":
+            use_arrival_order_audio(receiver)
             _read_audio_levels(receiver, feed)
         peer.feeds.append(feed)
 

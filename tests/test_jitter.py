@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 
-from media.jitter import BoundedJitterBuffer
+from media.jitter import ArrivalOrderAudioBuffer, BoundedJitterBuffer
 
 
 class Clock:
@@ -81,3 +81,29 @@ def test_aiortcs_own_buffer_would_have_stalled() -> None:
     del packets[7]
     out, _ = feed(JitterBuffer(512, is_video=True), packets)
     assert [f.timestamp for f in out] == [0, 3000]  # nothing after the hole
+
+
+def audio_packets(seqs: list[int]) -> list[RtpPacket]:
+    out = []
+    for seq in seqs:
+        packet = RtpPacket(sequence_number=seq % 65536, timestamp=seq * 960 % 2**32)
+        packet._data = seq.to_bytes(4, "big")  # type: ignore[attr-defined]
+        out.append(packet)
+    return out
+
+
+def test_audio_goes_on_packet_by_packet_where_aiortcs_buffer_holds_four_back() -> None:
+    packets = audio_packets(list(range(65_530, 65_550)))  # wraps past 65535
+    ours, _ = feed(ArrivalOrderAudioBuffer(), packets)
+    theirs, _ = feed(JitterBuffer(capacity=16, prefetch=4), packets)
+    assert [f.data for f in ours] == [p._data for p in packets]  # type: ignore[attr-defined]
+    assert len(theirs) == len(packets) - 4  # the last four still inside when the talk stops
+
+
+def test_late_and_repeated_audio_packets_are_dropped_so_time_never_goes_back() -> None:
+    buffer = ArrivalOrderAudioBuffer()
+    out, _ = feed(buffer, audio_packets([65_534, 65_535, 1, 0, 1, 2, 65_535, 3]))
+    assert [f.timestamp for f in out] == [
+        p.timestamp for p in audio_packets([65_534, 65_535, 1, 2, 3])
+    ]
+    assert buffer.late == 3
