@@ -80,7 +80,7 @@ from media.ice import configure_host_addresses, peer_connection  # noqa: E402
 from web.app import create_app  # noqa: E402
 from web.schema import open_database  # noqa: E402
 
-from peers import FPS, LOOPBACK, Client, PatternTrack  # noqa: E402
+from peers import FPS, LOOPBACK, Client, PatternTrack, browser_like_buffer  # noqa: E402
 
 REPEATS = 10
 # Seconds between the operator's join and the village's answer. A person answers a ringing
@@ -321,6 +321,8 @@ async def bare_handshake() -> dict[str, float]:
         start = now()
         await a.setLocalDescription(await a.createOffer())
         await b.setRemoteDescription(a.localDescription)
+        for transceiver in b.getTransceivers():  # the village clients' buffer (peers.Client)
+            browser_like_buffer(transceiver.receiver)
         await b.setLocalDescription(await b.createAnswer())
         await a.setRemoteDescription(b.localDescription)
         if not await until(lambda: {"a", "b", "frame"} <= marks.keys(), 10):
