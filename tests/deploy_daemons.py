@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,12 +24,6 @@ def binary(name: str) -> str:
     if found is None:
         pytest.skip(f"{name} is not installed: `make system-deps` installs it (needs root)")
     return found
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def nginx_conf(prefix: Path, site: Path) -> Path:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import random
 import re
 import socket
 import struct
@@ -25,6 +24,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
+from ports import free_port
 
 BGR = {"blue": (200, 40, 40), "green": (40, 200, 40), "red": (40, 40, 200)}
 MTU_PAYLOAD = 1200
@@ -76,23 +76,6 @@ def _payloads(access_unit: bytes) -> list[bytes]:
     return out
 
 
-def _port_outside_ephemeral_range() -> int:
-    """A free port below the kernel's ephemeral range, so that while the server is
-    stopped no outgoing connection can take it as its own local port (the camera
-    client's retries included: a connect to 127.0.0.1:P may be given local port P and
-    connect to itself), and ``start`` can listen on it again."""
-    with open("/proc/sys/net/ipv4/ip_local_port_range") as limits:
-        low = int(limits.read().split()[0])
-    for port in random.sample(range(max(1024, low - 12_000), low), 200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
-
-
 class RtspServer:
     def __init__(
         self,
@@ -129,8 +112,8 @@ class RtspServer:
     def start(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if self.port == 0:
-            self.port = _port_outside_ephemeral_range()
+        if self.port == 0:  # not the ephemeral range: see tests/ports.py
+            self.port = free_port()
         listener.bind(("127.0.0.1", self.port))
         listener.listen(8)
         self.port = listener.getsockname()[1]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from ports import free_port as _free_port
 
 from dispatch.settings import Settings
 from web.cli import main
@@ -136,12 +136,6 @@ def test_the_installed_command_exits_2_without_a_traceback(settings: Settings) -
     )
     assert proc.returncode == 2
     assert "--under" in proc.stderr and "Traceback" not in proc.stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.usefixtures("demo_settings")  # the demo district in settings.db_url

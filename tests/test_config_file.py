@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from ports import free_port as _free_port
 
 from dispatch import config_file
 from dispatch.errors import InvalidInput
@@ -77,7 +77,7 @@ def test_a_number_is_taken_for_the_worker_counts(tmp_path: Path) -> None:
         ('port = "8080"\n', "port: expected a whole number"),
         ("port = 80.5\n", "port: expected a whole number"),
         ("scheduler = 1\n", "scheduler: expected true or false"),
-        ("cookie_secure = \"yes\"\n", "cookie_secure: expected true or false"),
+        ('cookie_secure = "yes"\n', "cookie_secure: expected true or false"),
         ("public_url = 8080\n", "public_url: expected a string"),
         ("media_workers = true\n", "media_workers: expected a string"),
         ("header_timeout = 0\n", "header_timeout: expected seconds above 0"),
@@ -104,12 +104,6 @@ def test_the_readme_states_the_file_and_its_keys() -> None:
     assert "--config FILE" in text and "DISPATCH_CONFIG" in text
     missing = [f.name for f in fields(Settings) if f"`{f.name}`" not in text]
     assert missing == []
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_serve_reads_its_settings_from_the_file(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 from dispatch import calls
 from dispatch.settings import Settings
@@ -22,12 +22,6 @@ from web.schema import open_database
 from conftest import Cast
 
 BIN = Path(sys.executable).parent / "dispatch"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(settings: Settings, port: int) -> subprocess.Popen[bytes]:

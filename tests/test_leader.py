@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from ports import free_port as _free_port
 
 from dispatch.db import Database
 from schedules.leader import LOCK_KEY, Leadership
@@ -98,12 +98,6 @@ async def test_the_leader_steps_down_when_its_connection_is_killed() -> None:
 
 
 # --- two real servers ----------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _scheduler_state(port: int) -> str | None:

@@ -45,7 +45,6 @@ import logging
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -72,6 +71,7 @@ from aiortc import (  # noqa: E402
 )
 from aiortc.mediastreams import MediaStreamError  # noqa: E402
 from av import VideoFrame  # noqa: E402
+from ports import free_port  # noqa: E402
 from sqlmodel import select  # noqa: E402
 
 from dispatch import accounts, centres, demo  # noqa: E402
@@ -255,12 +255,6 @@ def read_cast(db_url: str) -> Cast:
     db.close()
     spread = [v[i] for i in range(max(map(len, per_town))) for v in per_town if i < len(v)]
     return Cast(district, towns[0], per_town[0][0], spread)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Api:
@@ -454,10 +448,12 @@ def print_a(results: dict[str, list[float]], took: float) -> None:
         extra = f"{m / connected / 1000:>12.1f}{m / frame / 1000:>13.1f}" if ratio else ""
         print(f"  {label:<58}{m:>10.0f}{p:>8.0f}{extra}")
     accept, same = median(results["accept_to_frame"]), median(results["bare_same_frame"])
-    print(f"  village accept → first frame: {accept / frame:.1f}× bare aiortc's first frame "
-          f"(target ≤ 1.5×: {'met' if accept <= 1.5 * frame else 'NOT met'}); "
-          f"{accept / same:.1f}× when the bare peer receives as the village client does, "
-          "a frame out at its last packet (aiortc's own buffer waits for the next frame)")
+    print(
+        f"  village accept → first frame: {accept / frame:.1f}× bare aiortc's first frame "
+        f"(target ≤ 1.5×: {'met' if accept <= 1.5 * frame else 'NOT met'}); "
+        f"{accept / same:.1f}× when the bare peer receives as the village client does, "
+        "a frame out at its last packet (aiortc's own buffer waits for the next frame)"
+    )
 
 
 # --- (b) capacity -------------------------------------------------------------------------

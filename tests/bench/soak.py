@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import sys
 import tempfile
@@ -62,6 +61,7 @@ for path in (ROOT, ROOT / "tests"):
 
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
+from ports import free_port  # noqa: E402
 from sqlmodel import select  # noqa: E402
 
 from dispatch import accounts, calls, centres, demo  # noqa: E402
@@ -78,12 +78,6 @@ FPS = 10
 INTERVAL = 10.0
 STALL = 0.5  # a stream with less than this share of its frames in an interval stalled
 CLIENTS = ROOT / "tests" / "village_clients.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def prepare(folder: Path, browser: bool) -> tuple[Settings, str, list[str], dict[str, str]]:
