@@ -36,7 +36,6 @@ from aiohttp import ClientSession
 from deploy_daemons import (
     binary,
     check_config,
-    free_port,
     nginx_args,
     nginx_conf,
     running,
@@ -45,6 +44,7 @@ from deploy_daemons import (
 from linkemu import SEARCH
 from netns_pair import IP, Pair, veth_namespace
 from playwright.async_api import Error as PlaywrightError
+from ports import free_port
 
 from dispatch.settings import Settings
 from web.app import create_app

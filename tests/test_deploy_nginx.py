@@ -22,12 +22,12 @@ import pytest
 from deploy_daemons import (
     binary,
     check_config,
-    free_port,
     nginx_args,
     nginx_conf,
     running,
     until_listening,
 )
+from ports import free_port
 
 from dispatch.settings import Settings
 from web.app import create_app

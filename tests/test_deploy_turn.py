@@ -21,7 +21,8 @@ import aioice.stun
 import aioice.turn
 import pytest
 from aiohttp.test_utils import TestClient
-from deploy_daemons import binary, free_port, running, until_listening
+from deploy_daemons import binary, running, until_listening
+from ports import free_port
 
 from dispatch import turn
 from dispatch.settings import Settings, ice_settings
