@@ -463,21 +463,15 @@ class RemoteRoom:
         learning of it they announce their present participants to it through the
         pipes, and a worker drops pipe messages for a room it does not hold.
         """
-        layout = {w.index: w.pipe_path for w in self._parts if w.alive}
+        live = [w for w in self._parts if w.alive]
+        layout = {w.index: w.pipe_path for w in live}
+        waves = [[first], [w for w in live if w is not first]] if first in live else [live]
         results: list[Any] = []
-        if first is not None and first.alive:
+        for wave in waves:
             results += await asyncio.gather(
-                first.request("span", self.room_id, self.video_codec, layout),
+                *(w.request("span", self.room_id, self.video_codec, layout) for w in wave),
                 return_exceptions=True,
             )
-        results += await asyncio.gather(
-            *(
-                w.request("span", self.room_id, self.video_codec, layout)
-                for w in self._parts
-                if w.alive and w is not first
-            ),
-            return_exceptions=True,
-        )
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, RoomError):
                 raise result
