@@ -240,6 +240,13 @@ class Slot(MediaStreamTrack):
         return self._cap
 
     @property
+    def link_cap(self) -> int:
+        """The most the viewer's link carries by its receiver reports (``media.linkrate``):
+        ``cap`` follows it from the next layer-0 frame, and drops below it for a while
+        when a late viewer starts from the kept layer-0 frames (``_catch_up``)."""
+        return self._link.cap
+
+    @property
     def ceiling(self) -> int:
         return self._ceiling
 

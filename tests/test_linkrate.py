@@ -17,7 +17,21 @@ def reports(governor: LinkGovernor, lost: float, start: float, seconds: int, *,
 def test_loss_steps_down_one_layer_at_a_time_then_pauses() -> None:
     governor = LinkGovernor()
     caps = reports(governor, 0.2, 0, 8)
-    assert caps == [1, 1, 0, 0, PAUSED, PAUSED, PAUSED, PAUSED]
+    assert caps == [1, 1, 0, 0, 0, 0, 0, 0]  # layer 0 holds its picture at 20 % lost
+    caps = reports(governor, 0.3, 8, 3)
+    assert caps == [PAUSED] * 3  # not at 30 %
+
+
+def test_heavy_loss_goes_to_the_layers_that_fit_in_one_change() -> None:
+    """At 40 % lost, what got through holds layer 0 (40 % of the bitrate) but not
+    layers 0-1 (60 %): one change, not two a hold apart while the queue overflows."""
+    governor = LinkGovernor()
+    assert governor.report(0.4, 0, layered=True) == 0
+    governor = LinkGovernor()
+    assert governor.report(0.15, 0, layered=True) == 1  # 85 % got through: 0-1 fit
+    assert governor.report(0.4, 1, layered=True) == 1  # within the hold
+    assert governor.report(0.4, 2, layered=True) == 0
+    assert governor.report(0.9, 4, layered=True) == PAUSED  # from layer 0: pause
 
 
 def test_a_stream_without_layers_goes_straight_to_audio_only_and_back() -> None:
@@ -30,7 +44,7 @@ def test_a_stream_without_layers_goes_straight_to_audio_only_and_back() -> None:
 
 def test_a_clean_link_climbs_back_a_step_per_hold() -> None:
     governor = LinkGovernor()
-    reports(governor, 0.2, 0, 5)
+    reports(governor, 0.3, 0, 5)
     assert governor.cap == PAUSED
     caps = reports(governor, 0.0, 10, 25)
     assert caps[4] == PAUSED and caps[5] == 0 and caps[10] == 1 and caps[15] == TOP
