@@ -13,7 +13,10 @@ until the key frame comes (``media.forwarding.Feed``). For VP8 it also tells eac
 frame's temporal layer (``layer = (tid, sync)``), read from the payload descriptor
 of the frame's first packet, which aiortc's depayloader would throw away.
 
-Installed per receiver by ``use_bounded_jitter_buffer`` (private aiortc 1.16 attribute
+With ``read_layer`` set (VP8: it tells a frame's first packet) a frame comes out as
+soon as its last packet is in, as a browser's buffer does, not when the next frame
+begins as in aiortc's. Installed per receiver by ``use_bounded_jitter_buffer``
+(private aiortc 1.16 attribute
 ``RTCRtpReceiver._RTCRtpReceiver__jitter_buffer``). Audio gets
 ``ArrivalOrderAudioBuffer`` (``use_arrival_order_audio``): each packet on arrival.
 """
@@ -48,6 +51,7 @@ class BoundedJitterBuffer(JitterBuffer):
         self.skips = 0
         # VP8 only: the temporal layer of each frame, by RTP timestamp, read from the
         # descriptor of its first packet (aiortc's depayloader drops the descriptor).
+        # Also tells where a frame starts (not None), which lets a whole frame out early.
         self.read_layer: Callable[[bytes], tuple[int, bool] | None] | None = None
         self._layers: dict[int, tuple[int, bool]] = {}
 
@@ -59,6 +63,8 @@ class BoundedJitterBuffer(JitterBuffer):
                 if len(self._layers) > LAYERS_KEPT:
                     del self._layers[next(iter(self._layers))]
         pli_flag, frame = super().add(packet)
+        if frame is None and self.read_layer is not None:
+            frame = self._whole_frame_at_origin(packet)
         if frame is not None:
             self._stuck_since = None
             return pli_flag, self._mark(frame)
@@ -80,6 +86,30 @@ class BoundedJitterBuffer(JitterBuffer):
         frame.layer = self._layers.pop(frame.timestamp, (0, False))  # type: ignore[attr-defined]  # ours
         self._gap = False
         return frame
+
+    def _whole_frame_at_origin(self, packet: RtpPacket) -> JitterFrame | None:
+        """The frame at the origin, removed, once every packet of it is in: it starts
+        there (``read_layer`` tells a frame's first packet) and runs unbroken to the
+        packet with the marker bit, which ends a frame. aiortc's buffer knows a frame
+        is whole only when the next one's first packet arrives: a frame interval
+        later (67 ms at 15 fps) for every viewer. Checked only when ``packet`` joined
+        that frame, the only time it can have become whole."""
+        assert self._origin is not None and self.read_layer is not None
+        first = self._packets[self._origin % self._capacity]
+        if first is None or first.timestamp != packet.timestamp:
+            return None
+        if self.read_layer(first.payload) is None:
+            return None  # the origin is not where the frame starts (a stream's first packets)
+        parts = []
+        for count in range(self._capacity):
+            part = self._packets[(self._origin + count) % self._capacity]
+            if part is None or part.timestamp != first.timestamp:
+                return None
+            parts.append(part._data)  # type: ignore[attr-defined]  # set by aiortc's receiver
+            if part.marker:
+                self.remove(count + 1)
+                return JitterFrame(data=b"".join(parts), timestamp=first.timestamp)
+        return None
 
     def _held_back(self, packet: RtpPacket) -> bool:
         """Nothing came out although ``packet`` belongs to a later frame than the one at

@@ -35,10 +35,10 @@ from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 from av.packet import Packet
 
-from media.codecs import OPUS, VP8, is_keyframe
+from media.codecs import OPUS, VP8, is_keyframe, vp8_layer
 from media.ice import IceSettings, configure_host_addresses, peer_connection, restore_host_addresses
 from media.ingest import Ingest, tap
-from media.jitter import use_arrival_order_audio, use_bounded_jitter_buffer
+from media.jitter import BoundedJitterBuffer, use_arrival_order_audio, use_bounded_jitter_buffer
 from media.room import Room
 from media.rtpout import Packetised, RtpOut, ntp_now
 
@@ -114,6 +114,15 @@ def _plane_mean(frame: VideoFrame, index: int) -> float:
     return float(rows[::4, : plane.width : 4].mean())
 
 
+def browser_like_buffer(receiver: RTCRtpReceiver) -> BoundedJitterBuffer:
+    """The server's video buffer for a client's receiver: a frame comes out when its
+    last packet is in, as in a browser, and a lost packet is given up on; aiortc's own
+    waits for the next frame's first packet, and for 512 packets after a loss."""
+    buffer = use_bounded_jitter_buffer(receiver)
+    buffer.read_layer = vp8_layer
+    return buffer
+
+
 class Client:
     """An aiortc peer standing in for a browser: what it offers and what it receives."""
 
@@ -166,7 +175,7 @@ class Client:
             if self.light:
                 self._count(transceiver.receiver, track.kind)
             elif track.kind == "video":
-                use_bounded_jitter_buffer(transceiver.receiver)  # as the server's
+                browser_like_buffer(transceiver.receiver)
                 self.video.append([])
                 self._readers.append(asyncio.create_task(self._read_video(track, self.video[-1])))
             else:
@@ -191,7 +200,7 @@ class Client:
             tap(receiver, Ingest(f"{self.name} audio", "audio", room_codec="VP8",
                                  on_frame=count_audio, on_end=lambda: None))  # fmt: skip
             return
-        use_bounded_jitter_buffer(receiver)
+        browser_like_buffer(receiver)
         index = len(self.video)
         self.video.append([])
         self.frames.append(0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 
+from media.codecs import vp8_layer
 from media.jitter import ArrivalOrderAudioBuffer, BoundedJitterBuffer
 
 
@@ -81,6 +82,65 @@ def test_aiortcs_own_buffer_would_have_stalled() -> None:
     del packets[7]
     out, _ = feed(JitterBuffer(512, is_video=True), packets)
     assert [f.timestamp for f in out] == [0, 3000]  # nothing after the hole
+
+
+def vp8_frames(count: int, packets_per_frame: int = 3, first_seq: int = 65_530) -> list[RtpPacket]:
+    """As ``frames``, each payload with a VP8 descriptor: S = 1 on a frame's first packet."""
+    out = frames(count, packets_per_frame, first_seq)
+    for index, packet in enumerate(out):
+        start = index % packets_per_frame == 0
+        packet.payload = bytes([0x10 if start else 0x00]) + packet._data  # type: ignore[attr-defined]
+    return out
+
+
+def vp8_buffer() -> BoundedJitterBuffer:
+    buffer = BoundedJitterBuffer(clock=Clock())
+    buffer.read_layer = vp8_layer
+    return buffer
+
+
+def test_a_vp8_frame_comes_out_with_its_last_packet_not_the_next_frames_first() -> None:
+    buffer, packets = vp8_buffer(), vp8_frames(5)
+    for index in range(5):
+        out, _ = feed(buffer, packets[index * 3 : index * 3 + 3])
+        assert [f.timestamp for f in out] == [index * 3000]  # no later packet needed
+        assert out[0].data == b"".join(bytes([index, part]) for part in range(3))
+        assert out[0].layer == (0, False)  # type: ignore[attr-defined]
+
+
+def test_a_frame_whose_middle_packet_comes_last_comes_out_with_it() -> None:
+    buffer, packets = vp8_buffer(), vp8_frames(2)
+    middle = packets.pop(1)
+    out, _ = feed(buffer, packets[:2])  # frame 0's first and last packets
+    assert out == []
+    out, _ = feed(buffer, [middle])
+    assert [f.timestamp for f in out] == [0]
+    out, _ = feed(buffer, packets[2:])
+    assert [f.timestamp for f in out] == [3000]
+
+
+def test_a_stream_joined_mid_frame_goes_on_as_aiortcs_buffer_until_a_frame_start() -> None:
+    """The first packets belong to a frame begun earlier: not known whole, it comes out
+    when the next frame begins (aiortc's rule); from there frames come out whole."""
+    buffer, packets = vp8_buffer(), vp8_frames(3)[1:]  # frame 0 without its first packet
+    out, _ = feed(buffer, packets[:2])  # the rest of frame 0, marker included
+    assert out == []
+    out, _ = feed(buffer, packets[2:3])  # frame 1's first packet
+    assert [f.timestamp for f in out] == [0]
+    out, _ = feed(buffer, packets[3:])
+    assert [f.timestamp for f in out] == [3000, 6000]
+
+
+def test_with_whole_frames_out_early_a_lost_packet_is_still_given_up_after_max_wait() -> None:
+    clock = Clock()
+    buffer = BoundedJitterBuffer(clock=clock, max_wait=0.25)
+    buffer.read_layer = vp8_layer
+    packets = vp8_frames(40)
+    del packets[7]  # frame 2's middle packet never comes
+    out, plis = feed(buffer, packets, clock)
+    timestamps = [f.timestamp for f in out]
+    assert timestamps[:2] == [0, 3000] and buffer.skips == 1 and plis >= 1
+    assert out[2].gap and timestamps == sorted(timestamps) and len(out) >= 30  # type: ignore[attr-defined]
 
 
 def audio_packets(seqs: list[int]) -> list[RtpPacket]:

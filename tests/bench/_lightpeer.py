@@ -70,7 +70,7 @@ from media.rtpout import Packetised
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: helpers shared with them
 from l1t3 import decodes_by_layer, encode_l1t3
 
-from peers import PACER, HeldTrack, PacedStream, opus_frames, vp8_frames
+from peers import PACER, HeldTrack, PacedStream, browser_like_buffer, opus_frames, vp8_frames
 
 LOOPBACK = IceSettings(host_addresses=("127.0.0.1",))
 WIDTH, HEIGHT, FPS = 640, 360, 15
@@ -450,6 +450,7 @@ class BenchPeer:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         self._readers.append(asyncio.create_task(tap.report(dtls)))
         for transceiver, seen in probed:  # remote tracks exist once the answer is set
+            browser_like_buffer(transceiver.receiver)
             reader = _read_probe(transceiver.receiver.track, seen)
             self._readers.append(asyncio.create_task(reader))
 
