@@ -10,6 +10,7 @@ import io
 import json
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 import openpyxl
 import pypdf
@@ -28,8 +29,19 @@ from conftest import Cast, bearer, make_token
 W46 = IsoWeek(2026, 46)
 
 
+@pytest.fixture(scope="session")
+def period_figures() -> dict[str, dict[str, Any]]:
+    """The three period reports `stored` keeps, by label, computed by the first test that
+    needs them (about 2.5 s on an idle machine, most of `stored`'s time). Each test of this
+    file computes them over the same database: the started demo district with the same
+    W46 rota built on it. A test that stores other figures is not in this file."""
+    return {}
+
+
 @pytest.fixture
-def stored(demo_settings: Settings, cast: Cast) -> dict[str, int]:
+def stored(
+    demo_settings: Settings, cast: Cast, period_figures: dict[str, dict[str, Any]]
+) -> dict[str, int]:
     """A rota for W46 (built the week before) and four stored reports: W46, October (before
     the first rota: no figures), 2026-Q4 of town A and 2026-H2."""
     db = Database(demo_settings.db_url)
@@ -42,9 +54,12 @@ def stored(demo_settings: Settings, cast: Cast) -> dict[str, int]:
             ("quarterly", periods.parse_quarter("2026-Q4"), cast.town_a),
             ("half-year", periods.parse_half("2026-H2"), None),
         ):
-            report = periods.period_report(s, cast.district, period, town=town)
             label = period.code if town is None else f"{period.code}@{town}"
-            ids[kind] = archive.store(s, kind, label, cast.district, report.as_dict(), "t").id or 0
+            if label not in period_figures:
+                report = periods.period_report(s, cast.district, period, town=town)
+                period_figures[label] = report.as_dict()
+            data = period_figures[label]
+            ids[kind] = archive.store(s, kind, label, cast.district, data, "t").id or 0
     db.close()
     return ids
 
