@@ -25,6 +25,7 @@ from typing import Any
 from av import VideoFrame
 
 from media import wire
+from media.heap import freeze_startup_heap
 from media.ice import IceSettings, configure_host_addresses
 from media.pipes import Pipes
 from media.room import FrameSampled, Room, RoomError, RoomEvent
@@ -223,7 +224,8 @@ async def main() -> None:
         asyncio.streams.FlowControlMixin, os.fdopen(pipe, "wb", buffering=0)
     )
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
-    logger.info("worker %d: started", os.getpid())
+    frozen = freeze_startup_heap()  # no full collection walks the imports again
+    logger.info("worker %d: started (%d start-up objects frozen)", os.getpid(), frozen)
     await Worker(writer).serve(reader)
     logger.info("worker %d: input closed, rooms closed, exiting", os.getpid())
 

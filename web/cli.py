@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
@@ -19,6 +20,7 @@ from dispatch.db import Database
 from dispatch.errors import DispatchError, ImportRejected, InvalidInput
 from dispatch.settings import DEFAULT_DB, Settings
 from logs import first_run
+from media.heap import freeze_startup_heap
 
 from . import cli_db, cli_deploy, cli_logs, cli_schedules
 from .schema import in_session, open_database
@@ -182,8 +184,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {role:<18} {username:<14} {password:<20} {name}", flush=True)
         print("Press Ctrl+C to stop.", flush=True)
 
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=banner)
+    app = create_app(settings)
+    app.on_startup.append(_freeze_startup_heap)  # last: after every start-up context
+    web.run_app(app, host=settings.host, port=settings.port, print=banner)
     return 0
+
+
+async def _freeze_startup_heap(app: Any) -> None:
+    """Start-up is over: no full garbage collection walks its objects again (media/heap.py)."""
+    logging.getLogger(__name__).info("%d start-up objects frozen", freeze_startup_heap())
 
 
 def cmd_demo_load(args: argparse.Namespace, settings: Settings) -> int:
