@@ -133,5 +133,4 @@ def _step_down(cap: int, lost: float) -> int:
     if cap <= 0:
         return PAUSED
     fits = (1.0 - lost) * HEADROOM * LAYER_SHARE[cap]
-    lower = [c for c in range(cap - 1, 0, -1) if LAYER_SHARE[c] <= fits]
-    return lower[0] if lower else 0
+    return next((c for c in range(cap - 1, 0, -1) if LAYER_SHARE[c] <= fits), 0)

@@ -21,6 +21,8 @@ import gc
 import time
 from types import TracebackType
 
+from media.heap import freeze_startup_heap
+
 
 class StallWatch:
     def __init__(self, tick: float = 0.005) -> None:
@@ -32,8 +34,7 @@ class StallWatch:
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> StallWatch:
-        gc.collect()
-        gc.freeze()
+        freeze_startup_heap()  # the test process's objects so far, as a server's start-up
         self._task = asyncio.get_running_loop().create_task(self._watch())
         await asyncio.sleep(0)
         return self
