@@ -99,6 +99,7 @@ class RtspServer:
         self._sprop = ",".join(base64.b64encode(types[t]).decode() for t in (7, 8))
         self._profile = types[7][1:4].hex()
         self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
         self._clients: set[socket.socket] = set()
         self._lock = threading.Lock()
         self.port = 0
@@ -111,19 +112,36 @@ class RtspServer:
 
     def start(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if self.port == 0:  # not the ephemeral range: see tests/ports.py
-            self.port = free_port()
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(8)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.port == 0:  # not the ephemeral range: see tests/ports.py
+                self.port = free_port()
+            listener.bind(("127.0.0.1", self.port))
+            listener.listen(8)
+        except OSError:
+            listener.close()
+            raise
         self.port = listener.getsockname()[1]
         self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        self._acceptor.start()
 
     def stop(self) -> None:
+        """Stop listening and drop every client. The port is free when this returns:
+        closing a socket another thread is blocked in ``accept`` on leaves it listening
+        until that ``accept`` returns (Linux), so a restart on the same port failed with
+        "Address already in use", or the client reconnected to the closed listener.
+        ``shutdown`` wakes the ``accept``; the acceptor is joined."""
         listener, self._listener = self._listener, None
         if listener is not None:
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # not supported for a listener here: close alone, as before
             listener.close()
+            if self._acceptor is not None:
+                self._acceptor.join(timeout=5)
+                self._acceptor = None
         with self._lock:
             clients, self._clients = set(self._clients), set()
         for client in clients:
