@@ -4,19 +4,32 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test lint bench system-deps clean lock wheelhouse
+.PHONY: serve test lint bench build-deps system-deps clean lock wheelhouse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# Installing compiles media/_rtpsend.c (the forwarding send path): `build-deps` first.
+$(VENV)/.installed: pyproject.toml media/_rtpsend.c | build-deps $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml media/_rtpsend.c | build-deps $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed
+
+# Debian packages the install needs: a C compiler and the headers of the Python the
+# virtualenv is made from (python3-dev for Debian's python3).
+build-deps:
+	@missing=""; \
+	command -v gcc > /dev/null || missing="$$missing gcc"; \
+	test -f "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" \
+	  || missing="$$missing python3-dev"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 
 # Debian packages the tests need: Chromium for the browser tests (never a downloaded
 # browser), a CJK font so PDFs show Chinese, ip for the tests' network namespaces (the
@@ -25,7 +38,9 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 # nginx and coturn for the
 # deployment tests (tests/test_deploy_*.py; started from generated files, never the
 # system services), certutil to put the lab CA in a test browser's profile, ffprobe and
-# ffmpeg to read recordings back (tests/test_recorder.py, tests/test_recording.py).
+# ffmpeg to read recordings back (tests/test_recorder.py, tests/test_recording.py),
+# HarfBuzz's subsetter for WeasyPrint's PDF fonts (without it WeasyPrint 70 warns at
+# import, and the tests turn warnings into errors).
 system-deps:
 	@missing=""; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
@@ -36,6 +51,7 @@ system-deps:
 	test -x /usr/bin/certutil || missing="$$missing libnss3-tools"; \
 	test -x /usr/bin/ffprobe || missing="$$missing ffmpeg"; \
 	fc-list :lang=zh-cn 2>/dev/null | grep -q . || missing="$$missing fonts-wqy-microhei"; \
+	ls /usr/lib/*/libharfbuzz-subset.so.0 > /dev/null 2>&1 || missing="$$missing libharfbuzz-subset0"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
@@ -55,7 +71,7 @@ lock: | $(BIN)/python
 # has no wheel; wheels already there are reused: when all are, PyPI is not asked), this
 # project's wheel, the lock, and SHA256SUMS to check the folder after carrying it
 # (sha256sum -c SHA256SUMS).
-wheelhouse: | $(BIN)/python
+wheelhouse: | build-deps $(BIN)/python
 	mkdir -p $(WHEELHOUSE)
 	$(BIN)/pip wheel -q --require-hashes -r $(LOCK) --no-index --find-links $(WHEELHOUSE) \
 	  -w $(WHEELHOUSE) 2>/dev/null || \
@@ -95,4 +111,4 @@ bench: $(VENV)/.installed-test
 	for b in tests/bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info wheelhouse
+	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info wheelhouse build media/_rtpsend*.so

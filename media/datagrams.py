@@ -53,6 +53,15 @@ def segmentation_enabled() -> bool:
     return _Offload.enabled
 
 
+def refused_segmentation(error: int | None) -> None:
+    """A segmented write failed with ``error``: the kernel's refusal of segmentation
+    turns it off for the process (logged once); any other error leaves it on."""
+    if error in _NO_GSO and _Offload.enabled:
+        _Offload.enabled = False
+        logger.warning("UDP segmentation offload refused (%s): packets go one by one from "
+                       "now on", errno.errorcode.get(error or 0, error))  # fmt: skip
+
+
 def send_packets(transport: DatagramTransport, packets: list[bytes], addr: Any) -> None:
     """Send ``packets`` to ``addr`` in order; see the module doc for the invariants."""
     sock: socket.socket | None = getattr(transport, "_sock", None)
@@ -76,10 +85,8 @@ def send_packets(transport: DatagramTransport, packets: list[bytes], addr: Any) 
                 size = _SEGMENT_SIZE.pack(len(batch[0]))
                 sock.sendmsg(batch, [(SOL_UDP, UDP_SEGMENT, size)], 0, addr)
         except OSError as exc:
-            if len(batch) > 1 and exc.errno in _NO_GSO and _Offload.enabled:
-                _Offload.enabled = False
-                logger.warning("UDP segmentation offload refused (%s): packets go one by "
-                               "one from now on", exc)  # fmt: skip
+            if len(batch) > 1:
+                refused_segmentation(exc.errno)
             for packet in packets[start:]:
                 transport.sendto(packet, addr)
             return

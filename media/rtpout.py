@@ -39,13 +39,14 @@ from typing import Any
 
 from aiortc import RTCRtpSender
 from aiortc.codecs.h264 import H264Encoder
-from aiortc.rtcdtlstransport import State
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 
+from media import rtpsend
 from media.codecs import H264, VP8
 from media.datagrams import send_packets
 
-HISTORY = 128  # packets kept for retransmission (aiortc keeps as many)
+HISTORY = 128  # frames kept for retransmission: at least as many packets as aiortc keeps
 PACKET_MAX = 1300  # bytes of payload per packet, as aiortc's packetisers
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -65,7 +66,7 @@ class Packetised:
     server's forwarded frames carry none (a viewer decodes whatever it is sent).
     """
 
-    __slots__ = ("_chunks", "codec", "data", "layer", "pts")
+    __slots__ = ("_chunks", "_octets", "codec", "data", "layer", "pts")
 
     def __init__(self, data: bytes, pts: int, codec: str, layer: int | None = None) -> None:
         self.data = data
@@ -73,12 +74,43 @@ class Packetised:
         self.codec = codec
         self.layer = layer
         self._chunks: list[bytes] | None = None
+        self._octets = -1
 
     @property
     def chunks(self) -> list[bytes]:
         if self._chunks is None:
             self._chunks = _cut(self.codec, self.data)
         return self._chunks
+
+    @property
+    def octets(self) -> int:
+        """Payload bytes a viewer is sent: the chunks and their VP8 descriptors."""
+        if self._octets < 0:
+            chunks = self.chunks
+            self._octets = sum(map(len, chunks)) + len(_prefix(self, 0, 1)) * len(chunks)
+        return self._octets
+
+
+# What one viewer was sent of a frame: first sequence number, packet count, RTP
+# timestamp, the frame, its VP8 picture id.
+_Sent = tuple[int, int, int, Packetised, int]
+
+
+def _descriptor(frame: Packetised) -> int:
+    if frame.codec != VP8:
+        return rtpsend.NO_DESCRIPTOR
+    return rtpsend.VP8_DESCRIPTOR if frame.layer is None else rtpsend.VP8_LAYERED
+
+
+def _prefix(frame: Packetised, picture: int, index: int) -> bytes:
+    """The VP8 payload descriptor of ``frame``'s packet ``index`` (none for other
+    codecs), as media/_rtpsend.c writes it."""
+    if frame.codec != VP8:
+        return b""
+    start = 0x90 if index == 0 else 0x80
+    if frame.layer is None:
+        return _VP8_DESCRIPTOR.pack(start, 0x80, 0x8000 | picture)
+    return _VP8_LAYERED.pack(start, 0xA0, 0x8000 | picture, frame.layer << 6 | 0x20)
 
 
 def _cut(codec: str, data: bytes) -> list[bytes]:
@@ -121,7 +153,12 @@ class RtpOut:
         self._rtx_seq = random.getrandbits(15)
         self._origin = random.getrandbits(32)
         self._picture_id = random.getrandbits(15)
-        self._history: list[tuple[int, int, int, bytes, bytes] | None] = [None] * HISTORY
+        self._history: list[_Sent | None] = [None] * HISTORY  # by frame count
+        self._frames = 0
+        self._to_pair: Any = None  # the ICE pair self._to is the address of
+        self._to: bytes | None = None  # its remote address as a sockaddr
+        self._session: Any = None  # the SRTP session self._session_at points to
+        self._session_at = 0
         self.packets = 0
         self.octets = 0
         start = sender.send
@@ -176,34 +213,25 @@ class RtpOut:
         ts = (timestamp + self._origin) & 0xFFFFFFFF
         extensions = self._extensions(now)
         chunks = frame.chunks
-        last = len(chunks) - 1
-        vp8 = frame.codec == VP8
-        layer, picture = frame.layer, self._picture_id
-        # ``_protect``'s work, inlined: this loop runs for every packet to every viewer.
-        protect, header, pt, ssrc = dtls._tx_srtp.protect, _HEADER.pack, self._pt, self._ssrc
-        first = 0x90 if extensions else 0x80
-        octets = 0
-        packets = []
-        for i, chunk in enumerate(chunks):
-            if not vp8:
-                prefix = b""
-            elif layer is None:
-                prefix = _VP8_DESCRIPTOR.pack(0x90 if i == 0 else 0x80, 0x80, 0x8000 | picture)
+        seq, picture = self._seq, self._picture_id
+        transport = pair.protocol.transport
+        if transport is not None:  # None once the ICE connection closed
+            fd = rtpsend.open_socket(transport) if rtpsend.available() else -1
+            to = self._native_target(dtls, pair) if fd >= 0 else None
+            if to is not None:
+                rtpsend.send_frame(transport, fd, to, self._session_at, chunks, self._pt,
+                                   seq, ts, self._ssrc, extensions, _descriptor(frame),
+                                   picture, frame.layer or 0, pair.remote_addr)  # fmt: skip
             else:
-                prefix = _VP8_LAYERED.pack(0x90 if i == 0 else 0x80, 0xA0, 0x8000 | picture,
-                                           layer << 6 | 0x20)  # fmt: skip
-            seq = self._seq
-            marker = 1 if i == last else 0
-            self._history[seq % HISTORY] = (seq, ts, marker, prefix, chunk)
-            head = header(first, (marker << 7) | pt, seq, ts, ssrc)
-            packets.append(protect(b"".join((head, extensions, prefix, chunk))))
-            self._seq = (seq + 1) & 0xFFFF
-            octets += len(prefix) + len(chunk)
-        self._transmit(pair, packets)
-        if vp8:
-            self._picture_id = (self._picture_id + 1) & 0x7FFF
+                send_packets(transport, self._packets(frame, seq, ts, extensions),
+                             pair.remote_addr)  # fmt: skip
+        self._history[self._frames % HISTORY] = (seq, len(chunks), ts, frame, picture)
+        self._frames += 1
+        self._seq = (seq + len(chunks)) & 0xFFFF
+        if frame.codec == VP8:
+            self._picture_id = (picture + 1) & 0x7FFF
         self.packets += len(chunks)
-        self.octets += octets
+        self.octets += frame.octets
         sender = self._sender  # the counters its RTCP task puts in sender reports
         sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]  # private, 1.16
         sender._RTCRtpSender__rtp_timestamp = ts  # type: ignore[attr-defined]  # private, 1.16
@@ -211,25 +239,58 @@ class RtpOut:
         sender._RTCRtpSender__octet_count = self.octets  # type: ignore[attr-defined]  # private
         return True
 
+    def _packets(self, frame: Packetised, seq: int, ts: int, extensions: bytes) -> list[bytes]:
+        """``frame``'s packets from ``seq`` on, protected: the Python twin of
+        media/_rtpsend.c (kept lean: it runs per packet per viewer where that can't)."""
+        protect, header = self._sender.transport._tx_srtp.protect, _HEADER.pack
+        first = 0x90 if extensions else 0x80
+        pt, ssrc, picture = self._pt, self._ssrc, self._picture_id
+        last = len(frame.chunks) - 1
+        return [protect(b"".join((header(first, (0x80 if i == last else 0) | pt,
+                                         (seq + i) & 0xFFFF, ts, ssrc),
+                                  extensions, _prefix(frame, picture, i), chunk)))
+                for i, chunk in enumerate(frame.chunks)]  # fmt: skip
+
+    def _native_target(self, dtls: RTCDtlsTransport, pair: Any) -> bytes | None:
+        """``pair``'s remote address as a sockaddr for the native path, with the DTLS
+        transport's SRTP session in ``_session_at``; None: the native path can't take it
+        (both kept per pair and per session: they change only on a restart)."""
+        if pair is not self._to_pair:
+            self._to_pair, self._to = pair, rtpsend.sockaddr(pair.remote_addr)
+        srtp = dtls._tx_srtp
+        if srtp is not self._session:
+            self._session = srtp
+            self._session_at = rtpsend.session_address(srtp) if srtp is not None else 0
+        return self._to if self._session_at else None
+
     async def retransmit(self, sequence_number: int) -> None:
         """The viewer NACKed ``sequence_number``: resend it if still in the history
         (replaces the sender's ``_retransmit``, which reads a history nothing fills)."""
-        kept = self._history[sequence_number % HISTORY]
         pair = self._pair() if self.ready else None
-        if kept is None or kept[0] != sequence_number or pair is None:
+        kept = self._find(sequence_number)
+        if kept is None or pair is None:
             return
-        seq, ts, marker, prefix, chunk = kept
+        (_, count, ts, frame, picture), index = kept
+        marker = index == count - 1
+        prefix, chunk = _prefix(frame, picture, index), frame.chunks[index]
         extensions = self._extensions(time.time())
         if self._rtx_pt is None:
-            packet = self._protect(self._pt, seq, ts, self._ssrc, marker, extensions, prefix,
-                                   chunk)  # fmt: skip
+            packet = self._protect(self._pt, sequence_number, ts, self._ssrc, marker,
+                                   extensions, prefix, chunk)  # fmt: skip
         else:
             rtx_seq = self._rtx_seq
             self._rtx_seq = (rtx_seq + 1) & 0xFFFF
-            original = struct.pack("!H", seq) + prefix
+            original = struct.pack("!H", sequence_number) + prefix
             packet = self._protect(self._rtx_pt, rtx_seq, ts, self._rtx_ssrc, marker,
                                    extensions, original, chunk)  # fmt: skip
         self._transmit(pair, [packet])
+
+    def _find(self, seq: int) -> tuple[_Sent, int] | None:
+        """The kept frame that packet ``seq`` belonged to, and its index in it."""
+        for sent in self._history:
+            if sent is not None and (seq - sent[0]) & 0xFFFF < sent[1]:
+                return sent, (seq - sent[0]) & 0xFFFF
+        return None
 
     def _pair(self) -> Any:
         ice = self._sender.transport.transport._connection
@@ -248,14 +309,14 @@ class RtpOut:
         seq: int,
         ts: int,
         ssrc: int,
-        marker: int,
+        marker: bool,
         extensions: bytes,
         prefix: bytes,
         chunk: bytes,
     ) -> bytes:
         """One RTP packet, SRTP-protected with this viewer's session."""
         first = 0x90 if extensions else 0x80
-        header = _HEADER.pack(first, (marker << 7) | pt, seq, ts, ssrc)
+        header = _HEADER.pack(first, (0x80 if marker else 0) | pt, seq, ts, ssrc)
         protect = self._sender.transport._tx_srtp.protect
         return protect(b"".join((header, extensions, prefix, chunk)))
 

@@ -46,7 +46,7 @@ PARALLEL_FILES = frozenset({
     "test_openapi_fuzz.py", "test_outcome.py", "test_pages_smoke.py", "test_periods.py",
     "test_postgres.py", "test_ratecount.py", "test_recording_retention.py", "test_remb.py",
     "test_reports_stored.py", "test_reports_web.py", "test_rota.py", "test_rota_service.py",
-    "test_rtpout.py",
+    "test_rtpout.py", "test_rtpsend.py",
     "test_scope_matrix.py", "test_settings.py", "test_spot_checks.py", "test_web_auth.py",
     "test_week_in_progress.py", "test_wording.py", "test_workdays.py",
 })  # fmt: skip

@@ -630,7 +630,8 @@ async def _command_loop(
 
 def serve(conn: Connection, kind: str) -> None:
     """A server process: one room ("forward": media.room.Room in the process;
-    "unbatched": the same with one sendto per packet; "span2": a
+    "python": the same with the Python send path instead of media.rtpsend's native one;
+    "unbatched": ``forward`` with one sendto per packet; "span2": a
     room in two media worker processes, participants placed on them in turn
     (``span_at`` 1), every publisher piped once to the other; "reencode": the baseline)."""
     _quiet()
@@ -639,12 +640,14 @@ def serve(conn: Connection, kind: str) -> None:
 
 async def _serve(conn: Connection, kind: str) -> None:
     pool: Any = None
-    if kind in ("forward", "unbatched"):
-        from media import datagrams
+    if kind in ("forward", "python", "unbatched"):
+        from media import datagrams, rtpsend
         from media.room import Room
 
         if kind == "unbatched":  # one sendto per packet: the side-by-side baseline
             datagrams._Offload.enabled = False
+        if kind == "python":  # media.rtpout's Python packets, pylibsrtp's protect
+            rtpsend.enable(False)
 
         room: Any = Room("bench", LOOPBACK, on_event=lambda event: None)
     elif kind == "span2":

@@ -8,6 +8,8 @@ Two servers are measured in one run, one after the other, each in its own proces
   reencode  the old design in miniature (``_lightpeer.ReencodeRoom``): one MediaRelay
             per received track, every viewer's RTCRtpSender encodes its own copy;
   forward   ``media.room.Room`` as it is in the working tree, in the server process;
+  python    ``forward`` with the Python send path (``media.rtpsend``'s native one off:
+            headers built and pylibsrtp's ``protect`` called per packet in Python);
   unbatched ``forward`` with one ``sendto`` per packet (``media.datagrams``' segmented
             writes off): what writing a frame's packets at once saves, side by side;
   span2     the same room in two media worker processes (``media.pool``, span_at 1:
@@ -289,13 +291,14 @@ def print_summary(steps: list[Step]) -> None:
             low, high = min(cores), max(cores)
             slope = (cores[high] - cores[low]) / (high - low)
             print(f"{kind} marginal server CPU per viewer, N={low}..{high}: {slope * 100:.2f} %")
-    plain = measured(steps, "unbatched")
-    for n in sorted(n for n in plain if n in measured(steps, "forward")):
-        per_u, per_f = plain[n] / n, measured(steps, "forward")[n] / n
-        print(
-            f"server CPU per viewer at N={n}: unbatched {per_u * 100:.2f} %, forward "
-            f"{per_f * 100:.2f} % of a core: unbatched/forward = {per_u / per_f:.2f}x"
-        )
+    for other in ("python", "unbatched"):  # the same room, one part of the send path off
+        plain = measured(steps, other)
+        for n in sorted(n for n in plain if n in measured(steps, "forward")):
+            per_u, per_f = plain[n] / n, measured(steps, "forward")[n] / n
+            print(
+                f"server CPU per viewer at N={n}: {other} {per_u * 100:.2f} %, forward "
+                f"{per_f * 100:.2f} % of a core: {other}/forward = {per_u / per_f:.2f}x"
+            )
     both = [n for n in measured(steps, "reencode") if n in measured(steps, "forward")]
     if both:  # per-viewer CPU at the largest N both servers measured
         n = max(both)
@@ -327,6 +330,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--max-viewers", type=int, default=512)
     parser.add_argument("--reencode-steps", default="2,4,8,16,24,32,48,64,96,128")
     parser.add_argument("--forward-steps", default="4,16,32,64,128,256,384,512")
+    parser.add_argument("--python-steps", default="128,256")
     parser.add_argument("--unbatched-steps", default="64,128")
     parser.add_argument("--span2-steps", default="64,128,192,256,384,512")
     parser.add_argument(
@@ -338,7 +342,7 @@ def parse() -> argparse.Namespace:
         args.quiet_wait = min(args.quiet_wait, 5.0)
         args.max_viewers = min(args.max_viewers, 32)
         args.reencode_steps, args.forward_steps, args.span2_steps = "2,4", "4,32", "4,32"
-        args.unbatched_steps = "32"
+        args.unbatched_steps = args.python_steps = "32"
     return args
 
 
@@ -351,6 +355,7 @@ def main() -> None:
     for kind, text in (
         ("reencode", args.reencode_steps),
         ("forward", args.forward_steps),
+        ("python", args.python_steps),
         ("unbatched", args.unbatched_steps),
         ("span2", args.span2_steps),
     ):
