@@ -20,6 +20,8 @@
  *   segmentation off for the process.
  * - Nothing is written to a packet past its slot: a payload that does not fit raises
  *   ValueError before anything is sent.
+ * - The static packet buffers are used only while the GIL is held, which it is for the
+ *   whole call: no two calls ever share them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
