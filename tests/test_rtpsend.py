@@ -2,15 +2,15 @@
 
 Real UDP sockets on 127.0.0.1, real libsrtp sessions (pylibsrtp's) on both sides: two
 sender sessions with one key give the same ciphertext for the same packet, so the
-native path's datagrams are compared byte for byte with ``RtpOut._packets``' twin
-built here, and read back through a receiving session."""
+native path's datagrams are compared byte for byte with what ``RtpOut._packets`` (the
+Python path) makes, and read back through a receiving session."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
-import struct
+import types
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,7 +18,7 @@ from pylibsrtp import Policy, Session
 
 from media import datagrams, rtpsend
 from media.codecs import H264, OPUS, VP8
-from media.rtpout import _VP8_DESCRIPTOR, _VP8_LAYERED, Packetised, _descriptor, _prefix
+from media.rtpout import _VP8_DESCRIPTOR, _VP8_LAYERED, Packetised, RtpOut, _descriptor, _prefix
 
 pytestmark = pytest.mark.skipif(not rtpsend.available(), reason="media._rtpsend not built")
 
@@ -34,14 +34,12 @@ def _session(direction: int) -> Session:
 
 
 def _python_packets(session: Session, frame: Packetised, seq: int, ts: int) -> list[bytes]:
-    """What the Python path writes (media.rtpout.RtpOut._packets), spelled out."""
-    last = len(frame.chunks) - 1
-    out = []
-    for i, chunk in enumerate(frame.chunks):
-        head = struct.pack("!BBHII", 0x90, (0x80 if i == last else 0) | PT,
-                           (seq + i) & 0xFFFF, ts, SSRC)  # fmt: skip
-        out.append(session.protect(head + EXTENSIONS + _prefix(frame, 300, i) + chunk))
-    return out
+    """What the Python path (``RtpOut._packets``) writes, on ``session``."""
+    sender = types.SimpleNamespace(_ssrc=SSRC, _rtx_ssrc=0, send=None,
+                                   transport=types.SimpleNamespace(_tx_srtp=session))  # fmt: skip
+    out = RtpOut(sender, "video")  # type: ignore[arg-type]  # only what _packets reads
+    out._pt, out._picture_id = PT, 300
+    return out._packets(frame, seq, ts, EXTENSIONS)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Bench: one presenter to N receive-only viewers, re-encoding server beside forwarding.
 
-Run:  .venv/bin/python tests/bench/fanout.py            (≈3-5 min)
+Run:  .venv/bin/python tests/bench/fanout.py            (≈6-7 min)
       .venv/bin/python tests/bench/fanout.py --quick    (≈1 min: small N, short windows)
 
 Two servers are measured in one run, one after the other, each in its own process
@@ -330,11 +330,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--max-viewers", type=int, default=512)
     parser.add_argument("--reencode-steps", default="2,4,8,16,24,32,48,64,96,128")
     parser.add_argument("--forward-steps", default="4,16,32,64,128,256,384,512")
-    parser.add_argument("--python-steps", default="128,256")
-    parser.add_argument("--unbatched-steps", default="64,128")
+    parser.add_argument("--python-steps", default="256")
+    parser.add_argument("--unbatched-steps", default="128")
     parser.add_argument("--span2-steps", default="64,128,192,256,384,512")
     parser.add_argument(
-        "--budget", type=float, default=270.0, help="seconds; no new step starts beyond it"
+        "--budget", type=float, default=420.0, help="seconds; no new step starts beyond it"
     )
     args = parser.parse_args()
     if args.quick:

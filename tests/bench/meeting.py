@@ -8,7 +8,9 @@ Two servers are measured in one run, one after the other, each in its own proces
 (tests/bench/_lightpeer.py ``serve``: a room behind POST /join and /floor on 127.0.0.1):
   reencode  the old design in miniature (``_lightpeer.ReencodeRoom``): one MediaRelay
             per received track, every viewer's RTCRtpSender encodes its own copy;
-  forward   ``media.room.Room`` as it is in the working tree.
+  forward   ``media.room.Room`` as it is in the working tree;
+  python    the same with the Python send path (``media.rtpsend``'s native one off),
+            at a few N: what the native path saves, side by side.
 The operator offers its camera and microphone sendonly and one recvonly video + audio
 pair per participant (slot i shows the i-th participant to join). Each participant
 offers camera + microphone sendrecv (slot 0: the operator) then one recvonly pair
@@ -321,6 +323,11 @@ def print_summary(steps: list[Step]) -> None:
     if not shared:
         print("  no N measured by both servers")
     print_target_ratio(best["reencode"], forward)
+    python = {s.n: s.per_participant for s in steps if s.server == "python" and s.window}
+    for n in sorted(n for n in python if n in per["forward"]):
+        print(f"Server CPU per participant at N={n}: python {python[n] * 100:.2f} %, forward "
+              f"{per['forward'][n] * 100:.2f} % of a core: python/forward = "
+              f"{python[n] / per['forward'][n]:.2f}x")  # fmt: skip
 
 
 def print_target_ratio(reencode: Step | None, forward: Step | None) -> None:
@@ -363,15 +370,16 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--max-participants", type=int, default=25)
     parser.add_argument("--reencode-steps", default="2,3,5,10,15,20,25")
     parser.add_argument("--forward-steps", default="3,5,10,15,20,25")
+    parser.add_argument("--python-steps", default="3,20")
     parser.add_argument(
-        "--budget", type=float, default=240.0, help="seconds; no new step starts beyond it"
+        "--budget", type=float, default=300.0, help="seconds; no new step starts beyond it"
     )
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.warmup = min(args.seconds, 4.0), min(args.warmup, 2.0)
         args.quiet_wait = min(args.quiet_wait, 5.0)
         args.max_participants = min(args.max_participants, 6)
-        args.reencode_steps, args.forward_steps = "2", "3,6"
+        args.reencode_steps, args.forward_steps, args.python_steps = "2", "3,6", "3"
     return args
 
 
@@ -381,7 +389,11 @@ def main() -> None:
     print_machine_busy()
     deadline = started + args.budget
     steps: list[Step] = []
-    for kind, text in (("reencode", args.reencode_steps), ("forward", args.forward_steps)):
+    for kind, text in (
+        ("reencode", args.reencode_steps),
+        ("forward", args.forward_steps),
+        ("python", args.python_steps),
+    ):
         # p1 and p2 are probes: every meeting has at least 2 participants (p1 probes
         # the floor p0 and the operator; p2's probes join from N = 3).
         steps += run_server(kind, ladder(text, args.max_participants), args, deadline)
