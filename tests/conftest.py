@@ -7,8 +7,9 @@ import filecmp
 import logging
 import os
 import shutil
+import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,3 +273,26 @@ async def client(
 
     as_started(demo_settings, demo_template, started_template)
     return await aiohttp_client(create_app(demo_settings))
+
+
+@pytest.fixture
+async def udp_link() -> AsyncIterator[tuple[asyncio.DatagramTransport, socket.socket]]:
+    """An asyncio datagram transport on 127.0.0.1 and a non-blocking socket to send to
+    (a 4 MB receive buffer: a test's whole burst fits before it reads)."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setblocking(False)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    yield transport, rx
+    transport.close()
+    rx.close()
+
+
+async def received_datagrams(rx: socket.socket, count: int) -> list[bytes]:
+    """The next ``count`` datagrams on ``rx`` (5 s each at most)."""
+    loop = asyncio.get_running_loop()
+    return [await asyncio.wait_for(loop.sock_recv(rx, 65536), 5) for _ in range(count)]

@@ -11,37 +11,22 @@ import socket
 from media import datagrams
 from media.datagrams import MAX_SEGMENTS, _batch, send_packets
 
-
-async def _received(rx: socket.socket, count: int) -> list[bytes]:
-    loop = asyncio.get_running_loop()
-    out: list[bytes] = []
-    while len(out) < count:
-        out.append(await asyncio.wait_for(loop.sock_recv(rx, 65536), 5))
-    return out
+from conftest import received_datagrams
 
 
-async def test_every_packet_arrives_in_order_as_its_own_datagram() -> None:
-    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx.bind(("127.0.0.1", 0))
-    rx.setblocking(False)
-    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
-    )
-    try:
-        # A key frame longer than one write can carry, a shorter packet in the middle
-        # (a batch ends there), a lone audio packet.
-        sizes = [1310] * (MAX_SEGMENTS + 5) + [600, 1310, 1310, 90, 120]
-        packets = [os.urandom(n) for n in sizes]
-        send_packets(transport, packets, rx.getsockname())
-        send_packets(transport, [b"audio"], rx.getsockname())
-        got = await _received(rx, len(packets) + 1)
-        assert got == [*packets, b"audio"]
-        assert datagrams.segmentation_enabled()  # this kernel takes segmented writes
-    finally:
-        transport.close()
-        rx.close()
+async def test_every_packet_arrives_in_order_as_its_own_datagram(
+    udp_link: tuple[asyncio.DatagramTransport, socket.socket],
+) -> None:
+    transport, rx = udp_link
+    # A key frame longer than one write can carry, a shorter packet in the middle (a
+    # batch ends there), a lone audio packet.
+    sizes = [1310] * (MAX_SEGMENTS + 5) + [600, 1310, 1310, 90, 120]
+    packets = [os.urandom(n) for n in sizes]
+    send_packets(transport, packets, rx.getsockname())
+    send_packets(transport, [b"audio"], rx.getsockname())
+    got = await received_datagrams(rx, len(packets) + 1)
+    assert got == [*packets, b"audio"]
+    assert datagrams.segmentation_enabled()  # this kernel takes segmented writes
 
 
 def test_a_batch_is_equal_sizes_then_at_most_one_shorter() -> None:

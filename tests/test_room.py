@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import aioice.ice
 import numpy as np
@@ -26,6 +27,7 @@ from av import AudioFrame
 
 import media.forwarding
 import media.room
+import media.rtpsend
 from media.codecs import CodecError, black_keyframe, is_keyframe
 from media.forwarding import KEYFRAME_RETRY
 from media.ice import (
@@ -215,6 +217,29 @@ async def test_operator_sees_everyone_and_participants_see_operator_and_floor(
     await eventually(sees(op, 0, "red"))  # the operator's view never changed
     with pytest.raises(RoleError):
         room.give_floor("op")
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native-send", "python-send"])
+async def test_video_and_audio_reach_viewers_through_either_send_path(
+    room: Room, clients: ClientFactory, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    """media.rtpsend's native path carries every forwarded frame when it is on; with it
+    off (a relayed viewer's case) the Python path carries the same streams."""
+    calls: list[int] = []
+    send_frame = media.rtpsend.send_frame
+
+    def counted(*args: Any) -> None:
+        calls.append(len(args[4]))
+        send_frame(*args)
+
+    monkeypatch.setattr(media.rtpsend, "send_frame", counted)
+    monkeypatch.setattr(media.rtpsend._Switch, "enabled", native)
+    op, p1, p2 = await meeting(room, clients)
+    await eventually(sees(op, 0, "red"))
+    await eventually(sees(op, 1, "green"))
+    await eventually(sees(p1, 0, "blue"))
+    await eventually(lambda: min(op.audio) > 10 and p1.audio[0] > 10 and p2.audio[0] > 10)
+    assert (len(calls) > 0) is native
 
 
 async def test_frames_are_sampled_about_once_a_second(

@@ -11,7 +11,6 @@ import asyncio
 import os
 import socket
 import types
-from collections.abc import AsyncIterator
 
 import pytest
 from pylibsrtp import Policy, Session
@@ -20,11 +19,15 @@ from media import datagrams, rtpsend
 from media.codecs import H264, OPUS, VP8
 from media.rtpout import _VP8_DESCRIPTOR, _VP8_LAYERED, Packetised, RtpOut, _descriptor, _prefix
 
-pytestmark = pytest.mark.skipif(not rtpsend.available(), reason="media._rtpsend not built")
+from conftest import received_datagrams
 
 KEY = bytes(range(30))  # AES_CM_128_HMAC_SHA1_80: 16-byte key + 14-byte salt
 SSRC, PT = 0x1234_5678, 96
 EXTENSIONS = b"\xbe\xde\x00\x02" + b"\x10\x30\x32\x00\x00\x00\x00\x00"  # mid + 3 bytes pad
+
+
+def test_the_native_path_is_built_and_on() -> None:
+    assert rtpsend.available()  # `pip install -e .` compiles media/_rtpsend.c
 
 
 def _session(direction: int) -> Session:
@@ -42,26 +45,6 @@ def _python_packets(session: Session, frame: Packetised, seq: int, ts: int) -> l
     return out._packets(frame, seq, ts, EXTENSIONS)
 
 
-@pytest.fixture
-async def link() -> AsyncIterator[tuple[asyncio.DatagramTransport, socket.socket]]:
-    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx.bind(("127.0.0.1", 0))
-    rx.setblocking(False)
-    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
-    )
-    yield transport, rx
-    transport.close()
-    rx.close()
-
-
-async def _received(rx: socket.socket, count: int) -> list[bytes]:
-    loop = asyncio.get_running_loop()
-    return [await asyncio.wait_for(loop.sock_recv(rx, 65536), 5) for _ in range(count)]
-
-
 H264_ACCESS_UNIT = b"\0\0\0\1\x67" + os.urandom(30) + b"\0\0\0\1\x65" + os.urandom(4000)
 
 
@@ -77,9 +60,9 @@ def _frames() -> list[Packetised]:
 
 
 async def test_native_packets_equal_the_python_paths_byte_for_byte(
-    link: tuple[asyncio.DatagramTransport, socket.socket],
+    udp_link: tuple[asyncio.DatagramTransport, socket.socket],
 ) -> None:
-    transport, rx = link
+    transport, rx = udp_link
     native, python = _session(Policy.SSRC_ANY_OUTBOUND), _session(Policy.SSRC_ANY_OUTBOUND)
     receiver = _session(Policy.SSRC_ANY_INBOUND)
     addr = rx.getsockname()
@@ -93,7 +76,7 @@ async def test_native_packets_equal_the_python_paths_byte_for_byte(
                            PT, seq, ts, SSRC, EXTENSIONS, _descriptor(frame), 300,
                            frame.layer or 0, addr)  # fmt: skip
         expected = _python_packets(python, frame, seq, ts)
-        got = await _received(rx, len(expected))
+        got = await received_datagrams(rx, len(expected))
         assert got == expected
         clear = [receiver.unprotect(p) for p in got]
         assert [int.from_bytes(p[2:4], "big") for p in clear] == [
@@ -115,9 +98,9 @@ def test_descriptors_match_rfc_7741() -> None:
 
 
 async def test_what_the_kernel_refuses_goes_through_asyncio_in_order(
-    link: tuple[asyncio.DatagramTransport, socket.socket],
+    udp_link: tuple[asyncio.DatagramTransport, socket.socket],
 ) -> None:
-    transport, rx = link
+    transport, rx = udp_link
     native, python = _session(Policy.SSRC_ANY_OUTBOUND), _session(Policy.SSRC_ANY_OUTBOUND)
     closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     bad_fd = closed.detach()
@@ -128,7 +111,8 @@ async def test_what_the_kernel_refuses_goes_through_asyncio_in_order(
     frame = Packetised(os.urandom(1295 * 5), 0, VP8, layer=1)
     rtpsend.send_frame(transport, bad_fd, to, rtpsend.session_address(native), frame.chunks,
                        PT, 10, 900, SSRC, EXTENSIONS, _descriptor(frame), 300, 1, addr)  # fmt: skip
-    assert await _received(rx, len(frame.chunks)) == _python_packets(python, frame, 10, 900)
+    expected = _python_packets(python, frame, 10, 900)
+    assert await received_datagrams(rx, len(frame.chunks)) == expected
     assert datagrams.segmentation_enabled()  # a bad descriptor is no refusal of segmentation
 
 
@@ -146,9 +130,9 @@ def test_addresses_and_sockets_the_native_path_refuses() -> None:
 
 
 async def test_a_transport_with_queued_packets_is_not_written_past(
-    link: tuple[asyncio.DatagramTransport, socket.socket],
+    udp_link: tuple[asyncio.DatagramTransport, socket.socket],
 ) -> None:
-    transport, _ = link
+    transport, _ = udp_link
     assert rtpsend.open_socket(transport) >= 0
     transport._buffer.append((b"queued", ("127.0.0.1", 9)))  # type: ignore[attr-defined]
     try:
