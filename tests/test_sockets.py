@@ -50,6 +50,21 @@ async def test_one_wake_up_delivers_every_waiting_datagram_in_order() -> None:
     transport.close()
 
 
+async def test_the_largest_udp_datagram_arrives_whole() -> None:
+    """Reads ask for 64 KB, not asyncio's 256 KB: still room for any UDP datagram."""
+    protocol = Counting()
+    transport = await waiting(protocol, 0)
+    port = transport.get_extra_info("sockname")[1]
+    largest = bytes(range(256)) * 255 + bytes(range(227))  # 65,507: IPv4's largest payload
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 18)
+        sender.sendto(largest, ("127.0.0.1", port))
+        sender.sendto(b"next", ("127.0.0.1", port))
+    transport._read_ready()  # type: ignore[attr-defined]
+    assert protocol.received == [largest, b"next"]
+    transport.close()
+
+
 async def test_draining_stops_when_the_transport_closes() -> None:
     protocol = Counting(close_after=3)
     transport = await waiting(protocol, 10)
