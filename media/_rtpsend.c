@@ -19,7 +19,7 @@
  *   per packet. A refusal says whether it was a segmented write, so the caller can turn
  *   segmentation off for the process.
  * - Nothing is written to a packet past its slot: a payload that does not fit raises
- *   ValueError before anything is sent.
+ *   ValueError before anything is protected or sent.
  * - The static packet buffers are used only while the GIL is held, which it is for the
  *   whole call: no two calls ever share them.
  */
@@ -162,8 +162,10 @@ static PyObject *send_frame(PyObject *self, PyObject *const *args, Py_ssize_t na
     int segment = PyObject_IsTrue(args[13]);
     if (PyErr_Occurred() || segment < 0)
         return NULL;
-    if (extlen % 4 != 0 || extlen > 256 || pt > 127) {
-        PyErr_SetString(PyExc_ValueError, "bad header extension block or payload type");
+    if (extlen % 4 != 0 || extlen > 256 || pt > 127 || descriptor < NONE ||
+        descriptor > VP8_LAYERED) {
+        PyErr_SetString(PyExc_ValueError,
+                        "bad header extension block, payload type or descriptor kind");
         return NULL;
     }
 
@@ -185,19 +187,24 @@ static PyObject *send_frame(PyObject *self, PyObject *const *args, Py_ssize_t na
     size_t prefix = descriptor == VP8 ? 4 : descriptor == VP8_LAYERED ? 5 : 0;
     size_t head = 12 + (size_t)extlen;
 
-    /* Build and protect every packet first: a payload that does not fit fails the
-     * frame before anything is sent. */
+    /* Every payload is checked before any is protected: a frame refused half-way would
+     * leave sequence numbers protected that the caller then uses again (keystream
+     * reuse under AES-CM, aiortc allowing repeated transmissions). */
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *chunk = PyList_GET_ITEM(chunks, i);
         if (!PyBytes_Check(chunk)) {
             PyErr_SetString(PyExc_TypeError, "chunks must be a list of bytes");
             goto done;
         }
-        size_t size = (size_t)PyBytes_GET_SIZE(chunk);
-        if (head + prefix + size + TRAILER_ROOM > SLOT) {
+        if (head + prefix + (size_t)PyBytes_GET_SIZE(chunk) + TRAILER_ROOM > SLOT) {
             PyErr_SetString(PyExc_ValueError, "RTP payload too large for one packet");
             goto done;
         }
+    }
+    /* Then build and protect every packet, and only then send. */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *chunk = PyList_GET_ITEM(chunks, i);
+        size_t size = (size_t)PyBytes_GET_SIZE(chunk);
         unsigned char *p = slots[i];
         int last = i == n - 1;
         p[0] = extlen ? 0x90 : 0x80;

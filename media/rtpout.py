@@ -110,7 +110,7 @@ def _prefix(frame: Packetised, picture: int, index: int) -> bytes:
     start = 0x90 if index == 0 else 0x80
     if frame.layer is None:
         return _VP8_DESCRIPTOR.pack(start, 0x80, 0x8000 | picture)
-    return _VP8_LAYERED.pack(start, 0xA0, 0x8000 | picture, frame.layer << 6 | 0x20)
+    return _VP8_LAYERED.pack(start, 0xA0, 0x8000 | picture, (frame.layer & 3) << 6 | 0x20)
 
 
 def _cut(codec: str, data: bytes) -> list[bytes]:

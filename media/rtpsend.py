@@ -20,8 +20,9 @@ Invariants:
 - Whatever the kernel refuses is handed back protected and goes through
   ``transport.sendto`` in order, exactly as ``media.datagrams`` does; a refused
   segmented write turns segmentation off for the process there too.
-- Without the compiled module (a source tree nobody built), ``available()`` is False and
-  the caller keeps its Python path.
+- Without the compiled module (a source tree nobody built), or with a pylibsrtp whose
+  ``srtp_protect`` is not libsrtp 2's, ``available()`` is False and the caller keeps its
+  Python path.
 """
 
 from __future__ import annotations
@@ -33,20 +34,35 @@ from asyncio import DatagramTransport
 from typing import Any
 
 from pylibsrtp import Session
-from pylibsrtp._binding import ffi, lib  # type: ignore[import-not-found]  # cffi, no stubs
 
 from media import datagrams
-
-try:
-    from media import _rtpsend  # type: ignore[attr-defined]
-except ImportError:  # not built: `pip install -e .` compiles it
-    _rtpsend = None
 
 logger = logging.getLogger(__name__)
 
 NO_DESCRIPTOR, VP8_DESCRIPTOR, VP8_LAYERED = 0, 1, 2  # as media/_rtpsend.c's enum
+# The one srtp_protect the C side is written for (libsrtp 2, what pylibsrtp 1.0 carries):
+# called with another signature it would corrupt memory, so any other turns it off.
+_PROTECT_TYPE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
 
-_PROTECT = int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect")))
+
+def _load() -> tuple[Any, Any, int]:
+    """The compiled module, pylibsrtp's cffi ``ffi`` and ``srtp_protect``'s address; a
+    None module when either is missing or not the libsrtp it was written for."""
+    try:
+        from pylibsrtp._binding import ffi, lib  # type: ignore[import-not-found]  # cffi
+
+        from media import _rtpsend as native  # type: ignore[attr-defined]
+    except ImportError:  # not built (`pip install -e .` compiles it), or pylibsrtp moved
+        return None, None, 0
+    protect = ffi.addressof(lib, "srtp_protect")
+    if ffi.typeof(protect).cname != _PROTECT_TYPE:
+        logger.warning("pylibsrtp's srtp_protect is %s, not %s: frames are sent by the Python "
+                       "path", ffi.typeof(protect).cname, _PROTECT_TYPE)  # fmt: skip
+        return None, ffi, 0
+    return native, ffi, int(ffi.cast("uintptr_t", protect))
+
+
+_rtpsend, _ffi, _PROTECT = _load()
 _SOCKADDR_IN = struct.Struct("=H")  # sa_family, in the host's byte order
 _SOCKADDR_IN6_TAIL = struct.Struct("=I")  # sin6_scope_id
 
@@ -67,7 +83,7 @@ def enable(on: bool) -> None:
 
 def session_address(session: Session) -> int:
     """The address of ``session``'s ``srtp_t``: valid while ``session`` lives."""
-    return int(ffi.cast("uintptr_t", session._srtp[0]))
+    return int(_ffi.cast("uintptr_t", session._srtp[0]))
 
 
 def sockaddr(addr: tuple[Any, ...]) -> bytes | None:

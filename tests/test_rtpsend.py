@@ -156,6 +156,10 @@ def test_a_payload_too_large_sends_nothing() -> None:
             rtpsend._rtpsend.send_frame(tx.fileno(), to, rtpsend._PROTECT,  # type: ignore[union-attr]
                                         rtpsend.session_address(session), chunks, PT, 1, 1,
                                         SSRC, b"", 0, 0, 0, True)  # fmt: skip
+        with pytest.raises(ValueError, match="descriptor kind"):
+            rtpsend._rtpsend.send_frame(tx.fileno(), to, rtpsend._PROTECT,  # type: ignore[union-attr]
+                                        rtpsend.session_address(session), [bytes(10)], PT, 1,
+                                        1, SSRC, b"", 3, 0, 0, True)  # fmt: skip
         with pytest.raises(BlockingIOError):
             rx.recv(2048)
     finally:
