@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test lint bench build-deps system-deps clean lock wheelhouse
+.PHONY: serve test lint bench native build-deps system-deps clean lock wheelhouse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ $(VENV)/.installed: pyproject.toml media/_rtpsend.c | build-deps $(BIN)/python
 $(VENV)/.installed-test: pyproject.toml media/_rtpsend.c | build-deps $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed
+
+# The compiled module sits in the source tree (an editable install builds it in place):
+# built again when it is missing though the install stamp is newer (a `git clean`).
+native: $(VENV)/.installed
+	@ls media/_rtpsend*.so > /dev/null 2>&1 || $(BIN)/pip install -q --no-deps -e .
 
 # Debian packages the install needs: a C compiler and the headers of the Python the
 # virtualenv is made from (python3-dev for Debian's python3).
@@ -81,7 +86,7 @@ wheelhouse: | build-deps $(BIN)/python
 	cp $(LOCK) $(WHEELHOUSE)/requirements.lock
 	cd $(WHEELHOUSE) && sha256sum *.whl requirements.lock > SHA256SUMS
 
-serve: $(VENV)/.installed
+serve: $(VENV)/.installed native
 	mkdir -p var
 	$(BIN)/dispatch demo load --if-empty --history-weeks 8
 	$(BIN)/dispatch serve
@@ -96,7 +101,7 @@ serve: $(VENV)/.installed
 # queue, so one slow file no longer holds a worker while the other waits.
 # `--durations=15` names the slowest tests of each pass.
 # mypy reads its settings (which packages, how strict) from pyproject.toml.
-test: $(VENV)/.installed-test system-deps
+test: $(VENV)/.installed-test native system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	export DISPATCH_TEST_PG_URL="$${DISPATCH_TEST_PG_URL:-$$(bash .ci/postgres.sh)}"; \
@@ -107,7 +112,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-test native
 	for b in tests/bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
