@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
@@ -24,6 +24,9 @@ from media.heap import freeze_startup_heap
 
 from . import cli_db, cli_deploy, cli_logs, cli_schedules
 from .schema import in_session, open_database
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 EXIT_USAGE = 2
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -190,7 +193,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _freeze_startup_heap(app: Any) -> None:
+async def _freeze_startup_heap(app: web.Application) -> None:
     """Start-up is over: no full garbage collection walks its objects again (media/heap.py)."""
     logging.getLogger(__name__).info("%d start-up objects frozen", freeze_startup_heap())
 

@@ -726,6 +726,7 @@ def clients(conn: Connection, batch: float = 0.0) -> None:
     if batch <= 0:
         asyncio.run(_clients(conn))
         return
+
     def batching_loop() -> asyncio.AbstractEventLoop:
         return asyncio.SelectorEventLoop(_BatchingSelector(batch))
 
